@@ -1,0 +1,5 @@
+"""Allow ``python -m uplift``."""
+
+from uplift.cli import main
+
+main()

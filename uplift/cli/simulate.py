@@ -1,0 +1,111 @@
+"""`uplift simulate`: write a simulated log and, in a separate file, its ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from uplift.cli.app import app
+from uplift.exceptions import ConfigError
+
+
+def default_truth_path(out: Path) -> Path:
+    """``orders.parquet`` -> ``orders.truth.parquet``: beside the log, never inside it."""
+    return out.with_name(f"{out.stem}.truth{out.suffix}")
+
+
+@app.command(help="Simulate the order world: a log of orders, arms and outcomes, with truth.")
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Log file to write (.csv or .parquet).")],
+    orders: Annotated[int, typer.Option(help="Number of eligible orders.")] = 100_000,
+    weeks: Annotated[int, typer.Option(help="Number of ISO weeks the orders span.")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    truth_out: Annotated[
+        Path | None,
+        typer.Option(help="Truth file (default: LOG's name with .truth before the suffix)."),
+    ] = None,
+    logged_policy: Annotated[
+        bool,
+        typer.Option(
+            "--logged-policy",
+            help="Assign arms by a targeting policy with known propensities, not at random.",
+        ),
+    ] = False,
+    control_share: Annotated[
+        float, typer.Option(help="Share of orders held out on control when randomised.")
+    ] = 0.2,
+    start_week: Annotated[str, typer.Option(help="First ISO week, e.g. 2026-W40.")] = "2026-W40",
+    drift: Annotated[
+        float, typer.Option(help="Scale of week-to-week change in base rates and mix (0 = none).")
+    ] = 1.0,
+    effect_drift: Annotated[
+        float, typer.Option(help="Fraction of every arm's effect lost by the last week.")
+    ] = 0.0,
+    first_order_id: Annotated[int, typer.Option(help="order_id of the first order.")] = 1,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary as JSON here.")
+    ] = None,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.simulate import simulate as simulate_world
+
+    truth_path = truth_out or default_truth_path(out)
+    check_table_suffix(out)
+    check_table_suffix(truth_path)
+    if truth_path.resolve() == out.resolve():
+        raise ConfigError(f"--truth-out {truth_path} is the log file: the truth needs its own file")
+    world = simulate_world(
+        orders,
+        weeks,
+        seed,
+        logged_policy=logged_policy,
+        control_share=control_share,
+        start_week=start_week,
+        drift=drift,
+        effect_drift=effect_drift,
+        first_order_id=first_order_id,
+    )
+    write_table(world.log, out)
+    write_table(world.truth, truth_path)
+    arms = world.arm_summary()
+    payload = {
+        "orders": len(world.log),
+        "weeks": weeks,
+        "seed": seed,
+        "assignment": "logged_policy" if logged_policy else "randomised",
+        "start_week": start_week,
+        "cancel_rate": float(world.log["cancelled"].mean()),
+        "arms": arms,
+        "log": str(out),
+        "truth": str(truth_path),
+    }
+    if json_path is not None:
+        write_json(payload, json_path)
+
+    table = Table(
+        title=f"Simulated {len(world.log):,} orders over {weeks} week(s) from {start_week}"
+    )
+    for column in ("arm", "orders", "share", "cancel rate", "true cancel rate"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for row in arms.itertuples(index=False):
+        table.add_row(
+            str(row.arm),
+            f"{row.orders:,}",
+            f"{row.share:.1%}",
+            f"{row.cancel_rate:.2%}",
+            f"{row.true_cancel_rate:.2%}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"assignment: {payload['assignment']}; overall cancel rate {payload['cancel_rate']:.2%}"
+    )
+    console.print(f"log   -> {out}")
+    console.print(f"truth -> {truth_path} (ground truth: never train on it)")
+    if json_path is not None:
+        console.print(f"json  -> {json_path}")

@@ -1,0 +1,257 @@
+"""The contract every uplift model follows, its input checks and the shared feature encoding.
+
+``fit(X, y, *, arm, propensity=None, control="control")`` and ``predict(X)``, which returns a
+DataFrame of orders x treatment arms (columns in sorted arm order, index of ``X``, float64).
+The target ``y`` is ``retained`` (0/1) or a continuous outcome such as revenue; either way the
+prediction is E[y | arm, x] - E[y | control, x], so uplift > 0 is good.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator
+
+from uplift.exceptions import ConfigError, NotFittedError, SchemaError, describe_rows
+
+FloatArray = NDArray[np.float64]
+
+
+class FeatureEncoder:
+    """Turns a feature frame into numbers the same way at fit and at predict time.
+
+    Numeric and boolean columns become float64. Every other column becomes a pandas
+    ``category`` with the categories seen in fit (an unseen level becomes missing), so that
+    LightGBM splits on it natively; :meth:`to_numpy` gives the category codes instead.
+    """
+
+    def __init__(self) -> None:
+        self.columns: tuple[str, ...] = ()
+        self.categories: dict[str, pd.Index] = {}
+
+    def fit(self, X: pd.DataFrame) -> Self:
+        """Learn the columns and the levels of the categorical ones."""
+        self.columns = tuple(str(c) for c in X.columns)
+        self.categories = {
+            str(name): pd.Index(sorted(X[name].dropna().astype(str).unique()))
+            for name in X.columns
+            if not _is_numeric(X[name])
+        }
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Encoded copy of ``X`` (the input is never modified)."""
+        missing = [c for c in self.columns if c not in X.columns]
+        if missing:
+            raise SchemaError(
+                f"feature column(s) {', '.join(missing)} missing; the model was fitted on "
+                f"{', '.join(self.columns)}"
+            )
+        encoded: dict[str, Any] = {}
+        for name in self.columns:
+            column = X[name]
+            if name in self.categories:
+                values = column.astype("string").astype(object).where(column.notna(), None)
+                encoded[name] = pd.Categorical(values, categories=self.categories[name])
+            else:
+                encoded[name] = _as_float(column, name)
+        return pd.DataFrame(encoded, index=X.index)
+
+    @staticmethod
+    def to_numpy(encoded: pd.DataFrame) -> FloatArray:
+        """Numeric matrix for libraries without categorical support (codes; missing is -1)."""
+        columns = [
+            encoded[c].cat.codes.to_numpy(np.float64)
+            if isinstance(encoded[c].dtype, pd.CategoricalDtype)
+            else encoded[c].to_numpy(np.float64)
+            for c in encoded.columns
+        ]
+        return np.column_stack(columns) if columns else np.empty((len(encoded), 0))
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _as_float(column: pd.Series, name: str) -> pd.Series:
+    if not _is_numeric(column):
+        raise SchemaError(
+            f"feature column {name} was numeric when the model was fitted but holds "
+            f"{column.dtype} now; convert it back to numbers"
+        )
+    return column.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Validated training data, encoded once and shared by every fitting step.
+
+    ``arm_code`` is 0 for control and ``1 + i`` for ``treatment_arms[i]``; ``propensity`` is
+    the probability with which each row's logged arm was chosen.
+    """
+
+    X: pd.DataFrame
+    y: FloatArray
+    arm_code: NDArray[np.int64]
+    propensity: FloatArray
+    treatment_arms: tuple[str, ...]
+    binary: bool
+
+    @property
+    def n_arms(self) -> int:
+        """Arms including control."""
+        return 1 + len(self.treatment_arms)
+
+
+class BaseUpliftModel(BaseEstimator):  # type: ignore[misc]
+    """Base of every uplift learner: checks inputs, encodes features, frames the output.
+
+    Subclasses implement ``_fit(data)`` and ``_predict_uplift(X_encoded) -> (n, k) array``
+    with one column per treatment arm in ``treatment_arms_`` order.
+
+    Attributes
+    ----------
+    control_ : str
+        The control arm given to ``fit``.
+    treatment_arms_ : tuple of str
+        The other arms, sorted; the columns of ``predict``.
+    binary_outcome_ : bool
+        Whether ``y`` was 0/1 (outcome models are then classifiers).
+    encoder_ : FeatureEncoder
+        The feature encoding learned in ``fit``.
+    """
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series | NDArray[Any],
+        *,
+        arm: pd.Series | NDArray[Any],
+        propensity: pd.Series | NDArray[Any] | None = None,
+        control: str = "control",
+    ) -> Self:
+        """Fit the model on a log's features, outcome, logged arm and logged propensity.
+
+        When ``propensity`` is None every row gets its arm's share of the log (uniform
+        randomisation); pass the log's propensities for a log written by a targeting policy.
+        """
+        self._check_params()
+        data = self._check_fit_inputs(X, y, arm, propensity, control)
+        self._fit(data)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Uplift per order (rows, index of ``X``) and treatment arm (columns), float64."""
+        if not hasattr(self, "treatment_arms_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet: call fit(X, y, arm=...) first"
+            )
+        encoded = self._encode(X)
+        values = np.asarray(self._predict_uplift(encoded), dtype=np.float64)
+        return pd.DataFrame(values, index=X.index, columns=list(self.treatment_arms_))
+
+    def _check_params(self) -> None:
+        """Validate constructor arguments (sklearn: never in ``__init__``)."""
+
+    @abstractmethod
+    def _fit(self, data: FitData) -> None: ...
+
+    @abstractmethod
+    def _predict_uplift(self, X: pd.DataFrame) -> FloatArray: ...
+
+    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise SchemaError(f"X must be a pandas DataFrame of features; got {type(X).__name__}")
+        return self.encoder_.transform(X)
+
+    def _check_fit_inputs(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series | NDArray[Any],
+        arm: pd.Series | NDArray[Any],
+        propensity: pd.Series | NDArray[Any] | None,
+        control: str,
+    ) -> FitData:
+        if not isinstance(X, pd.DataFrame):
+            raise SchemaError(f"X must be a pandas DataFrame of features; got {type(X).__name__}")
+        n = len(X)
+        y_values = _numeric_vector(y, "y", n)
+        arms = np.asarray(arm).astype(str)
+        if arms.shape != (n,):
+            raise SchemaError(f"arm must have one label per row of X ({n}); got {arms.shape}")
+        labels = np.unique(arms)
+        if control not in labels:
+            raise SchemaError(
+                f"control arm {control!r} not found in arm; arms present: {', '.join(labels)}"
+            )
+        treatment_arms = tuple(str(a) for a in labels if a != control)
+        if not treatment_arms:
+            raise SchemaError(f"arm holds only the control arm {control!r}; nothing to compare")
+        codes = _arm_codes(arms, (control, *treatment_arms))
+        p = _propensity(propensity, codes, n)
+        self.encoder_ = FeatureEncoder().fit(X)
+        self.control_ = control
+        self.treatment_arms_ = treatment_arms
+        self.binary_outcome_ = bool(np.isin(y_values, (0.0, 1.0)).all())
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(self.encoder_.columns, dtype=object)
+        encoded = self.encoder_.transform(X)
+        return FitData(encoded, y_values, codes, p, treatment_arms, self.binary_outcome_)
+
+
+def _numeric_vector(values: pd.Series | NDArray[Any], name: str, n: int) -> FloatArray:
+    array = np.asarray(values)
+    if array.shape != (n,):
+        raise SchemaError(f"{name} must have one value per row of X ({n}); got {array.shape}")
+    try:
+        numeric = array.astype(np.float64)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{name} must be numeric; got dtype {array.dtype}") from None
+    bad = ~np.isfinite(numeric)
+    if bad.any():
+        raise SchemaError(f"{name} must be finite; missing or infinite in {_rows(bad)}")
+    return numeric
+
+
+def _arm_codes(arms: NDArray[Any], order: tuple[str, ...]) -> NDArray[np.int64]:
+    codes = pd.Categorical(arms, categories=list(order)).codes
+    return np.asarray(codes, dtype=np.int64)
+
+
+def _propensity(
+    propensity: pd.Series | NDArray[Any] | None, codes: NDArray[np.int64], n: int
+) -> FloatArray:
+    if propensity is None:
+        shares = np.bincount(codes) / n
+        return np.asarray(shares[codes], dtype=np.float64)
+    p = _numeric_vector(propensity, "propensity", n)
+    bad = (p <= 0) | (p > 1)
+    if bad.any():
+        raise SchemaError(f"propensity must lie in (0, 1]; outside it in {_rows(bad)}")
+    return p
+
+
+def _rows(mask: NDArray[np.bool_]) -> str:
+    return describe_rows(np.flatnonzero(mask) + 1)
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1; got {value!r}")
+
+
+def check_positive_float(name: str, value: object) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.floating | np.integer)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{name} must be a number > 0; got {value!r}")

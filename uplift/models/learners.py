@@ -1,0 +1,249 @@
+"""Our own learners on LightGBM: a T-learner and a doubly robust learner on logged propensities.
+
+Both weigh the log by its propensities, so a log written by a targeting policy does not bias
+them: the T-learner fits each arm's outcome with weights 1 / propensity (the arm's rows then
+stand for every order), and the DR-learner builds its pseudo-outcomes with the logged
+propensities instead of estimated ones (Kennedy 2023, "Towards optimal doubly robust
+estimation of heterogeneous causal effects").
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from uplift.exceptions import ConfigError
+from uplift.models.base import (
+    BaseUpliftModel,
+    FitData,
+    FloatArray,
+    check_positive_float,
+    check_positive_int,
+)
+
+# A logged propensity below this is floored when it divides an outcome: one order logged at
+# 0.001 would otherwise dominate a whole pseudo-outcome model.
+MIN_PROPENSITY = 0.01
+
+
+def lgbm_params(
+    *,
+    binary: bool,
+    learning_rate: float,
+    num_leaves: int,
+    min_child_samples: int,
+    n_jobs: int,
+    seed: int,
+) -> dict[str, Any]:
+    """LightGBM training parameters shared by every model of the package."""
+    return {
+        "objective": "binary" if binary else "regression",
+        "learning_rate": learning_rate,
+        "num_leaves": num_leaves,
+        "min_data_in_leaf": min_child_samples,
+        "num_threads": n_jobs,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+
+
+def train_lgbm(
+    params: dict[str, Any],
+    X: pd.DataFrame,
+    y: FloatArray,
+    n_estimators: int,
+    weight: FloatArray | None = None,
+) -> lgb.Booster:
+    """Fit one LightGBM booster; categorical columns of ``X`` are split on natively."""
+    dataset = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1})
+    with warnings.catch_warnings():
+        # LightGBM notes when a categorical column has more levels than max_cat_to_onehot;
+        # that is how it is meant to work.
+        warnings.filterwarnings("ignore", message=".*categorical_feature.*", category=UserWarning)
+        return lgb.train(params, dataset, num_boost_round=n_estimators)
+
+
+def inverse_propensity_weights(arm_code: NDArray[np.int64], propensity: FloatArray) -> FloatArray:
+    """1 / propensity, normalised to mean 1 within each arm (constant for a randomised log)."""
+    weights = 1.0 / np.maximum(propensity, MIN_PROPENSITY)
+    means = np.bincount(arm_code, weights=weights) / np.bincount(arm_code)
+    return np.asarray(weights / means[arm_code], dtype=np.float64)
+
+
+def dr_pseudo_outcomes(
+    y: FloatArray,
+    arm_code: NDArray[np.int64],
+    propensity: FloatArray,
+    mu: FloatArray,
+) -> FloatArray:
+    """Doubly robust pseudo-outcomes, one column per treatment arm.
+
+    ``mu`` holds out-of-fold predictions of E[y | arm, x] for every arm (column 0 = control).
+    For treatment arm a: mu_a - mu_0 + (1[A=a] (y - mu_a) - 1[A=0] (y - mu_0)) / p, with p the
+    logged propensity of the row's own arm; its mean given x is the uplift of a at x.
+    """
+    n, n_arms = mu.shape
+    rows = np.arange(n)
+    residual = (y - mu[rows, arm_code]) / np.maximum(propensity, MIN_PROPENSITY)
+    pseudo = mu[:, 1:] - mu[:, [0]]
+    treated = arm_code - 1
+    is_treated = treated >= 0
+    pseudo[rows[is_treated], treated[is_treated]] += residual[is_treated]
+    pseudo[~is_treated, :] -= residual[~is_treated, None]
+    return pseudo
+
+
+class _LightGBMLearner(BaseUpliftModel):
+    """Shared LightGBM settings and per-arm outcome models."""
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        n_jobs: int = 2,
+        random_state: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        for name in ("n_estimators", "num_leaves", "min_child_samples", "n_jobs"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_float("learning_rate", self.learning_rate)
+        if not isinstance(self.random_state, int | np.integer):
+            check_positive_int("random_state", self.random_state)
+
+    def _params(self, *, binary: bool, min_child_samples: int | None = None) -> dict[str, Any]:
+        return lgbm_params(
+            binary=binary,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=min_child_samples or self.min_child_samples,
+            n_jobs=self.n_jobs,
+            seed=int(self.random_state),
+        )
+
+    def _fit_outcome_models(self, data: FitData, rows: NDArray[np.bool_]) -> list[lgb.Booster]:
+        """One booster per arm (control first) on ``rows``, weighted by 1 / propensity."""
+        weights = inverse_propensity_weights(data.arm_code, data.propensity)
+        params = self._params(binary=data.binary)
+        models = []
+        for code in range(data.n_arms):
+            mask = rows & (data.arm_code == code)
+            models.append(
+                train_lgbm(params, data.X[mask], data.y[mask], self.n_estimators, weights[mask])
+            )
+        return models
+
+
+def predict_outcome_matrix(models: list[lgb.Booster], X: pd.DataFrame) -> FloatArray:
+    """E[y | arm, x] for every arm (columns in model order)."""
+    if len(X) == 0:
+        return np.empty((0, len(models)))
+    return np.column_stack([np.asarray(m.predict(X), dtype=np.float64) for m in models])
+
+
+class TLearner(_LightGBMLearner):
+    """One LightGBM outcome model per arm; uplift is the difference to the control model.
+
+    Rows are weighted by 1 / logged propensity within their arm, which undoes the selection
+    of a targeting policy; a randomised log gets equal weights.
+
+    Attributes
+    ----------
+    models_ : list of lightgbm.Booster
+        Outcome models, control first, then ``treatment_arms_`` in order.
+    """
+
+    def _fit(self, data: FitData) -> None:
+        self.models_ = self._fit_outcome_models(data, np.ones(len(data.y), dtype=bool))
+
+    def _predict_uplift(self, X: pd.DataFrame) -> FloatArray:
+        mu = predict_outcome_matrix(self.models_, X)
+        return mu[:, 1:] - mu[:, [0]]
+
+    def predict_outcomes(self, X: pd.DataFrame) -> pd.DataFrame:
+        """E[y | arm, x] per order and arm, control first."""
+        self.predict(X.iloc[:0])  # raises NotFittedError or SchemaError before any work
+        mu = predict_outcome_matrix(self.models_, self._encode(X))
+        return pd.DataFrame(mu, index=X.index, columns=[self.control_, *self.treatment_arms_])
+
+
+class DRLearner(_LightGBMLearner):
+    """Doubly robust learner: cross-fitted outcome models, logged propensities, LightGBM on top.
+
+    Outcome models are fitted per arm on ``n_folds - 1`` folds and predict the held-out fold;
+    the pseudo-outcomes (:func:`dr_pseudo_outcomes`) are regressed on x, one model per
+    treatment arm, with ``final_min_child_samples`` rows per leaf because pseudo-outcomes are
+    noisy.
+
+    Attributes
+    ----------
+    models_ : list of lightgbm.Booster
+        One effect model per treatment arm.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        final_min_child_samples: int = 500,
+        n_folds: int = 2,
+        n_jobs: int = 2,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            min_child_samples=min_child_samples,
+            n_jobs=n_jobs,
+            random_state=random_state,
+        )
+        self.final_min_child_samples = final_min_child_samples
+        self.n_folds = n_folds
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_positive_int("final_min_child_samples", self.final_min_child_samples)
+        check_positive_int("n_folds", self.n_folds)
+        if self.n_folds < 2:
+            raise ConfigError(f"n_folds must be at least 2 for cross-fitting; got {self.n_folds}")
+
+    def _fit(self, data: FitData) -> None:
+        n = len(data.y)
+        rng = np.random.default_rng(self.random_state)
+        fold = rng.permutation(n) % self.n_folds
+        mu = np.empty((n, data.n_arms))
+        for k in range(self.n_folds):
+            held_out = fold == k
+            models = self._fit_outcome_models(data, ~held_out)
+            mu[held_out] = predict_outcome_matrix(models, data.X[held_out])
+        pseudo = dr_pseudo_outcomes(data.y, data.arm_code, data.propensity, mu)
+        params = self._params(binary=False, min_child_samples=self.final_min_child_samples)
+        dataset = lgb.Dataset(data.X, label=pseudo[:, 0], params={"verbose": -1})
+        dataset.construct()  # bin the features once, reuse them for every arm
+        self.models_ = []
+        for j in range(pseudo.shape[1]):
+            dataset.set_label(pseudo[:, j])
+            self.models_.append(lgb.train(params, dataset, num_boost_round=self.n_estimators))
+
+    def _predict_uplift(self, X: pd.DataFrame) -> FloatArray:
+        return predict_outcome_matrix(self.models_, X)
