@@ -12,6 +12,7 @@ from uplift.datasets import (
     DATA_ENV,
     HILLSTROM_CONTROL,
     data_root,
+    hillstrom_log,
     load_hillstrom,
     load_ihdp,
 )
@@ -95,6 +96,8 @@ def test_ihdp_log_holds_no_truth(shared_data: Path) -> None:
 def test_ihdp_rejects_unknown_replication(shared_data: Path) -> None:
     with pytest.raises(ConfigError, match="replication must be an integer from 1 to 10; got 11"):
         load_ihdp(11, shared_data)
+    with pytest.raises(ConfigError, match=r"replication must be an integer from 1 to 10; got 1\.0"):
+        load_ihdp(1.0, shared_data)  # type: ignore[arg-type]
 
 
 def test_missing_folder_names_path_and_fix(tmp_path: Path) -> None:
@@ -125,3 +128,27 @@ def test_hillstrom_missing_column_is_named(tmp_path: Path) -> None:
     (tmp_path / "hillstrom" / "hillstrom.csv").write_text("recency,segment\n1,No E-Mail\n")
     with pytest.raises(SchemaError, match=r"missing column\(s\) \['history_segment'"):
         load_hillstrom(tmp_path)
+
+
+def test_hillstrom_log_maps_canonical_columns(shared_data: Path) -> None:
+    log = hillstrom_log(shared_data)
+    assert log.control == HILLSTROM_CONTROL
+    assert log.treatment_arms == ("Mens E-Mail", "Womens E-Mail")
+    # conversion is an outcome of the e-mail, never a feature; segment/visit/spend are mapped.
+    assert "conversion" not in log.features
+    assert set(log.features) == {
+        "recency",
+        "history_segment",
+        "history",
+        "mens",
+        "womens",
+        "zip_code",
+        "newbie",
+        "channel",
+    }
+    summary = log.summary().set_index("arm")
+    for arm, (n, visit, _, spend) in HILLSTROM_ARMS.items():
+        assert summary.loc[arm, "orders"] == n
+        assert summary.loc[arm, "mean_retained"] == pytest.approx(visit, abs=RATE_TOL)
+        assert summary.loc[arm, "mean_revenue"] == pytest.approx(spend, abs=SPEND_TOL)
+    assert log.frame["order_id"].is_unique

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -151,18 +153,25 @@ def test_reading_a_missing_store_says_so(tmp_path: Path) -> None:
     assert store.champion() is None
 
 
-def test_model_registry_keeps_one_champion(tmp_path: Path) -> None:
+def test_champion_is_the_latest_promotion_before_a_week(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
-    first = ModelRecord("m1", "2026-W02", "t_learner", "m/m1", {"features": ["a"]}, 1.0, 0.1, True)
-    second = ModelRecord("m2", "2026-W03", "x_learner", "m/m2", {}, 0.9, 0.1, False)
-    third = ModelRecord("m3", "2026-W04", "x_learner", "m/m3", {}, 1.2, 0.1, True)
+    first = ModelRecord(
+        "m1", "2026-W02", "t_lgbm", "m/m1", {"features": ["a"]}, 1.0, 0.1, "2026-W02"
+    )
+    second = ModelRecord("m2", "2026-W03", "t_lgbm", "m/m2", {}, 0.9, 0.1, None)
+    third = ModelRecord("m3", "2026-W04", "t_lgbm", "m/m3", {}, 1.2, 0.1, "2026-W04")
+    assert store.champion() is None
     for record in (first, second, third):
         store.register_model(record)
     assert [m.model_id for m in store.models()] == ["m1", "m2", "m3"]
-    champion = store.champion()
-    assert champion is not None
-    assert champion.model_id == "m3"
-    assert store.models()[0].card == {"features": ["a"]}
+    assert store.models()[0] == first
+    assert store.champion() == third
+    assert store.champion(before="2026-W04") == first
+    assert store.champion(before="2026-W02") is None
+    # Registering the same id again replaces the record instead of adding one.
+    store.register_model(ModelRecord("m3", "2026-W04", "t_lgbm", "m/m3", {}, 1.3, 0.1, None))
+    assert len(store.models()) == 3
+    assert store.champion() == first
 
 
 def test_assignment_and_report_are_replaced_per_week(tmp_path: Path) -> None:
@@ -201,39 +210,35 @@ HOLD_LOCK = textwrap.dedent(
 )
 
 
-def hold_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
-    """Start a process that holds the store open for ``seconds`` and wait until it has it."""
-    proc = subprocess.Popen(
+@contextmanager
+def hold_lock(path: Path, seconds: float) -> Iterator[None]:
+    """Run a process that holds the store open for ``seconds``, from when it has taken it."""
+    with subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "locked"
+        yield
 
 
 def test_second_writer_fails_cleanly_after_its_timeout(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
-    proc = hold_lock(path, 5)
-    try:
-        with pytest.raises(StoreError, match=r"another process has held the store for 0\.5 s"):
-            Store(path, timeout=0.5).ingest(make_log(range(0, 100)))
-    finally:
-        proc.kill()
-        proc.wait()
+    with (
+        hold_lock(path, 3),
+        pytest.raises(StoreError, match=r"another process has held the store for 0\.5 s"),
+    ):
+        Store(path, timeout=0.5).ingest(make_log(range(0, 100)))
 
 
 def test_second_writer_waits_for_the_first(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
-    proc = hold_lock(path, 1.0)
-    try:
+    with hold_lock(path, 1.0):
         started = time.monotonic()
         Store(path, timeout=30).ingest(make_log(range(0, 100)))
         # The holder sleeps 1 s after taking the lock; the ingest could only start after that.
         assert time.monotonic() - started > 0.5
-    finally:
-        proc.wait()
     assert count_rows(Store(path), "experiment_log") == 100
 
 

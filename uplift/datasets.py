@@ -11,9 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from uplift.exceptions import ConfigError, SchemaError, UpliftError
+from uplift.log import ColumnMap, ExperimentLog
 
 DATA_ENV = "UPLIFT_DATA"
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -98,7 +100,7 @@ def load_hillstrom(root: str | Path | None = None) -> pd.DataFrame:
 
     Columns are the published ones (see ``SOURCE.md``): the arm is ``segment``
     (control ``"No E-Mail"``), outcomes ``visit``, ``conversion`` and ``spend``.
-    Use :func:`hillstrom_column_map` to read it as an experiment log.
+    :func:`hillstrom_log` reads it as an experiment log.
 
     Raises
     ------
@@ -113,15 +115,28 @@ def load_hillstrom(root: str | Path | None = None) -> pd.DataFrame:
     return frame
 
 
-def hillstrom_column_map() -> object:
-    """The ColumnMap that reads Hillstrom as a log: arm=segment, retained=visit, revenue=spend.
+def hillstrom_column_map() -> ColumnMap:
+    """Read Hillstrom as a log: arm=segment, retained=visit, revenue=spend; conversion ignored.
 
-    Pass it together with ``control=HILLSTROM_CONTROL`` and drop ``conversion`` (an outcome,
-    see ``HILLSTROM_OTHER_OUTCOMES``) from the features.
+    ``conversion`` is another outcome of the e-mail, so it must never become a feature.
     """
-    from uplift.log import ColumnMap
+    return ColumnMap.parse(HILLSTROM_MAPPING, ignore=HILLSTROM_OTHER_OUTCOMES)
 
-    return ColumnMap.parse(list(HILLSTROM_MAPPING))
+
+def hillstrom_log(root: str | Path | None = None) -> ExperimentLog:
+    """Hillstrom as a validated experiment log (control ``"No E-Mail"``).
+
+    Customers get ``order_id`` 1..64,000 in file order; propensities are the arms' shares
+    (the e-mails were assigned uniformly at random).
+    """
+    frame = load_hillstrom(root)
+    frame.insert(0, "order_id", np.arange(1, len(frame) + 1))
+    return ExperimentLog.from_frame(
+        frame,
+        control=HILLSTROM_CONTROL,
+        column_map=hillstrom_column_map(),
+        source=str(data_root(root) / "hillstrom" / "hillstrom.csv"),
+    )
 
 
 def load_ihdp(replication: int, root: str | Path | None = None) -> IHDPReplication:
@@ -146,7 +161,7 @@ def load_ihdp(replication: int, root: str | Path | None = None) -> IHDPReplicati
     UpliftError
         When the file is not found under the data root.
     """
-    if replication not in IHDP_REPLICATIONS:
+    if not isinstance(replication, int) or replication not in IHDP_REPLICATIONS:
         raise ConfigError(f"replication must be an integer from 1 to 10; got {replication!r}")
     path = _existing_file(root, "ihdp", "cevae_npci", f"ihdp_npci_{replication}.csv")
     frame = pd.read_csv(path, header=None)

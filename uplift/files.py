@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from uplift.exceptions import ConfigError
 
@@ -32,9 +34,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); give it the mode any new file would get.
+        tmp_path.chmod(0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_table_suffix(path: str | Path) -> None:
@@ -52,7 +62,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         if Path(path).suffix.lower() == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:
-            frame.to_csv(tmp, index=False)
+            # pyarrow's writer is about ten times faster than pandas' on million-row frames.
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(quoting_style="needed"))
     return Path(path)
 
 

@@ -281,8 +281,7 @@ def _validate(
     if "assigned_at" in frame.columns:
         out["assigned_at"] = _timestamps(frame["assigned_at"], source)
     chosen = _features(frame, features, source)
-    for name in chosen:
-        out[name] = frame[name].to_numpy()
+    out = pd.concat([out, frame[chosen]], axis=1)
     _warn_small_arms(out["arm"], source)
     return ExperimentLog(out, control, tuple(chosen), source, propensity_given, tuple(notes))
 
@@ -296,6 +295,8 @@ def _order_ids(frame: pd.DataFrame, source: str, notes: list[str]) -> pd.Series:
     ids = frame["order_id"]
     if ids.isna().any():
         raise SchemaError(f"{source}: column order_id is empty in {_rows(ids.isna())}")
+    if _strictly_increasing(ids):
+        return ids  # the common case of sequential ids, checked in linear time
     duplicated = ids.duplicated(keep=False)
     if duplicated.any():
         examples = ", ".join(map(str, ids[duplicated].drop_duplicates().head(5)))
@@ -304,6 +305,11 @@ def _order_ids(frame: pd.DataFrame, source: str, notes: list[str]) -> pd.Series:
             f"(e.g. {examples}) in {_rows(duplicated)}"
         )
     return ids
+
+
+def _strictly_increasing(ids: pd.Series) -> bool:
+    values = ids.to_numpy()
+    return values.dtype.kind in "iu" and bool(np.all(values[1:] > values[:-1]))
 
 
 def _arms(arms: pd.Series, control: str, source: str) -> pd.Series:
@@ -412,7 +418,7 @@ def _features(frame: pd.DataFrame, features: Sequence[str] | None, source: str) 
         column = frame[name]
         if column.isna().all():
             reason = "entirely missing"
-        elif column.nunique(dropna=False) == 1:
+        elif column.notna().all() and column.eq(column.iloc[0]).all():
             reason = f"constant ({column.iloc[0]!r})"
         else:
             usable.append(name)

@@ -251,9 +251,9 @@ def uplift_metrics_by_arm(
     Returns
     -------
     pd.DataFrame
-        One row per treatment arm found in ``log``: ``arm``, ``n_treated``, ``n_control``,
-        ``ate`` (weighted difference in means), ``auuc``, ``qini_coefficient`` and one
-        ``uplift_at_<percent>`` column per ``k`` in ``ks``.
+        One row per treatment arm found in ``log``, sorted by name: ``arm``, ``n_treated``,
+        ``n_control``, ``ate`` (weighted difference in means), ``auuc``,
+        ``qini_coefficient`` and one ``uplift_at_<percent>`` column per ``k`` in ``ks``.
     """
     for k in ks:
         _check_k(k)
@@ -267,12 +267,11 @@ def uplift_metrics_by_arm(
         )
     arms = log["arm"].astype(str).to_numpy()
     if control not in set(arms):
-        raise SchemaError(
-            f"log has no rows of the control arm {control!r}; arms: {sorted(set(arms))}"
-        )
+        present = sorted({str(a) for a in arms})
+        raise SchemaError(f"log has no rows of the control arm {control!r}; arms: {present}")
     weights = 1 / log["propensity"].to_numpy(float) if "propensity" in log.columns else None
     rows = []
-    for arm in pd.unique(arms[arms != control]):
+    for arm in sorted({str(a) for a in arms} - {control}):
         column = f"{prefix}{arm}"
         if column not in effects.columns:
             raise SchemaError(f"effects has no column {column!r} for arm {arm!r}")
@@ -312,11 +311,13 @@ class Calibration:
         ``predicted_min``, ``predicted_max``, ``predicted`` (weighted mean prediction),
         ``measured`` (weighted difference in means), ``se`` (Welch / sandwich standard error),
         ``ci_lower``, ``ci_upper`` (normal 95%), ``n_treated``, ``n_control``, ``covers``
-        (the interval contains ``predicted``). ``measured`` and ``se`` are NaN in a bucket with
-        fewer than two treated or two control orders.
+        (the interval contains ``predicted``). ``measured`` is NaN in a bucket without treated
+        or without control orders, ``se`` also when either arm has a single order there.
     coverage
-        Share of buckets with an interval whose interval covers the prediction; about 0.95
-        for a well-calibrated model.
+        Share of the buckets with an interval (``se`` finite and > 0) whose interval covers
+        the prediction; about 0.95 for a well-calibrated model. The summary figures below use
+        the same buckets and are NaN when there are none (or, for the slope, fewer than two
+        distinct predictions).
     slope, slope_se, intercept
         Inverse-variance weighted least squares of ``measured`` on ``predicted`` across
         buckets; a calibrated model has slope 1 and intercept 0, a slope below 1 means
@@ -371,7 +372,13 @@ def calibration_by_bucket(
     pred, yv, t, w = _inputs(predicted_uplift, y, is_treated, weights)
     edges = np.quantile(pred, np.linspace(0, 1, buckets + 1)[1:-1])
     frame = pd.DataFrame(
-        {"bucket": np.searchsorted(edges, pred, side="right"), "pred": pred, "y": yv, "w": w}
+        {
+            # Consecutive labels even when ties merge quantile buckets.
+            "bucket": np.unique(np.searchsorted(edges, pred, side="right"), return_inverse=True)[1],
+            "pred": pred,
+            "y": yv,
+            "w": w,
+        }
     )
     frame["wy"], frame["wp"] = w * yv, w * pred
     frame["key"] = frame["bucket"] * 2 + t  # one key per bucket and arm
@@ -403,6 +410,8 @@ def _summarise_calibration(table: pd.DataFrame) -> Calibration:
     from scipy import stats
 
     ok = table[np.isfinite(table["se"]) & (table["se"] > 0)]
+    if ok.empty:
+        return Calibration(table, np.nan, np.nan, np.nan, np.nan, np.nan, 0, np.nan)
     x, m, inv_var = ok["predicted"], ok["measured"], 1 / ok["se"] ** 2
     x_bar, m_bar = np.average(x, weights=inv_var), np.average(m, weights=inv_var)
     sxx = float((inv_var * (x - x_bar) ** 2).sum())
@@ -410,14 +419,14 @@ def _summarise_calibration(table: pd.DataFrame) -> Calibration:
     chi2 = float((((m - x) / ok["se"]) ** 2).sum())
     return Calibration(
         table=table,
-        coverage=float(ok["covers"].mean()) if len(ok) else np.nan,
+        coverage=float(ok["covers"].mean()),
         slope=slope,
         # Known-variance WLS: the bucket standard errors set the scale, not the residuals.
         slope_se=float(np.sqrt(1 / sxx)) if sxx > 0 else np.nan,
         intercept=float(m_bar - slope * x_bar),
         chi2=chi2,
         chi2_df=len(ok),
-        chi2_pvalue=float(stats.chi2.sf(chi2, len(ok))) if len(ok) else np.nan,
+        chi2_pvalue=float(stats.chi2.sf(chi2, len(ok))),
     )
 
 

@@ -100,6 +100,12 @@ _HOUR_SHARE = np.array(
 )
 _HOUR_SHARE = _HOUR_SHARE / _HOUR_SHARE.sum()
 
+_ARM = {arm: i for i, arm in enumerate(ARMS)}
+_FIXABLE_STATUS = (PAYMENT_STATUSES.index("pending"), PAYMENT_STATUSES.index("retry_failed"))
+_COD_STATUS = PAYMENT_STATUSES.index("cash_on_delivery")
+_COD_METHOD = PAYMENT_METHODS.index("cash_on_delivery")
+_REMOTE = SERVICEABILITY.index("remote")
+_UNVERIFIED = SERVICEABILITY.index("unverified")
 _BASE_LOGIT = -3.55
 _LOYAL_PRIOR_ORDERS = 5
 _PROPENSITY_FLOOR = 0.03  # every logged-policy propensity is at least this, so IPW stays sane
@@ -123,7 +129,7 @@ class SimulatedWorld:
     def arm_summary(self) -> pd.DataFrame:
         """Per arm: orders, share of orders, observed and true mean cancellation rate."""
         rows = np.arange(len(self.log))
-        arm_index = pd.Index(ARMS).get_indexer(self.log["arm"])
+        arm_index = pd.Index(ARMS).get_indexer(pd.Index(self.log["arm"]))
         p_logged = self.truth[[f"p_cancel_{a}" for a in ARMS]].to_numpy()[rows, arm_index]
         frame = pd.DataFrame(
             {"arm": self.log["arm"], "cancelled": self.log["cancelled"], "p_cancel": p_logged}
@@ -175,7 +181,7 @@ def simulate(
     last simulated week, linearly from none in the first (a single week counts as the last;
     negative values strengthen effects, values above 1 reverse them). Same seed, same world.
     """
-    _validate(orders, weeks, control_share, drift, first_order_id)
+    _validate(orders, weeks, control_share, drift, effect_drift, first_order_id)
     rng = np.random.default_rng(seed)
     plan = _plan_weeks(_parse_week(start_week), weeks, drift, effect_drift)
     week, assigned_at, hour = _draw_times(rng, orders, plan)
@@ -217,14 +223,9 @@ def simulate(
 
 def true_uplift(truth: pd.DataFrame) -> pd.DataFrame:
     """True retained uplift per treatment arm: P(cancel | control) - P(cancel | arm)."""
-    control = truth[f"p_cancel_{CONTROL}"].to_numpy()
-    return pd.DataFrame(
-        {
-            f"retained_uplift_{a}": control - truth[f"p_cancel_{a}"].to_numpy()
-            for a in TREATMENT_ARMS
-        },
-        index=truth.index,
-    )
+    p_cancel = truth[[f"p_cancel_{a}" for a in ARMS]].to_numpy()
+    columns = [f"retained_uplift_{a}" for a in TREATMENT_ARMS]
+    return pd.DataFrame(p_cancel[:, :1] - p_cancel[:, 1:], index=truth.index, columns=columns)
 
 
 def true_revenue_uplift(truth: pd.DataFrame, order_value: pd.Series | np.ndarray) -> pd.DataFrame:
@@ -234,14 +235,9 @@ def true_revenue_uplift(truth: pd.DataFrame, order_value: pd.Series | np.ndarray
         raise ConfigError(
             f"order_value must hold one value per truth row ({len(truth)}); got shape {value.shape}"
         )
-    uplift = true_uplift(truth)
-    return pd.DataFrame(
-        {
-            f"revenue_uplift_{a}": uplift[f"retained_uplift_{a}"].to_numpy() * value
-            for a in TREATMENT_ARMS
-        },
-        index=truth.index,
-    )
+    revenue = true_uplift(truth).to_numpy() * value[:, None]
+    columns = [f"revenue_uplift_{a}" for a in TREATMENT_ARMS]
+    return pd.DataFrame(revenue, index=truth.index, columns=columns)
 
 
 def oracle_policy(
@@ -284,7 +280,9 @@ def pending_orders(log: pd.DataFrame) -> pd.DataFrame:
 # Validation and calendar
 
 
-def _validate(orders: int, weeks: int, control_share: float, drift: float, first_id: int) -> None:
+def _validate(
+    orders: int, weeks: int, control_share: float, drift: float, effect_drift: float, first_id: int
+) -> None:
     if int(orders) != orders or orders <= 0:
         raise ConfigError(f"orders must be a positive whole number; got {orders!r}")
     if int(weeks) != weeks or weeks <= 0:
@@ -295,6 +293,8 @@ def _validate(orders: int, weeks: int, control_share: float, drift: float, first
         )
     if not np.isfinite(drift) or drift < 0:
         raise ConfigError(f"drift must be a finite number >= 0 (0 = no drift); got {drift!r}")
+    if not np.isfinite(effect_drift):
+        raise ConfigError(f"effect_drift must be a finite number; got {effect_drift!r}")
     if int(first_id) != first_id or first_id < 0:
         raise ConfigError(f"first_order_id must be a whole number >= 0; got {first_id!r}")
 
@@ -383,7 +383,11 @@ def _draw_orders(
     u = rng.random(n)
     pending = np.clip(_PENDING_BY_METHOD[method] * factor, 0, 0.9)
     failed = np.clip(_RETRY_FAILED_BY_METHOD[method] * factor, 0, 0.9 - pending)
-    status = np.select([method == 4, u < pending, u < pending + failed], [3, 1, 2], 0)
+    status = np.select(
+        [method == _COD_METHOD, u < pending, u < pending + failed],
+        [_COD_STATUS, *_FIXABLE_STATUS],
+        0,
+    )
     value = np.round(
         rng.lognormal(np.log(_CATEGORY_MEDIAN_VALUE[category]), _CATEGORY_VALUE_SIGMA[category]), 2
     )
@@ -393,7 +397,10 @@ def _draw_orders(
     service = _draw_categorical(rng, _SERVICE_SHARE[returning])
     edits = rng.poisson(0.10 + 0.12 * first)
     contacts = rng.poisson(
-        0.04 + 0.25 * (delay > 0) + 0.45 * np.isin(status, (1, 2)) + 0.3 * (service == 2)
+        0.04
+        + 0.25 * (delay > 0)
+        + 0.45 * np.isin(status, _FIXABLE_STATUS)
+        + 0.3 * (service == _UNVERIFIED)
     )
     return {
         "category": category,
@@ -458,20 +465,19 @@ def _arm_effects(x: dict[str, np.ndarray], c: dict[str, np.ndarray]) -> np.ndarr
     buyer doubt, an agent call on address problems and doubtful large first orders, but it
     annoys loyal customers.
     """
-    fixable_payment = np.isin(x["status"], (1, 2))
+    fixable_payment = np.isin(x["status"], _FIXABLE_STATUS)
     in_stock = np.clip((x["stock"] - 0.5) / 0.3, 0, 1)
     delay = x["delay"]
     large = x["order_value"] > 2 * _CATEGORY_MEDIAN_VALUE[x["category"]]
     loyal = x["prior_orders"] >= _LOYAL_PRIOR_ORDERS
     effects = np.zeros((len(delay), len(ARMS)))
-    effects[:, 1] = -0.35 * c["doubt"]
-    effects[:, 2] = -0.9 * c["delay"] * in_stock
-    effects[:, 3] = -1.1 * c["payment"] * fixable_payment
-    effects[:, 4] = np.select(
+    effects[:, _ARM["reassurance"]] = -0.35 * c["doubt"]
+    effects[:, _ARM["expedite"]] = -0.9 * c["delay"] * in_stock
+    effects[:, _ARM["payment_rescue"]] = -1.1 * c["payment"] * fixable_payment
+    effects[:, _ARM["delivery_update"]] = np.select(
         [(delay >= 1) & (delay <= 4), delay >= 5], [-0.45 * c["delay"], 0.3], 0.0
-    )
-    effects[:, 4] -= 0.35 * (x["service"] == 1)
-    effects[:, 5] = -0.9 * c["service"] - 0.35 * c["doubt"] * large + 0.7 * loyal
+    ) - 0.35 * (x["service"] == _REMOTE)
+    effects[:, _ARM["agent_call"]] = -0.9 * c["service"] - 0.35 * c["doubt"] * large + 0.7 * loyal
     return effects
 
 
@@ -481,7 +487,7 @@ def _arm_effects(x: dict[str, np.ndarray], c: dict[str, np.ndarray]) -> np.ndarr
 
 def _randomised_propensities(orders: int, control_share: float) -> np.ndarray:
     shares = np.full(len(ARMS), (1 - control_share) / len(TREATMENT_ARMS))
-    shares[0] = control_share
+    shares[_ARM[CONTROL]] = control_share
     return np.broadcast_to(shares, (orders, len(ARMS)))
 
 
@@ -491,14 +497,14 @@ def _logged_propensities(x: dict[str, np.ndarray]) -> np.ndarray:
     It targets what an operations team would (payment issues, delays, big orders, first orders)
     from observed features only, so propensities are known and depend on the order.
     """
-    scores = np.column_stack(
+    scores = np.column_stack(  # one column per arm, in ARMS order
         [
             np.full(len(x["delay"]), 1.0),
             0.2 + 1.0 * x["first"] + 0.5 * (x["contacts"] > 0),
             -0.5 + 0.5 * np.minimum(x["delay"], 4) + 0.4 * (x["order_value"] > 150),
-            -0.8 + 2.2 * np.isin(x["status"], (1, 2)),
-            -0.3 + 0.8 * (x["delay"] > 0) + 0.5 * (x["service"] == 1),
-            -1.0 + 0.8 * (x["order_value"] > 200) + 1.2 * (x["service"] == 2),
+            -0.8 + 2.2 * np.isin(x["status"], _FIXABLE_STATUS),
+            -0.3 + 0.8 * (x["delay"] > 0) + 0.5 * (x["service"] == _REMOTE),
+            -1.0 + 0.8 * (x["order_value"] > 200) + 1.2 * (x["service"] == _UNVERIFIED),
         ]
     )
     weights = np.exp(scores - scores.max(axis=1, keepdims=True))

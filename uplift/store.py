@@ -10,8 +10,10 @@ Tables (see ``SCHEMA``):
 ``ingests``
     One row per file (or frame) that added orders: source, content hash, rows seen and new.
 ``models``
-    The registry: every trained model with its week, learner, saved directory, model card
-    (JSON), its doubly-robust policy value and whether it is the champion.
+    The registry: every trained model with the week it was trained in, learner, saved
+    directory, model card (JSON), its doubly-robust policy value and ``promoted_week``, the
+    week it became champion (NULL if it never did). The champion during a week is the model
+    promoted most recently before it.
 ``assignments``
     Ranked queues, one row per order and week, with the arm, holdout flag and propensity.
 ``reports``
@@ -82,7 +84,7 @@ CREATE TABLE IF NOT EXISTS ingests (
 );
 CREATE TABLE IF NOT EXISTS models (
   model_id VARCHAR PRIMARY KEY, week VARCHAR NOT NULL, learner VARCHAR, path VARCHAR,
-  card JSON, policy_value DOUBLE, policy_value_se DOUBLE, champion BOOLEAN NOT NULL,
+  card JSON, policy_value DOUBLE, policy_value_se DOUBLE, promoted_week VARCHAR,
   created_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS assignments (
@@ -107,12 +109,11 @@ class IngestResult:
     n_rows: int
     n_new: int
     weeks: tuple[str, ...]
-    skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
-    """One row of the model registry."""
+    """One row of the model registry; ``promoted_week`` is None for a model never promoted."""
 
     model_id: str
     week: str
@@ -121,7 +122,7 @@ class ModelRecord:
     card: Mapping[str, Any]
     policy_value: float
     policy_value_se: float
-    champion: bool
+    promoted_week: str | None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -197,7 +198,7 @@ class Store:
             con.execute("BEGIN TRANSACTION")
             try:
                 self._check_control(con, log.control)
-                _check_conflicts(con, log.source)
+                _check_conflicts(con, log.source, list(incoming.columns))
                 n_new = _count_new(con)
                 if n_new:
                     _add_feature_columns(con, incoming, log.source)
@@ -269,6 +270,15 @@ class Store:
         frame = frame.drop(columns="ingest_id").dropna(axis="columns", how="all")
         return frame.reset_index(drop=True)
 
+    def cancel_rates(self, arm: str) -> pd.DataFrame:
+        """Per week: orders of ``arm`` and their cancellation rate (one SQL pass)."""
+        with self.connect(read_only=True) as con:
+            return con.execute(
+                "SELECT week, count(*) AS orders, avg(1 - retained) AS cancel_rate "
+                "FROM experiment_log WHERE arm = ? GROUP BY week ORDER BY week",
+                [arm],
+            ).df()
+
     def read_log(self, weeks: Sequence[str] | None = None) -> ExperimentLog:
         """The stored orders of ``weeks`` as an :class:`~uplift.log.ExperimentLog`."""
         from uplift.log import ExperimentLog
@@ -292,11 +302,8 @@ class Store:
 
     # ------------------------------------------------------------------ model registry
     def register_model(self, record: ModelRecord) -> None:
-        """Add a model to the registry; a champion replaces the previous one."""
+        """Add a model to the registry (a model of the same id is replaced)."""
         with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            if record.champion:
-                con.execute("UPDATE models SET champion = false WHERE champion")
             con.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
                 [
@@ -307,16 +314,18 @@ class Store:
                     json.dumps(to_json_ready(dict(record.card))),
                     record.policy_value,
                     record.policy_value_se,
-                    record.champion,
+                    record.promoted_week,
                 ],
             )
-            con.execute("COMMIT")
 
-    def champion(self) -> ModelRecord | None:
-        """The current champion, or None before the first model."""
-        models = self.models()
-        champions = [m for m in models if m.champion]
-        return champions[0] if champions else None
+    def champion(self, before: str | None = None) -> ModelRecord | None:
+        """The model promoted most recently (before week ``before``), or None."""
+        promoted = [
+            m
+            for m in self.models()
+            if m.promoted_week is not None and (before is None or m.promoted_week < before)
+        ]
+        return max(promoted, key=lambda m: m.promoted_week or "") if promoted else None
 
     def models(self) -> list[ModelRecord]:
         """Every registered model, oldest week first."""
@@ -325,11 +334,10 @@ class Store:
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT model_id, week, learner, path, card, policy_value, policy_value_se, "
-                "champion FROM models ORDER BY week, created_at"
+                "promoted_week FROM models ORDER BY week, created_at"
             ).fetchall()
         return [
-            ModelRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], bool(r[7]))
-            for r in rows
+            ModelRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows
         ]
 
     # ------------------------------------------------------------------ queues and reports
@@ -404,16 +412,16 @@ def _incoming_frame(log: ExperimentLog, week: str | None) -> pd.DataFrame:
     return frame
 
 
-def _check_conflicts(con: duckdb.DuckDBPyConnection, source: str) -> None:
+def _check_conflicts(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str]) -> None:
     """Raise when an incoming order is stored with another arm or outcome."""
+    differs = ["i.arm <> e.arm", "i.retained IS DISTINCT FROM e.retained"]
+    if "revenue" in columns:
+        differs.append(
+            f"abs(coalesce(i.revenue, 0) - coalesce(e.revenue, 0)) > {_REVENUE_TOLERANCE}"
+        )
     rows = con.execute(
-        f"""
-        SELECT i.order_id FROM incoming i JOIN experiment_log e USING (order_id)
-        WHERE i.arm <> e.arm
-           OR i.retained IS DISTINCT FROM e.retained
-           OR abs(coalesce(i.revenue, 0) - coalesce(e.revenue, 0)) > {_REVENUE_TOLERANCE}
-        ORDER BY i.order_id
-        """
+        "SELECT i.order_id FROM incoming i JOIN experiment_log e USING (order_id) "
+        f"WHERE {' OR '.join(differs)} ORDER BY i.order_id"
     ).fetchall()
     if rows:
         raise StoreError(

@@ -1,20 +1,389 @@
-"""`uplift design`, `uplift assign`, `uplift readout`."""
+"""`uplift design`, `uplift assign`, `uplift readout`: holdout tests for the growth team."""
 
 from __future__ import annotations
 
-from uplift.cli.app import app, not_built
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from uplift.cli.app import app, parse_numbers
+from uplift.cli.log import IgnoreOption, JsonOption, MapOption, TableOption
+from uplift.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+    from uplift.design import Design
+    from uplift.readout import Readout
+
+ListOption = list[str] | None
 
 
 @app.command(help="Size a holdout test: sample size, power, duration; writes design.toml.")
-def design() -> None:
-    not_built("design")
+def design(
+    mde: Annotated[
+        float,
+        typer.Option(
+            help="Smallest effect worth detecting, absolute: a fall of the cancel rate "
+            "(0.01 = one point), or a rise of revenue per order with --metric revenue_per_order."
+        ),
+    ],
+    daily_orders: Annotated[float, typer.Option(help="Eligible orders per day.")],
+    baseline_cancel_rate: Annotated[
+        float | None,
+        typer.Option(help="Cancellation rate without intervention (default: the past log's)."),
+    ] = None,
+    arms: Annotated[
+        int | None, typer.Option(help="Number of treatment arms (or name them with --arm).")
+    ] = None,
+    arm: Annotated[
+        ListOption, typer.Option("--arm", help="A treatment arm's name (repeat).")
+    ] = None,
+    control: Annotated[str, typer.Option(help="Name of the control arm.")] = "control",
+    holdout: Annotated[
+        float | None,
+        typer.Option(help="Share of orders on control (default: equal shares for all arms)."),
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Primary metric: cancel_rate or revenue_per_order.")
+    ] = "cancel_rate",
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power of each arm-vs-control comparison.")] = 0.8,
+    correction: Annotated[str, typer.Option(help="holm, bonferroni or none.")] = "holm",
+    past_log: Annotated[
+        Path | None,
+        typer.Option(help="A past log: baseline cancel rate and revenue variance of its control."),
+    ] = None,
+    revenue_sd: Annotated[
+        float | None, typer.Option(help="Standard deviation of revenue per order.")
+    ] = None,
+    cost: Annotated[
+        ListOption, typer.Option("--cost", help="arm=cost of one use (repeat).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the test (its folder).")] = "holdout",
+    out_dir: Annotated[Path, typer.Option(help="Where test folders live.")] = Path("experiments"),
+    start_date: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default: today).")
+    ] = None,
+    salt: Annotated[
+        str | None, typer.Option(help="Assignment salt (default: digest of name and start).")
+    ] = None,
+    stratify: Annotated[
+        str | None, typer.Option(help="Column to stratify the assignment by.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing design.")] = False,
+    json_path: JsonOption = None,
+) -> None:
+    from uplift.design import CORRECTIONS, METRICS, baselines_from_log, plan_design
+    from uplift.exceptions import check_option
+    from uplift.files import write_json
+    from uplift.log import read_log
+
+    check_option("--metric", metric, METRICS)
+    check_option("--correction", correction, CORRECTIONS)
+    target = out_dir / name / "design.toml"
+    if target.exists() and not force:
+        raise ConfigError(
+            f"{target} exists: a running test's design (and salt) must not change; "
+            "choose another --name, or pass --force"
+        )
+    if past_log is not None:
+        past_cancel, past_sd = baselines_from_log(read_log(past_log, control=control))
+        baseline_cancel_rate = baseline_cancel_rate or past_cancel
+        revenue_sd = revenue_sd or past_sd
+    if baseline_cancel_rate is None:
+        raise ConfigError("give --baseline-cancel-rate, or --past-log to take it from")
+    planned = plan_design(
+        name=name,
+        treatment_arms=_arm_names(arms, arm),
+        baseline_cancel_rate=baseline_cancel_rate,
+        mde=mde,
+        daily_orders=daily_orders,
+        control=control,
+        holdout=holdout,
+        primary_metric=metric,  # type: ignore[arg-type]
+        alpha=alpha,
+        power=power,
+        correction=correction,  # type: ignore[arg-type]
+        revenue_sd=revenue_sd,
+        costs=parse_numbers(cost, "--cost"),
+        start_date=_date(start_date),
+        salt=salt,
+        stratify=stratify,
+    )
+    planned.write(target)
+    if json_path is not None:
+        write_json(_design_payload(planned, target), json_path)
+    _print_design(planned, target, json_path)
+
+
+def _arm_names(count: int | None, names: ListOption) -> list[str]:
+    if names:
+        if count is not None and count != len(names):
+            raise ConfigError(f"--arms {count} but {len(names)} --arm name(s) given")
+        return list(names)
+    if count is None or count < 1:
+        raise ConfigError("give --arms K (K >= 1) or name the treatment arms with --arm")
+    return [f"arm_{i}" for i in range(1, count + 1)]
+
+
+def _date(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--start-date must be YYYY-MM-DD; got {text!r}") from None
+
+
+def _design_payload(planned: Design, target: Path) -> dict[str, object]:
+    return {
+        "design": str(target),
+        "name": planned.name,
+        "arms": planned.allocation,
+        "costs": planned.costs,
+        "primary_metric": planned.primary_metric,
+        "mde": planned.mde,
+        "alpha": planned.alpha,
+        "comparison_alpha": planned.comparison_alpha,
+        "power": planned.power,
+        "correction": planned.correction,
+        "n_control": planned.n_control,
+        "n_per_arm": planned.n_per_arm,
+        "days": planned.days,
+        "start_date": planned.start_date.isoformat(),
+        "end_date": planned.end_date.isoformat(),
+        "salt": planned.salt,
+        "detectable_effects": planned.detectable_effects(),
+    }
+
+
+def _print_design(planned: Design, target: Path, json_path: Path | None) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"Holdout test {planned.name}: {len(planned.arms)} arms")
+    for column in ("arm", "share", "orders needed", "cost per use"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm_name, share in planned.allocation.items():
+        needed = planned.n_control if arm_name == planned.control else planned.n_per_arm
+        cost = "-" if arm_name == planned.control else f"{planned.costs[arm_name]:,.2f}"
+        table.add_row(arm_name, f"{share:.1%}", f"{needed:,}", cost)
+    console.print(table)
+    console.print(
+        f"{planned.primary_metric}: detect {planned.mde:g} with power {planned.power:.0%} at "
+        f"alpha {planned.alpha:g} ({planned.correction}; {planned.comparison_alpha:.4g} per arm)"
+    )
+    console.print(
+        f"duration: {planned.days} days at {planned.daily_orders:,.0f} orders/day, "
+        f"{planned.start_date} to {planned.end_date} (salt {planned.salt})"
+    )
+    effects = planned.detectable_effects()
+    for row in effects.itertuples(index=False):
+        console.print(f"detectable after {row.days} days: {row.metric} {row.mde:.4g}")
+    console.print(f"design -> {target}")
+    if json_path is not None:
+        console.print(f"json   -> {json_path}")
 
 
 @app.command(help="Assign orders to arms by hash(salt, order_id), as a design says.")
-def assign() -> None:
-    not_built("assign")
+def assign(
+    orders_path: Annotated[
+        Path, typer.Argument(metavar="ORDERS", help="CSV, Parquet or DuckDB orders.")
+    ],
+    design_path: Annotated[Path, typer.Option("--design", help="design.toml of the test.")],
+    out: Annotated[Path, typer.Option("--out", help="Assigned orders (.csv or .parquet).")],
+    stratify: Annotated[
+        str | None, typer.Option(help="Column to stratify by (default: the design's).")
+    ] = None,
+    table: TableOption = "orders",
+    json_path: JsonOption = None,
+) -> None:
+    from rich.table import Table
+
+    from uplift.design import Design, assign_arms, check_sample_ratio
+    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.log import read_frame
+
+    check_table_suffix(out)
+    planned = Design.read(design_path)
+    assigned = assign_arms(
+        read_frame(orders_path, table=table), planned, stratify=stratify, source=str(orders_path)
+    )
+    write_table(assigned, out)
+    check = check_sample_ratio(assigned["arm"].value_counts(), planned.allocation)
+    if json_path is not None:
+        write_json({"orders": len(assigned), "out": str(out), "counts": check.counts}, json_path)
+    view = Table(title=f"{len(assigned):,} orders assigned by {design_path}")
+    for column in ("arm", "orders", "share", "designed share"):
+        view.add_column(column, justify="left" if column == "arm" else "right")
+    for row in check.counts.itertuples(index=False):
+        view.add_row(
+            str(row.arm),
+            f"{row.observed:,}",
+            f"{row.observed_share:.2%}",
+            f"{row.expected_share:.2%}",
+        )
+    console = _console()
+    console.print(view)
+    console.print(f"assigned -> {out} (arm and propensity beside each order)")
 
 
 @app.command(help="Read out a test: per-arm effects with intervals, SRM check, segments.")
-def readout() -> None:
-    not_built("readout")
+def readout(
+    log_path: Annotated[Path, typer.Argument(metavar="LOG", help="CSV, Parquet or DuckDB log.")],
+    column_map: MapOption = None,
+    ignore: IgnoreOption = None,
+    control: Annotated[
+        str | None,
+        typer.Option(help="Name of the control arm (default: the design's, else 'control')."),
+    ] = None,
+    design_path: Annotated[
+        Path | None, typer.Option("--design", help="design.toml: allocation, alpha, plan.")
+    ] = None,
+    adjust: Annotated[
+        bool, typer.Option("--adjust", help="Regression adjustment on pre-assignment covariates.")
+    ] = False,
+    covariate: Annotated[
+        ListOption,
+        typer.Option("--covariate", help="Pre-assignment covariate for --adjust (repeat)."),
+    ] = None,
+    sequential: Annotated[
+        bool, typer.Option("--sequential", help="Add always-valid intervals (weekly looks).")
+    ] = False,
+    segment: Annotated[
+        str | None, typer.Option(help="Categorical column to break effects down by.")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Significance level (default: the design's, else 0.05).")
+    ] = None,
+    table: TableOption = "experiment_log",
+    json_path: JsonOption = None,
+) -> None:
+    from uplift.design import Design
+    from uplift.files import write_json
+    from uplift.log import ColumnMap, read_log
+    from uplift.readout import readout as read_out
+
+    planned = Design.read(design_path) if design_path is not None else None
+    log = read_log(
+        log_path,
+        column_map=ColumnMap.parse(column_map or [], ignore or []),
+        control=control or (planned.control if planned else "control"),
+        table=table,
+    )
+    result = read_out(
+        log,
+        design=planned,
+        alpha=alpha,
+        adjust=adjust,
+        covariates=covariate,
+        sequential=sequential,
+        segment=segment,
+    )
+    if json_path is not None:
+        write_json(result.to_dict(), json_path)
+    _print_readout(result, json_path)
+    if result.srm_failed:
+        raise typer.Exit(code=1)
+
+
+def _print_readout(result: Readout, json_path: Path | None) -> None:
+    console = _console()
+    _print_srm(console, result)
+    _print_arms(console, result)
+    for metric in result.effects["metric"].unique():
+        chosen = result.effects[result.effects["metric"] == metric]
+        _print_effects(console, chosen, f"{metric}: arm - {result.control}", result)
+    if result.adjustment is not None:
+        for row in result.adjustment.itertuples(index=False):
+            console.print(
+                f"adjustment {row.arm} {row.metric}: variance reduced by "
+                f"{row.variance_reduction:.1%}, interval width x{row.interval_width_ratio:.3f}"
+            )
+        console.print(f"covariates: {', '.join(result.covariates)}")
+    if result.segments is not None:
+        for metric in result.segments["metric"].unique():
+            chosen = result.segments[result.segments["metric"] == metric]
+            _print_effects(console, chosen, f"{metric} by {result.segment_column}", result)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if json_path is not None:
+        console.print(f"json -> {json_path}")
+
+
+def _console() -> Console:
+    """A console as wide as the terminal, or 140 columns when writing to a file or pipe."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 140)
+
+
+def _print_srm(console: Console, result: Readout) -> None:
+    srm = result.srm
+    if srm is None:
+        console.print("sample ratio: not checked (no allocation known; pass --design)")
+        return
+    verdict = "ok" if srm.passed else "[bold red]MISMATCH: the test is broken[/]"
+    console.print(
+        f"sample ratio: {verdict} (chi-square {srm.statistic:.2f}, p = {srm.p_value:.3g}, "
+        f"fails below {srm.threshold:g}; shares from {srm.allocation_source})"
+    )
+
+
+def _print_arms(console: Console, result: Readout) -> None:
+    from rich.table import Table
+
+    view = Table(title=f"{result.source}: orders per arm")
+    metrics = [c for c in ("retained_rate", "cancel_rate", "revenue_per_order") if c in result.arms]
+    for column in ("arm", "orders", "share", *metrics):
+        view.add_column(column, justify="left" if column == "arm" else "right")
+    for row in result.arms.to_dict(orient="records"):
+        values = [_format(m, row[m]) for m in metrics]
+        view.add_row(str(row["arm"]), f"{row['n']:,}", f"{row['share']:.2%}", *values)
+    console.print(view)
+
+
+def _format(metric: str, value: float) -> str:
+    return f"{value:,.4f}" if metric == "revenue_per_order" else f"{value:.4%}"
+
+
+def _print_effects(console: Console, effects: pd.DataFrame, title: str, result: Readout) -> None:
+    from rich.table import Table
+
+    level = f"{1 - result.alpha:.0%}"
+    columns = ["arm", "control", "arm mean", "difference", f"{level} interval", "relative"]
+    columns += ["p", f"p ({result.correction})"]
+    always_valid = bool(effects["sequential_ci_lower"].notna().any())
+    if always_valid:
+        columns.append("always-valid interval")
+    if "segment" in effects:
+        columns.insert(0, "segment")
+    view = Table(title=title)
+    for column in columns:
+        view.add_column(column, justify="left" if column in ("segment", "arm") else "right")
+    for row in effects.to_dict(orient="records"):
+        m = str(row["metric"])
+        cells = [str(row["arm"]), _format(m, row["control_mean"]), _format(m, row["arm_mean"])]
+        cells += [_signed(m, row["difference"]), _range(m, row["ci_lower"], row["ci_upper"])]
+        cells += [f"{row['relative_difference']:+.2%}", f"{row['p_value']:.3g}"]
+        cells.append(f"{row['p_value_adjusted']:.3g}")
+        if always_valid:
+            cells.append(_range(m, row["sequential_ci_lower"], row["sequential_ci_upper"]))
+        if "segment" in effects:
+            cells.insert(0, str(row["segment"]))
+        view.add_row(*cells)
+    console.print(view)
+
+
+def _signed(metric: str, value: float) -> str:
+    return f"{value:+,.4f}" if metric == "revenue_per_order" else f"{value * 100:+.3f} pt"
+
+
+def _range(metric: str, lower: float, upper: float) -> str:
+    return f"[{_signed(metric, lower)}, {_signed(metric, upper)}]"

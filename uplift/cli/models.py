@@ -2,19 +2,164 @@
 
 from __future__ import annotations
 
-from uplift.cli.app import app, not_built
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from uplift.cli.app import app, parse_numbers
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="canonical=source: read a column of yours as a canonical one."),
+]
+IgnoreOption = Annotated[
+    list[str] | None,
+    typer.Option("--ignore", help="A column that is neither canonical nor a feature."),
+]
+CostOption = Annotated[
+    list[str] | None, typer.Option("--cost", help="arm=X: what one use of the arm costs.")
+]
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", help="Also write every number, unrounded, as JSON here.")
+]
+ModelDirOption = Annotated[Path, typer.Option("--model-dir", help="The model directory.")]
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Callable[[str], None]]:
+    """A spinner with the current step on a terminal; silence elsewhere (logs, pipes)."""
+    if not console.is_terminal:
+        yield lambda _: None
+        return
+    with console.status("starting") as status:
+        yield lambda step: status.update(step)
+
+
+def _table(console: Console, title: str, frame: pd.DataFrame, digits: int = 4) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
-def train() -> None:
-    not_built("train")
+def train(
+    log_path: Annotated[Path, typer.Argument(metavar="LOG", help="Experiment log to learn from.")],
+    model_dir: ModelDirOption,
+    learner: Annotated[
+        str, typer.Option(help="auto (choose by held-out policy value) or a learner name.")
+    ] = "auto",
+    mapping: MapOption = None,
+    ignore: IgnoreOption = None,
+    control: Annotated[str, typer.Option(help="Label of the control arm.")] = "control",
+    cost: CostOption = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same model.")] = 0,
+    json_path: JsonOption = None,
+) -> None:
+    from rich.console import Console
+
+    from uplift.files import write_json
+    from uplift.log import ColumnMap, read_log
+    from uplift.models import read_card, save_model, train_uplift
+
+    costs = parse_numbers(cost, "--cost")
+    log = read_log(
+        log_path, column_map=ColumnMap.parse(mapping or [], ignore or []), control=control
+    )
+    console = Console()
+    for note in log.notes:
+        console.print(f"note: {note}")
+    with _progress(Console(stderr=True)) as progress:
+        model = train_uplift(
+            log, learner=learner, costs=costs, seed=seed, validate=True, progress=progress
+        )
+        progress("saving the model")
+        save_model(model, model_dir)
+    card = read_card(model_dir)
+    console.print(
+        f"trained {model.learner} on {len(log):,} orders, {len(model.treatment_arms)} treatment "
+        f"arms, {len(model.features)} features; saved to {model_dir}"
+    )
+    if model.selection is not None:
+        scores = model.selection.scores
+        shown = scores[["learner", "policy_value", "ci_lower", "ci_upper", "qini", "chosen"]]
+        title = f"held-out scores ({model.selection.method}, {model.selection.n_orders:,} orders)"
+        _table(console, title, shown)
+    if json_path is not None:
+        write_json(card, json_path)
 
 
 @app.command(help="Evaluate a saved model on a log: Qini, AUUC, calibration, policy value.")
-def evaluate() -> None:
-    not_built("evaluate")
+def evaluate(
+    log_path: Annotated[Path, typer.Argument(metavar="LOG", help="Experiment log to score on.")],
+    model_dir: ModelDirOption,
+    mapping: MapOption = None,
+    ignore: IgnoreOption = None,
+    cost: CostOption = None,
+    json_path: JsonOption = None,
+) -> None:
+    from rich.console import Console
+
+    from uplift.files import write_json
+    from uplift.log import ColumnMap, read_log
+    from uplift.models import load_model
+    from uplift.models.evaluate import evaluate_model
+
+    model = load_model(model_dir)
+    column_map = ColumnMap.parse(mapping or [], ignore or [])
+    log = read_log(log_path, column_map=column_map, control=model.control)
+    costs = parse_numbers(cost, "--cost") if cost else None
+    result = evaluate_model(model, log, costs=costs)
+    console = Console()
+    console.print(f"{model.learner} model from {model_dir} on {len(log):,} orders of {log_path}")
+    if result.in_sample:
+        console.print("note: this is the log the model was trained on; its scores are optimistic")
+    _table(console, f"ranking per arm ({result.outcome} uplift)", result.by_arm)
+    _table(console, "calibration by decile", result.calibration_summary)
+    policies = result.policies
+    shown = policies[policies["estimator"].isin(["ipw", "dr"])][
+        ["policy", "estimator", "value", "ci_lower", "ci_upper", "diff", "treated_share"]
+    ]
+    _table(console, f"policy value per order ({result.policy_outcome}, net of costs)", shown)
+    _table(console, f"model policy minus {result.best_single_arm}", result.versus_best_arm)
+    if json_path is not None:
+        write_json(result.to_dict(), json_path)
 
 
 @app.command(help="Predict retained and revenue uplift per order and arm.")
-def predict() -> None:
-    not_built("predict")
+def predict(
+    orders_path: Annotated[
+        Path, typer.Argument(metavar="ORDERS", help="Orders to score (.csv, .parquet, .duckdb).")
+    ],
+    model_dir: ModelDirOption,
+    out: Annotated[Path, typer.Option("--out", help="Effects file to write (.csv or .parquet).")],
+    mapping: MapOption = None,
+    json_path: JsonOption = None,
+) -> None:
+    from rich.console import Console
+
+    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.log import ColumnMap, read_frame
+    from uplift.models import load_model
+    from uplift.models.bundle import predict_table
+
+    check_table_suffix(out)
+    model = load_model(model_dir)
+    frame = ColumnMap.parse(mapping or []).apply(read_frame(orders_path), str(orders_path))
+    effects = predict_table(model, frame, source=str(orders_path))
+    write_table(effects, out)
+    means = {str(k): float(v) for k, v in effects.drop(columns="order_id").mean().items()}
+    Console().print(f"wrote {len(effects):,} orders x {len(model.treatment_arms)} arms to {out}")
+    if json_path is not None:
+        write_json({"orders": len(effects), "out": str(out), "mean": means}, json_path)

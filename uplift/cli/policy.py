@@ -2,9 +2,167 @@
 
 from __future__ import annotations
 
-from uplift.cli.app import app, not_built
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from uplift.cli.app import app, parse_numbers
+from uplift.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from uplift.policy import Assignment
 
 
 @app.command(help="Rank pending orders into a queue by net value, within capacity and budget.")
-def rank() -> None:
-    not_built("rank")
+def rank(
+    orders_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="ORDERS", help="Pending orders (features, order_id, order_value) to rank."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Queue file to write (.csv or .parquet).")],
+    model_dir: Annotated[
+        Path | None, typer.Option("--model-dir", help="Model directory to predict with.")
+    ] = None,
+    effects_path: Annotated[
+        Path | None,
+        typer.Option("--effects", help="Precomputed effects (from `uplift predict`) to rank."),
+    ] = None,
+    cost: Annotated[
+        list[str] | None, typer.Option("--cost", help="arm=X: what one use of the arm costs.")
+    ] = None,
+    voucher: Annotated[
+        list[str] | None,
+        typer.Option("--voucher", help="arm=X: a cost paid only when the order is kept."),
+    ] = None,
+    capacity: Annotated[
+        list[str] | None, typer.Option("--capacity", help="arm=N: at most N orders get the arm.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", help="Total cost the queue may spend.")
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Share of orders kept on control at random.")
+    ] = 0.0,
+    explore: Annotated[
+        float, typer.Option("--explore", help="Share of orders given a random arm.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the holdout and exploration.")] = 0,
+    design: Annotated[
+        Path | None, typer.Option("--design", help="design.toml whose costs to use.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write every number, unrounded, as JSON.")
+    ] = None,
+) -> None:
+    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.log import read_frame
+    from uplift.policy import check_order_arms, effect_arms, rank_orders
+
+    check_table_suffix(out)
+    if (model_dir is None) == (effects_path is None):
+        raise ConfigError("give exactly one of --model-dir DIR and --effects EFFECTS")
+    orders = read_frame(orders_path)
+    effects, control = _effects(orders, orders_path, model_dir, effects_path)
+    check_order_arms(orders, effect_arms(effects), control, source=str(orders_path))
+    costs = {**_design_costs(design), **parse_numbers(cost, "--cost")}
+    assignment = rank_orders(
+        effects,
+        costs=costs,
+        vouchers=parse_numbers(voucher, "--voucher"),
+        capacity=parse_numbers(capacity, "--capacity"),
+        budget=budget,
+        holdout=holdout,
+        explore=explore,
+        seed=seed,
+        control=control,
+    )
+    write_table(assignment.queue, out)
+    _print(assignment, out)
+    if json_path is not None:
+        write_json(_payload(assignment, out), json_path)
+
+
+def _effects(
+    orders: pd.DataFrame, source: Path, model_dir: Path | None, effects_path: Path | None
+) -> tuple[pd.DataFrame, str]:
+    """Predicted effects of every order, keyed by order_id, and the control arm's name."""
+    if model_dir is not None:
+        from uplift.models import load_model
+        from uplift.models.bundle import predict_table
+
+        model = load_model(model_dir)
+        return predict_table(model, orders, source=str(source)), model.control
+    return _read_effects(orders, source, Path(str(effects_path))), "control"
+
+
+def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFrame:
+    """The rows of a precomputed effects file for the orders of ``source``, in their order."""
+    from uplift.exceptions import SchemaError, describe_rows
+    from uplift.log import read_frame
+
+    effects = read_frame(path)
+    for name, frame in ((str(source), orders), (str(path), effects)):
+        if "order_id" not in frame.columns:
+            raise SchemaError(f"{name}: no order_id column; the queue keys every order by it")
+        if frame["order_id"].duplicated().any():
+            rows = frame.index[frame["order_id"].duplicated()] + 1
+            raise SchemaError(f"{name}: order_id repeats in {describe_rows(rows)}")
+    missing = ~orders["order_id"].isin(effects["order_id"]).to_numpy()
+    if missing.any():
+        raise SchemaError(
+            f"{path}: no effects for the orders of {source} in "
+            f"{describe_rows(orders.index[missing] + 1)}"
+        )
+    return effects.set_index("order_id").loc[orders["order_id"]].reset_index()
+
+
+def _design_costs(design: Path | None) -> dict[str, float]:
+    if design is None:
+        return {}
+    from uplift.design import Design
+
+    return dict(Design.read(design).costs)
+
+
+def _print(assignment: Assignment, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = assignment.summary
+    table = Table(title=f"queue written to {out}")
+    for column in summary.columns:
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*[_cell(v) for v in row])
+    console = Console()
+    console.print(table)
+    console.print(
+        f"expected net value {assignment.objective:,.2f}"
+        f" (bound {assignment.upper_bound:,.2f}); cost spent {assignment.budget_used:,.2f}"
+        + (f" of {assignment.budget:,.2f}" if assignment.budget is not None else "")
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:,.2f}"
+    return str(value)
+
+
+def _payload(assignment: Assignment, out: Path) -> dict[str, Any]:
+    return {
+        "out": str(out),
+        "orders": len(assignment.queue),
+        "objective": assignment.objective,
+        "upper_bound": assignment.upper_bound,
+        "budget": assignment.budget,
+        "budget_used": assignment.budget_used,
+        "budget_price": assignment.budget_price,
+        "params": dict(assignment.params),
+        "summary": assignment.summary,
+    }

@@ -52,6 +52,7 @@ def simulate(
     from rich.table import Table
 
     from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.log import iso_week
     from uplift.simulate import simulate as simulate_world
 
     truth_path = truth_out or default_truth_path(out)
@@ -73,14 +74,20 @@ def simulate(
     write_table(world.log, out)
     write_table(world.truth, truth_path)
     arms = world.arm_summary()
+    week = iso_week(world.log["assigned_at"])
+    weekly = world.log.groupby(week)["cancelled"].agg(orders="size", cancel_rate="mean")
     payload = {
         "orders": len(world.log),
         "weeks": weeks,
         "seed": seed,
         "assignment": "logged_policy" if logged_policy else "randomised",
         "start_week": start_week,
+        "drift": drift,
+        "effect_drift": effect_drift,
+        "first_order_id": first_order_id,
         "cancel_rate": float(world.log["cancelled"].mean()),
         "arms": arms,
+        "weeks_summary": weekly.rename_axis("week").reset_index(),
         "log": str(out),
         "truth": str(truth_path),
     }
@@ -102,8 +109,10 @@ def simulate(
         )
     console = Console()
     console.print(table)
+    by_week = ", ".join(f"{w} {rate:.2%}" for w, rate in weekly["cancel_rate"].items())
     console.print(
-        f"assignment: {payload['assignment']}; overall cancel rate {payload['cancel_rate']:.2%}"
+        f"assignment: {payload['assignment']}; cancel rate {payload['cancel_rate']:.2%} overall, "
+        f"by week: {by_week}"
     )
     console.print(f"log   -> {out}")
     console.print(f"truth -> {truth_path} (ground truth: never train on it)")

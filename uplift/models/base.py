@@ -56,8 +56,10 @@ class FeatureEncoder:
         for name in self.columns:
             column = X[name]
             if name in self.categories:
-                values = column.astype("string").astype(object).where(column.notna(), None)
-                encoded[name] = pd.Categorical(values, categories=self.categories[name])
+                # Unseen levels and missing values both get code -1, i.e. missing.
+                levels = self.categories[name]
+                codes = levels.get_indexer(pd.Index(column.astype("string")))
+                encoded[name] = pd.Categorical.from_codes(codes, categories=levels)
             else:
                 encoded[name] = _as_float(column, name)
         return pd.DataFrame(encoded, index=X.index)
@@ -108,7 +110,7 @@ class FitData:
         return 1 + len(self.treatment_arms)
 
 
-class BaseUpliftModel(BaseEstimator):  # type: ignore[misc]
+class BaseUpliftModel(BaseEstimator):
     """Base of every uplift learner: checks inputs, encodes features, frames the output.
 
     Subclasses implement ``_fit(data)`` and ``_predict_uplift(X_encoded) -> (n, k) array``
@@ -147,12 +149,11 @@ class BaseUpliftModel(BaseEstimator):  # type: ignore[misc]
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """Uplift per order (rows, index of ``X``) and treatment arm (columns), float64."""
-        if not hasattr(self, "treatment_arms_"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet: call fit(X, y, arm=...) first"
-            )
         encoded = self._encode(X)
-        values = np.asarray(self._predict_uplift(encoded), dtype=np.float64)
+        if len(X) == 0:
+            values = np.empty((0, len(self.treatment_arms_)))
+        else:
+            values = np.asarray(self._predict_uplift(encoded), dtype=np.float64)
         return pd.DataFrame(values, index=X.index, columns=list(self.treatment_arms_))
 
     def _check_params(self) -> None:
@@ -165,6 +166,11 @@ class BaseUpliftModel(BaseEstimator):  # type: ignore[misc]
     def _predict_uplift(self, X: pd.DataFrame) -> FloatArray: ...
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Check that the model is fitted and ``X`` a frame, then encode it as in fit."""
+        if not hasattr(self, "treatment_arms_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet: call fit(X, y, arm=...) first"
+            )
         if not isinstance(X, pd.DataFrame):
             raise SchemaError(f"X must be a pandas DataFrame of features; got {type(X).__name__}")
         return self.encoder_.transform(X)

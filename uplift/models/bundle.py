@@ -1,0 +1,349 @@
+"""The trained uplift model of a log: retained and revenue uplift per order and arm.
+
+``train_uplift(log)`` fits one learner for the binary outcome (``retained``) and, when the
+revenue at risk is not known at decision time, one for revenue; ``predict_effects`` returns
+``retained_uplift_<arm>``, ``revenue_uplift_<arm>`` and ``retained_base`` (P(retained | control,
+x), which the policy needs for costs paid only when an order is kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
+from uplift.log import ExperimentLog
+from uplift.models import catalog
+from uplift.models.base import BaseUpliftModel, FeatureEncoder, FloatArray
+from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, make_learner
+from uplift.models.learners import (
+    OutcomeLearner,
+    inverse_propensity_weights,
+    leaf_size,
+    lgbm_params,
+    predict_booster,
+    train_lgbm,
+)
+from uplift.models.select import Selection, select_learner
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, eq=False)
+class ControlOutcomeModel:
+    """E[outcome | control, x]: LightGBM on the control rows, weighted by 1 / propensity.
+
+    Learners that model only the uplift (X, DR, R, forests) need it for outcome levels:
+    ``retained_base`` and the outcome model of the doubly robust policy value.
+    """
+
+    encoder: FeatureEncoder
+    booster: lgb.Booster
+
+    @classmethod
+    def fit(cls, log: ExperimentLog, outcome: str, seed: int) -> ControlOutcomeModel:
+        """Fit on the control rows of ``log``."""
+        frame = log.frame
+        codes = (frame["arm"] != log.control).to_numpy().astype(np.int64)
+        weight = inverse_propensity_weights(codes, frame["propensity"].to_numpy(np.float64))
+        control = codes == 0
+        X = frame.loc[control, list(model_inputs(log))]
+        y = frame.loc[control, outcome].to_numpy(np.float64)
+        encoder = FeatureEncoder().fit(X)
+        params = lgbm_params(
+            binary=outcome == "retained",
+            learning_rate=catalog.LEARNING_RATE,
+            num_leaves=catalog.NUM_LEAVES,
+            min_child_samples=leaf_size(catalog.MIN_CHILD_SAMPLES, len(y)),
+            n_jobs=catalog.N_JOBS,
+            seed=seed,
+        )
+        booster = train_lgbm(params, encoder.transform(X), y, catalog.N_ESTIMATORS, weight[control])
+        return cls(encoder, booster)
+
+    def predict(self, X: pd.DataFrame) -> FloatArray:
+        """Expected outcome without action, per order."""
+        return predict_booster(self.booster, self.encoder.transform(X))
+
+
+@dataclass(frozen=True, eq=False)
+class UpliftModel:
+    """Fitted uplift of every treatment arm on retention and revenue.
+
+    Attributes
+    ----------
+    learner : str
+        The learner used (the one ``auto`` chose, or the one named).
+    control, treatment_arms : str, tuple of str
+        Arm labels; ``treatment_arms`` orders the output columns.
+    inputs : tuple of str
+        Columns ``predict_effects`` needs: the log's features, then ``order_value`` if known.
+    retained_model, revenue_model : BaseUpliftModel or None
+        Uplift on ``retained`` (None for a revenue-only log) and on revenue (None when revenue
+        uplift is ``order_value x retained uplift``, or when the log has no revenue).
+    retained_base_model, revenue_base_model : ControlOutcomeModel or None
+        E[outcome | control, x] when the uplift model does not give it itself.
+    selection : Selection or None
+        The validation scores of every candidate when ``auto`` chose the learner.
+    training : dict
+        Facts about the training log for the model card (source, rows, data hash, costs ...).
+    """
+
+    learner: str
+    control: str
+    treatment_arms: tuple[str, ...]
+    inputs: tuple[str, ...]
+    retained_model: BaseUpliftModel | None
+    revenue_model: BaseUpliftModel | None
+    retained_base_model: ControlOutcomeModel | None
+    revenue_base_model: ControlOutcomeModel | None
+    selection: Selection | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Model inputs other than ``order_value``."""
+        return tuple(c for c in self.inputs if c != "order_value")
+
+    @property
+    def revenue_from_order_value(self) -> bool:
+        """Whether revenue uplift is ``order_value x retained uplift``."""
+        return self.retained_model is not None and "order_value" in self.inputs
+
+    @property
+    def effect_columns(self) -> tuple[str, ...]:
+        """The columns ``predict_effects`` returns, in order."""
+        columns: list[str] = []
+        if self.retained_model is not None:
+            columns += [f"retained_uplift_{a}" for a in self.treatment_arms]
+        if self.revenue_from_order_value or self.revenue_model is not None:
+            columns += [f"revenue_uplift_{a}" for a in self.treatment_arms]
+        if self.retained_model is not None:
+            columns.append("retained_base")
+        return tuple(columns)
+
+    def predict_effects(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Uplift per order (index of ``frame``) for every treatment arm; see ``effect_columns``.
+
+        ``frame`` is an orders table or a log's ``frame``: it needs the columns in ``inputs``.
+        """
+        X = check_inputs(frame, self.inputs)
+        parts: list[pd.DataFrame] = []
+        if self.retained_model is not None:
+            uplift, base = self._retained(X)
+            parts.append(uplift.add_prefix("retained_uplift_"))
+        if self.revenue_from_order_value:
+            revenue = uplift.mul(X["order_value"].to_numpy(np.float64), axis=0)
+            parts.append(revenue.add_prefix("revenue_uplift_"))
+        elif self.revenue_model is not None:
+            parts.append(self.revenue_model.predict(X).add_prefix("revenue_uplift_"))
+        if self.retained_model is not None:
+            parts.append(pd.DataFrame({"retained_base": base}, index=X.index))
+        return pd.concat(parts, axis=1)
+
+    def predict_outcomes(self, frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
+        """E[``outcome`` | arm, x] per order and arm (control first): base plus uplift.
+
+        ``outcome`` is ``retained`` or ``revenue``; this is the outcome model the doubly robust
+        policy value needs.
+        """
+        check_option("outcome", outcome, ("retained", "revenue"))
+        X = check_inputs(frame, self.inputs)
+        effects = self.predict_effects(X)
+        if outcome == "retained" or self.revenue_from_order_value:
+            if "retained_base" not in effects:
+                raise SchemaError("this model has no retained outcome; it predicts revenue only")
+            base = effects["retained_base"].to_numpy()
+            if outcome == "revenue":
+                base = base * X["order_value"].to_numpy(np.float64)
+        elif self.revenue_model is None:
+            raise SchemaError("this model has no revenue outcome; the log had no revenue")
+        elif isinstance(self.revenue_model, OutcomeLearner):
+            base = self.revenue_model.predict_outcomes(X)[self.control].to_numpy()
+        else:
+            base = self._revenue_base(X)
+        uplift = effects[[f"{outcome}_uplift_{a}" for a in self.treatment_arms]].to_numpy()
+        levels = np.column_stack([base, base[:, None] + uplift])
+        return pd.DataFrame(levels, index=frame.index, columns=[self.control, *self.treatment_arms])
+
+    def _revenue_base(self, X: pd.DataFrame) -> FloatArray:
+        if self.revenue_base_model is None:
+            raise SchemaError("this model has no revenue outcome; the log had no revenue")
+        return self.revenue_base_model.predict(X)
+
+    def _retained(self, X: pd.DataFrame) -> tuple[pd.DataFrame, FloatArray]:
+        """Retained uplift, kept within what a probability allows, and the control rate."""
+        model = self.retained_model
+        if isinstance(model, OutcomeLearner):
+            outcomes = model.predict_outcomes(X)
+            base = outcomes[self.control].to_numpy()
+            uplift = outcomes[list(self.treatment_arms)].sub(base, axis=0)
+        else:
+            if model is None or self.retained_base_model is None:
+                raise SchemaError("this model has no retained outcome; it predicts revenue only")
+            base = self.retained_base_model.predict(X)
+            uplift = model.predict(X)[list(self.treatment_arms)]
+        # P(retained | arm) = base + uplift must stay a probability.
+        clipped = np.clip(uplift.to_numpy(), -base[:, None], 1.0 - base[:, None])
+        return pd.DataFrame(clipped, index=X.index, columns=uplift.columns), base
+
+
+def model_inputs(log: ExperimentLog) -> tuple[str, ...]:
+    """The columns a model of ``log`` learns from: its features and ``order_value`` if known."""
+    return (*log.features, *(("order_value",) if log.has_order_value else ()))
+
+
+def check_inputs(frame: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DataFrame:
+    """The model inputs of ``frame``, or a SchemaError naming what is missing or broken."""
+    if not isinstance(frame, pd.DataFrame):
+        raise SchemaError(f"orders must be a pandas DataFrame; got {type(frame).__name__}")
+    missing = [c for c in inputs if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"orders lack column(s) {', '.join(missing)} that the model was trained on; "
+            f"it needs {', '.join(inputs)}"
+        )
+    X = frame[list(inputs)]
+    if "order_value" in inputs:
+        value = pd.to_numeric(X["order_value"], errors="coerce")
+        bad = ~(np.isfinite(value.to_numpy(np.float64)) & (value.to_numpy(np.float64) >= 0))
+        if bad.any():
+            raise SchemaError(
+                "column order_value must be a finite number >= 0; "
+                f"not so in {describe_rows(np.flatnonzero(bad) + 1)}"
+            )
+    return X
+
+
+def data_hash(log: ExperimentLog) -> str:
+    """SHA-256 of the log's canonical frame (values and column names)."""
+    digest = hashlib.sha256(",".join(map(str, log.frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(log.frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train_uplift(
+    log: ExperimentLog,
+    learner: str = AUTO,
+    costs: Mapping[str, float] | None = None,
+    seed: int = 0,
+    *,
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
+    validate: bool = False,
+    progress: Progress | None = None,
+) -> UpliftModel:
+    """Fit the uplift model of ``log`` with ``learner`` (``auto`` chooses by validation).
+
+    ``costs`` (currency per use of an arm, missing arms cost 0) enter the choice of ``auto``:
+    it picks the learner whose policy (best net value per order) has the highest doubly robust
+    value on held-out orders (see :mod:`uplift.models.select`). With ``validate`` a named
+    learner is scored the same way, so its card holds held-out figures too. ``progress``
+    receives a short line before each step.
+    """
+    check_option("learner", learner, (AUTO, *LEARNERS))
+    for name in candidates:
+        check_option("candidate learner", name, LEARNERS)
+    costs = check_costs(costs, log)
+    say = progress or (lambda _: None)
+    selection = None
+    if learner == AUTO or validate:
+        scored = candidates if learner == AUTO else (learner,)
+        selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
+        learner = selection.chosen
+    say(f"fitting {learner} on {len(log):,} orders")
+    return fit_models(log, learner, seed).model(
+        selection=selection,
+        training={
+            "source": log.source,
+            "orders": len(log),
+            "data_hash": data_hash(log),
+            "propensity_given": log.propensity_given,
+            "notes": list(log.notes),
+            "costs": costs,
+            "seed": seed,
+        },
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FittedModels:
+    """The models fitted on one log, before they become an :class:`UpliftModel`."""
+
+    log: ExperimentLog
+    learner: str
+    retained: BaseUpliftModel | None
+    revenue: BaseUpliftModel | None
+    retained_base: ControlOutcomeModel | None
+    revenue_base: ControlOutcomeModel | None
+
+    def model(
+        self, *, selection: Selection | None = None, training: dict[str, Any] | None = None
+    ) -> UpliftModel:
+        """The fitted models as one :class:`UpliftModel`."""
+        return UpliftModel(
+            learner=self.learner,
+            control=self.log.control,
+            treatment_arms=self.log.treatment_arms,
+            inputs=model_inputs(self.log),
+            retained_model=self.retained,
+            revenue_model=self.revenue,
+            retained_base_model=self.retained_base,
+            revenue_base_model=self.revenue_base,
+            selection=selection,
+            training=training or {},
+        )
+
+
+def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[str, float]:
+    """Costs per treatment arm as floats; unknown arms or negative costs are a ConfigError."""
+    costs = dict(costs or {})
+    unknown = sorted(set(costs) - set(log.arms))
+    if unknown:
+        raise ConfigError(
+            f"costs name arm(s) {', '.join(unknown)} that {log.source} does not have; "
+            f"arms: {', '.join(log.arms)}"
+        )
+    bad = {arm: c for arm, c in costs.items() if not (np.isfinite(c) and c >= 0)}
+    if bad:
+        raise ConfigError(f"costs must be finite numbers >= 0; got {bad}")
+    return {arm: float(c) for arm, c in costs.items()}
+
+
+def predict_table(model: UpliftModel, frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """``order_id`` and the effects of every order of ``frame`` (an orders file's rows)."""
+    if "order_id" not in frame.columns:
+        raise SchemaError(
+            f"{source}: no order_id column; the effects file keys every order by it "
+            "(map yours with --map order_id=COLUMN)"
+        )
+    try:
+        effects = model.predict_effects(frame)
+    except SchemaError as error:
+        raise SchemaError(f"{source}: {error}") from None
+    return pd.concat([frame[["order_id"]], effects], axis=1).reset_index(drop=True)
+
+
+def fit_models(log: ExperimentLog, learner: str, seed: int) -> FittedModels:
+    """Fit the retained model, the revenue model and the control-rate model a log calls for."""
+    X = log.frame[list(model_inputs(log))]
+    arm, propensity = log.frame["arm"], log.frame["propensity"]
+
+    def fit(outcome: str) -> BaseUpliftModel:
+        model = make_learner(learner, seed)
+        return model.fit(X, log.frame[outcome], arm=arm, propensity=propensity, control=log.control)
+
+    retained = fit("retained") if log.has_retained else None
+    needs_revenue_model = log.has_revenue and not (log.has_retained and log.has_order_value)
+    revenue = fit("revenue") if needs_revenue_model else None
+    retained_base = revenue_base = None
+    if retained is not None and not isinstance(retained, OutcomeLearner):
+        retained_base = ControlOutcomeModel.fit(log, "retained", seed)
+    if revenue is not None and not isinstance(revenue, OutcomeLearner):
+        revenue_base = ControlOutcomeModel.fit(log, "revenue", seed)
+    return FittedModels(log, learner, retained, revenue, retained_base, revenue_base)

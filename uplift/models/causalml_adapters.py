@@ -1,0 +1,165 @@
+"""causalml's meta-learners (T, S, X, R, DR) with LightGBM base learners, behind our contract.
+
+The adapter passes arguments by keyword, always passes the propensities of the log (causalml
+would otherwise fit an ElasticNet propensity model that is slow and, for its DR-learner,
+biased), uses the classifier variants for a 0/1 outcome, and returns causalml's effect matrix
+(columns in sorted arm order, like ours) as the contract's DataFrame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from uplift.exceptions import check_option
+from uplift.models.base import FeatureEncoder, FitData, FloatArray
+from uplift.models.learners import LightGBMLearner
+from uplift.models.propensity import arm_probabilities, pairwise
+
+KINDS = ("t", "s", "x", "r", "dr")
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Silence the known noise of causalml, econml and sklearn inside their calls only."""
+    with warnings.catch_warnings():
+        # Importing causalml imports shap, which trips matplotlib's deprecation warnings.
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings(
+                "ignore", category=category, module=r"(causalml|econml|sklearn)"
+            )
+        warnings.filterwarnings("ignore", message=".*Co-variance matrix is underdetermined.*")
+        warnings.filterwarnings("ignore", message=".*X does not have valid feature names.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"lightgbm")
+        yield
+
+
+class CausalMLLearner(LightGBMLearner):
+    """A causalml meta-learner: ``kind`` is one of ``t``, ``s``, ``x``, ``r``, ``dr``.
+
+    The X-learner weighs its two effect models by the pairwise propensity; at prediction time
+    the propensities of new orders are unknown, so it uses each arm's mean training value.
+
+    Attributes
+    ----------
+    model_ : causalml learner
+        The fitted causalml object.
+    mean_pair_propensity_ : ndarray of shape (n_treatment_arms,)
+        Mean P(arm | arm or control) in training (the X-learner's weights at prediction).
+    """
+
+    def __init__(
+        self,
+        kind: str = "t",
+        *,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        n_jobs: int = 1,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            min_child_samples=min_child_samples,
+            n_jobs=n_jobs,
+            random_state=random_state,
+        )
+        self.kind = kind
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_option("kind", self.kind, KINDS)
+
+    def _base(self, *, classifier: bool) -> Any:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+
+        settings: dict[str, Any] = {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "n_jobs": self.n_jobs,
+            "random_state": int(self.random_state),
+            "verbose": -1,
+        }
+        return LGBMClassifier(**settings) if classifier else LGBMRegressor(**settings)
+
+    def _learner(self, binary: bool) -> Any:
+        with quiet_third_party():
+            from causalml.inference import meta
+
+        control, seed = self.control_, int(self.random_state)
+        outcome, effect = self._base(classifier=binary), self._base(classifier=False)
+        if self.kind == "t":
+            cls = meta.BaseTClassifier if binary else meta.BaseTRegressor
+            return cls(learner=outcome, control_name=control)
+        if self.kind == "s":
+            cls = meta.BaseSClassifier if binary else meta.BaseSRegressor
+            return cls(learner=outcome, control_name=control)
+        if self.kind == "x":
+            if binary:
+                return meta.BaseXClassifier(
+                    outcome_learner=outcome, effect_learner=effect, control_name=control
+                )
+            return meta.BaseXRegressor(learner=effect, control_name=control)
+        if self.kind == "r":
+            cls = meta.BaseRClassifier if binary else meta.BaseRRegressor
+            return cls(
+                outcome_learner=outcome,
+                effect_learner=effect,
+                control_name=control,
+                n_fold=2,
+                random_state=seed,
+            )
+        if binary:
+            return meta.BaseDRClassifier(
+                control_outcome_learner=outcome,
+                treatment_outcome_learner=self._base(classifier=True),
+                treatment_effect_learner=effect,
+                control_name=control,
+            )
+        return meta.BaseDRRegressor(learner=effect, control_name=control)
+
+    def _p(self, pair: FloatArray) -> dict[str, FloatArray]:
+        return {arm: pair[:, j] for j, arm in enumerate(self.treatment_arms_)}
+
+    def _fit(self, data: FitData) -> None:
+        probabilities = arm_probabilities(data, n_jobs=self.n_jobs, seed=int(self.random_state))
+        pair = pairwise(probabilities)
+        self.mean_pair_propensity_ = pair.mean(axis=0)
+        arms = np.asarray((self.control_, *data.treatment_arms), dtype=object)[data.arm_code]
+        self.model_ = self._learner(data.binary)
+        extra: dict[str, Any] = {}
+        if self.kind == "r":
+            extra["verbose"] = False
+        if self.kind == "dr":
+            extra["seed"] = int(self.random_state)
+        with quiet_third_party():
+            self.model_.fit(
+                X=FeatureEncoder.to_numpy(data.X),
+                treatment=arms,
+                y=data.y,
+                p=self._p(pair),
+                **extra,
+            )
+
+    def _predict_uplift(self, X: pd.DataFrame) -> FloatArray:
+        matrix = FeatureEncoder.to_numpy(X)
+        extra: dict[str, Any] = {}
+        if self.kind == "x":
+            pair = np.tile(self.mean_pair_propensity_, (len(X), 1))
+            extra["p"] = self._p(pair)
+        with quiet_third_party():
+            effect = np.asarray(self.model_.predict(matrix, **extra), dtype=np.float64)
+        groups = [str(g) for g in self.model_.t_groups]
+        order = [groups.index(arm) for arm in self.treatment_arms_]
+        return effect.reshape(len(X), -1)[:, order]

@@ -1,0 +1,202 @@
+"""How good a fitted model is on a log: ranking, calibration and the value of its policy.
+
+Per treatment arm: Qini coefficient, AUUC and uplift at the top 10/20/30% (each arm's rows
+against control's, weighted by 1 / logged propensity), and calibration by decile of predicted
+uplift (predicted against measured uplift with 95% intervals). For the whole policy (per order,
+the arm of highest net value; control when none is positive): IPW, self-normalised IPW and
+doubly robust values with intervals, against treating no order and against the best single arm
+for every order, the differences paired on the same orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from uplift.exceptions import SchemaError
+from uplift.log import ExperimentLog
+from uplift.metrics import calibration_by_bucket, uplift_metrics_by_arm
+from uplift.models.bundle import UpliftModel, data_hash
+from uplift.models.select import best_arms
+from uplift.offpolicy import baseline_policies, compare_policies
+
+MODEL_POLICY = "model"
+TREAT_NONE = "treat_none"
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """A model's scores on one log (raw numbers; rendering is the caller's).
+
+    Attributes
+    ----------
+    outcome : str
+        ``retained`` or ``revenue``: what the ranking metrics and calibration score.
+    policy_outcome : str
+        What the policy values measure (revenue net of ``costs`` when the log has revenue).
+    by_arm : DataFrame
+        :func:`uplift.metrics.uplift_metrics_by_arm`: ``arm``, ``n_treated``, ``n_control``,
+        ``ate``, ``auuc``, ``qini_coefficient``, ``uplift_at_10`` / ``_20`` / ``_30``.
+    calibration : DataFrame
+        One row per arm and bucket: ``arm`` plus the columns of
+        :class:`uplift.metrics.Calibration` ``.table``.
+    calibration_summary : DataFrame
+        Per arm: ``coverage``, ``slope``, ``slope_se``, ``intercept``, ``chi2``, ``chi2_df``,
+        ``chi2_pvalue``.
+    policies : DataFrame
+        :func:`uplift.offpolicy.compare_policies` against ``treat_none`` for the model's policy,
+        treat-none and every single arm, estimators ``ipw``, ``snipw``, ``dr``.
+    versus_best_arm : DataFrame
+        The model's policy against ``best_single_arm``, per estimator: ``estimator``,
+        ``diff``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper``.
+    best_single_arm : str
+        The ``treat_all_<arm>`` policy of highest doubly robust value.
+    costs : dict
+        Cost per use of each arm, as applied.
+    in_sample : bool
+        Whether the log is the one the model was trained on (its scores are then optimistic).
+    """
+
+    outcome: str
+    policy_outcome: str
+    by_arm: pd.DataFrame
+    calibration: pd.DataFrame
+    calibration_summary: pd.DataFrame
+    policies: pd.DataFrame
+    versus_best_arm: pd.DataFrame
+    best_single_arm: str
+    costs: dict[str, float]
+    in_sample: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every number, for ``--json`` and the model card."""
+        return {
+            "outcome": self.outcome,
+            "policy_outcome": self.policy_outcome,
+            "by_arm": self.by_arm,
+            "calibration_summary": self.calibration_summary,
+            "calibration": self.calibration,
+            "policies": self.policies,
+            "best_single_arm": self.best_single_arm,
+            "versus_best_arm": self.versus_best_arm,
+            "costs": self.costs,
+            "in_sample": self.in_sample,
+        }
+
+
+def evaluate_model(
+    model: UpliftModel,
+    log: ExperimentLog,
+    *,
+    costs: Mapping[str, float] | None = None,
+    buckets: int = 10,
+    ks: Sequence[float] = (0.1, 0.2, 0.3),
+) -> Evaluation:
+    """Score ``model`` on ``log``; ``costs`` default to those the model was trained with."""
+    unknown = sorted(set(log.arms) - {model.control, *model.treatment_arms})
+    if unknown or log.control != model.control:
+        raise SchemaError(
+            f"{log.source}: the log's arms {list(log.arms)} (control {log.control!r}) do not "
+            f"match the model's {[model.control, *model.treatment_arms]}; evaluate on a log of "
+            "the same experiment"
+        )
+    applied = dict(model.training.get("costs", {}) if costs is None else costs)
+    effects = model.predict_effects(log.frame)
+    outcome = "retained" if model.retained_model is not None else "revenue"
+    prefix = f"{outcome}_uplift_"
+    by_arm = uplift_metrics_by_arm(
+        effects, log.frame, outcome=outcome, control=log.control, prefix=prefix, ks=ks
+    )
+    calibration, summary = _calibration(effects, log, outcome, prefix, buckets)
+    has_value = f"revenue_uplift_{model.treatment_arms[0]}" in effects and log.has_revenue
+    policy_outcome = "revenue" if has_value else "retained"
+    if policy_outcome == "retained":
+        applied = {}  # costs are currency; they cannot be netted from a retention rate
+    policies, versus, best = _policies(model, log, effects, policy_outcome, applied)
+    in_sample = data_hash(log) == model.training.get("data_hash")
+    return Evaluation(
+        outcome,
+        policy_outcome,
+        by_arm,
+        calibration,
+        summary,
+        policies,
+        versus,
+        best,
+        applied,
+        in_sample,
+    )
+
+
+def _calibration(
+    effects: pd.DataFrame, log: ExperimentLog, outcome: str, prefix: str, buckets: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    arms = log.frame["arm"].to_numpy()
+    weights = 1.0 / log.frame["propensity"].to_numpy(np.float64)
+    y = log.frame[outcome].to_numpy(np.float64)
+    tables, summaries = [], []
+    for arm in log.treatment_arms:
+        rows = (arms == arm) | (arms == log.control)
+        result = calibration_by_bucket(
+            effects[f"{prefix}{arm}"].to_numpy()[rows],
+            y[rows],
+            arms[rows] == arm,
+            buckets=buckets,
+            weights=weights[rows],
+        )
+        tables.append(result.table.assign(arm=arm))
+        summaries.append(
+            {
+                "arm": arm,
+                "coverage": result.coverage,
+                "slope": result.slope,
+                "slope_se": result.slope_se,
+                "intercept": result.intercept,
+                "chi2": result.chi2,
+                "chi2_df": result.chi2_df,
+                "chi2_pvalue": result.chi2_pvalue,
+            }
+        )
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["arm", *[c for c in table.columns if c != "arm"]]]
+    return table, pd.DataFrame(summaries)
+
+
+def _policies(
+    model: UpliftModel,
+    log: ExperimentLog,
+    effects: pd.DataFrame,
+    outcome: str,
+    costs: Mapping[str, float],
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    arms = [model.control, *model.treatment_arms]
+    policies: dict[str, Any] = {
+        MODEL_POLICY: best_arms(effects, costs, model.control, f"{outcome}_uplift_"),
+        **baseline_policies(arms, len(log), model.control),
+    }
+    mu = model.predict_outcomes(log.frame, outcome)
+
+    def compare(baseline: str) -> pd.DataFrame:
+        return compare_policies(
+            log.frame,
+            policies,
+            outcome=outcome,
+            mu=mu,
+            costs=costs,
+            control=model.control,
+            baseline=baseline,
+        )
+
+    table = compare(TREAT_NONE)
+    singles = table[(table["estimator"] == "dr") & table["policy"].str.startswith("treat_all_")]
+    best = str(singles["policy"].iloc[int(singles["value"].to_numpy().argmax())])
+    paired = compare(best)
+    versus = paired.loc[
+        paired["policy"] == MODEL_POLICY,
+        ["estimator", "diff", "diff_se", "diff_ci_lower", "diff_ci_upper"],
+    ].reset_index(drop=True)
+    return table, versus, best

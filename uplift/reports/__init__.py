@@ -1,0 +1,17 @@
+"""The weekly report: its model, the builder, figures and the HTML / Markdown / JSON renderers."""
+
+from uplift.reports.model import Action, Headline, LearnCheck, ModelChange, WeeklyReport
+from uplift.reports.render import save_report, to_html, to_markdown
+from uplift.reports.weekly import build_weekly_report
+
+__all__ = [
+    "Action",
+    "Headline",
+    "LearnCheck",
+    "ModelChange",
+    "WeeklyReport",
+    "build_weekly_report",
+    "save_report",
+    "to_html",
+    "to_markdown",
+]

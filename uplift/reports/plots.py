@@ -1,0 +1,151 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, Agg canvas).
+
+Each function takes a report table and returns a :class:`~matplotlib.figure.Figure`;
+:func:`png_base64` turns one into the text of an embedded ``data:`` image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from uplift.reports.model import LearnCheck
+
+_SIZE = (7.0, 3.4)
+_DPI = 96
+
+
+def png_base64(figure: Figure) -> str:
+    """The figure as a base64 PNG (for ``<img src="data:image/png;base64,...">``)."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(ncols: int = 1) -> tuple[Figure, list[Any]]:
+    figure = Figure(figsize=(_SIZE[0], _SIZE[1]), layout="constrained")
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return figure, list(axes)
+
+
+def arm_effects_plot(arms: pd.DataFrame) -> Figure:
+    """Measured retained uplift per treatment arm with its 95% interval."""
+    figure, (ax,) = _figure()
+    rows = arms.dropna(subset=["uplift"]).reset_index(drop=True)
+    y = np.arange(len(rows))
+    ax.errorbar(
+        rows["uplift"],
+        y,
+        xerr=[rows["uplift"] - rows["ci_lower"], rows["ci_upper"] - rows["uplift"]],
+        fmt="o",
+        capsize=3,
+    )
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, rows["arm"])
+    ax.set_xlabel("retained uplift against the holdout (share of orders)")
+    ax.set_title("Holdout readout of the week")
+    return figure
+
+
+def _interval_points(ax: Any, rows: pd.DataFrame, label: str | None = None) -> None:
+    ax.errorbar(
+        rows["predicted"],
+        rows["measured"],
+        yerr=[rows["measured"] - rows["ci_lower"], rows["ci_upper"] - rows["measured"]],
+        fmt="o",
+        ms=4,
+        capsize=2,
+        elinewidth=0.8,
+        alpha=0.8,
+        label=label,
+    )
+
+
+def calibration_plot(learn: LearnCheck) -> Figure:
+    """Predicted against measured uplift: by arm (left) and by decile of prediction (right)."""
+    figure, (left, right) = _figure(2)
+    _interval_points(left, learn.by_arm.dropna(subset=["measured"]))
+    for arm, rows in learn.by_decile.dropna(subset=["measured"]).groupby("arm", sort=True):
+        _interval_points(right, rows, str(arm))
+    for ax, table in ((left, learn.by_arm), (right, learn.by_decile)):
+        low = float(np.nanmin([table["predicted"].min(), table["ci_lower"].min(), 0.0]))
+        high = float(np.nanmax([table["predicted"].max(), table["ci_upper"].max(), 0.0]))
+        ax.plot([low, high], [low, high], color="grey", lw=1, ls="--")
+        ax.set_xlabel("predicted uplift")
+    left.set_ylabel("measured uplift (95% interval)")
+    left.set_title("by arm (dashed: predicted = measured)", fontsize=10)
+    right.set_title("by decile of predicted uplift", fontsize=10)
+    right.legend(fontsize=7)
+    for row in learn.by_arm[learn.by_arm["flagged"]].to_dict("records"):
+        left.annotate(str(row["arm"]), (row["predicted"], row["measured"]), fontsize=8, color="C3")
+    return figure
+
+
+def qini_plot(qini: pd.DataFrame) -> Figure:
+    """Qini curve of every arm (measured gain per treated order when treating the top share)."""
+    figure, (ax,) = _figure()
+    for arm, points in qini.groupby("arm", sort=True):
+        line = ax.plot(points["share"], points["value"], label=str(arm), lw=1.5)
+        end = points["value"].iloc[-1]
+        ax.plot([0, 1], [0, end], color=line[0].get_color(), lw=0.8, ls=":")
+    ax.set_xlabel("share of orders treated, best predicted first")
+    ax.set_ylabel("retained uplift per treated order")
+    ax.set_title("Qini curves (dotted: random ranking)")
+    ax.legend(fontsize=8, ncols=2)
+    return figure
+
+
+def policy_value_plot(values: pd.DataFrame) -> Figure:
+    """Mean net revenue per order of each policy, with its 95% interval."""
+    figure, (ax,) = _figure()
+    y = np.arange(len(values))
+    ax.errorbar(
+        values["value"],
+        y,
+        xerr=[values["value"] - values["ci_lower"], values["ci_upper"] - values["value"]],
+        fmt="s",
+        capsize=3,
+    )
+    ax.set_yticks(y, values["policy"])
+    ax.set_xlabel("net revenue per order (doubly robust, 95% interval)")
+    ax.set_title("Policy value on the week's log")
+    return figure
+
+
+def capacity_plot(capacity: pd.DataFrame) -> Figure:
+    """Capacity used per arm (grey: the limit, if any), with each limit's shadow price."""
+    figure, (ax,) = _figure()
+    labels = [
+        f"{arm}\n(shadow {price:.2f})" if np.isfinite(price) else str(arm)
+        for arm, price in zip(capacity["arm"], capacity["shadow_price"], strict=True)
+    ]
+    x = np.arange(len(capacity))
+    limited = np.isfinite(capacity["capacity"].to_numpy(float))
+    ax.bar(x[limited], capacity["capacity"][limited], color="lightgrey", label="capacity")
+    ax.bar(x, capacity["used"], width=0.5, label="used")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("orders")
+    ax.set_title("Capacity use of this week's queue")
+    ax.legend(fontsize=8)
+    return figure
+
+
+def base_rate_plot(base_rates: pd.DataFrame) -> Figure:
+    """Cancellation rate of the control arm, week by week, with 95% intervals."""
+    figure, (ax,) = _figure()
+    x = np.arange(len(base_rates))
+    ax.fill_between(x, base_rates["ci_lower"], base_rates["ci_upper"], alpha=0.25)
+    ax.plot(x, base_rates["cancel_rate"], marker="o")
+    ax.set_xticks(x, base_rates["week"], fontsize=8)
+    ax.set_ylabel("cancellation rate, control arm")
+    ax.set_title("Base cancellation rate by week")
+    return figure
