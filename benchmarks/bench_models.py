@@ -450,7 +450,7 @@ def speed_worker(label: str) -> None:
     X = log.frame[list(model_inputs(log))]
     data_mb = memory_mb("VmRSS")
     start = time.perf_counter()
-    predict = fit_for_speed(learner, log, X)
+    predict, note = fit_for_speed(learner, log, X)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     predict()
@@ -461,21 +461,24 @@ def speed_worker(label: str) -> None:
         "predict s": time.perf_counter() - start,
         "data RSS MB": data_mb,
         "peak RSS MB": memory_mb("VmHWM"),
+        "note": note,
     }
     print(json.dumps(result))
 
 
-def fit_for_speed(learner: str, log: ExperimentLog, X: pd.DataFrame) -> Callable[[], object]:
-    """Fit one speed configuration; return how to predict the same orders with it."""
+def fit_for_speed(
+    learner: str, log: ExperimentLog, X: pd.DataFrame
+) -> tuple[Callable[[], object], str]:
+    """Fit one speed configuration; how to predict the same orders with it, and a note."""
     if learner == "uplift_forest":
-        return fit_uplift_forest(log, X)
+        return fit_uplift_forest(log, X), f"{FOREST_TREES} trees, max_depth 5"
     if learner == "auto":
         bundle = train_uplift(log, costs=ARM_COSTS)
-        return partial(bundle.predict_effects, X)
+        return partial(bundle.predict_effects, X), f"chose {bundle.learner}"
     data = training(log, "retained")
     model = make_learner(learner, seed=0)
     model.fit(data.X, data.y, arm=data.arm, propensity=data.propensity, control=data.control)
-    return partial(model.predict, X)
+    return partial(model.predict, X), ""
 
 
 def fit_uplift_forest(log: ExperimentLog, X: pd.DataFrame) -> Callable[[], Any]:

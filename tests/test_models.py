@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,6 +110,8 @@ def test_invalid_params_raise_at_fit_not_init(small: dict) -> None:
     model = TLearner(n_estimators=0)  # constructing stores only
     with pytest.raises(ConfigError, match="n_estimators must be an integer >= 1"):
         model.fit(small["X"], small["retained"], arm=small["arm"])
+    with pytest.raises(ConfigError, match="random_state must be an integer; got 'x'"):
+        TLearner(random_state="x").fit(small["X"], small["retained"], arm=small["arm"])
     with pytest.raises(ConfigError, match="n_folds must be at least 2"):
         DRLearner(n_folds=1).fit(small["X"], small["retained"], arm=small["arm"])
 
@@ -280,3 +285,24 @@ def test_revenue_only_log_gives_revenue_uplift_only() -> None:
     assert np.isfinite(effects.to_numpy()).all()
     with pytest.raises(SchemaError, match="no retained outcome"):
         model.predict_outcomes(revenue_log.frame, "retained")
+
+
+@pytest.mark.slow
+def test_causalml_leaves_the_users_plot_style_alone() -> None:
+    # causalml restyles matplotlib when first imported, so this runs in a fresh interpreter.
+    script = """
+import matplotlib
+from uplift.log import ExperimentLog
+from uplift.models import make_learner
+from uplift.simulate import simulate
+log = ExperimentLog.from_frame(simulate(2000, weeks=1, seed=0).log)
+matplotlib.rcParams["axes.facecolor"] = "#123456"
+make_learner("causalml_t", 0).fit(
+    log.X, log.frame["retained"], arm=log.frame["arm"], propensity=log.frame["propensity"]
+)
+print(matplotlib.rcParams["axes.facecolor"])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "#123456"

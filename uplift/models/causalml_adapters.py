@@ -26,8 +26,14 @@ KINDS = ("t", "s", "x", "r", "dr")
 
 @contextmanager
 def quiet_third_party() -> Iterator[None]:
-    """Silence the known noise of causalml, econml and sklearn inside their calls only."""
-    with warnings.catch_warnings():
+    """Silence the known noise of causalml, econml and sklearn inside their calls only.
+
+    Importing causalml also switches matplotlib to its own style for the whole process; the
+    rc context restores the user's style when the call returns.
+    """
+    import matplotlib
+
+    with warnings.catch_warnings(), matplotlib.rc_context():
         # Importing causalml imports shap, which trips matplotlib's deprecation warnings.
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
         for category in (FutureWarning, DeprecationWarning):

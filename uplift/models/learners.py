@@ -154,8 +154,10 @@ class LightGBMLearner(BaseUpliftModel):
         for name in ("n_estimators", "num_leaves", "min_child_samples", "n_jobs"):
             check_positive_int(name, getattr(self, name))
         check_positive_float("learning_rate", self.learning_rate)
-        if not isinstance(self.random_state, int | np.integer):
-            check_positive_int("random_state", self.random_state)
+        if isinstance(self.random_state, bool) or not isinstance(
+            self.random_state, int | np.integer
+        ):
+            raise ConfigError(f"random_state must be an integer; got {self.random_state!r}")
 
     def _params(self, *, binary: bool, n_rows: int, leaf: int | None = None) -> dict[str, Any]:
         """Booster parameters for a fit on ``n_rows`` rows.
