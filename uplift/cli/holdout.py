@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.log import IgnoreOption, JsonOption, MapOption, TableOption
+from uplift.cli.options import CostOption, IgnoreOption, JsonOption, MapOption, TableOption
+from uplift.cli.render import make_console
 from uplift.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -60,9 +61,7 @@ def design(
     revenue_sd: Annotated[
         float | None, typer.Option(help="Standard deviation of revenue per order.")
     ] = None,
-    cost: Annotated[
-        ListOption, typer.Option("--cost", help="arm=cost of one use (repeat).")
-    ] = None,
+    cost: CostOption = None,
     name: Annotated[str, typer.Option(help="Name of the test (its folder).")] = "holdout",
     out_dir: Annotated[Path, typer.Option(help="Where test folders live.")] = Path("experiments"),
     start_date: Annotated[
@@ -164,7 +163,7 @@ def _design_payload(planned: Design, target: Path) -> dict[str, object]:
 def _print_design(planned: Design, target: Path, json_path: Path | None) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     table = Table(title=f"Holdout test {planned.name}: {len(planned.arms)} arms")
     for column in ("arm", "share", "orders needed", "cost per use"):
         table.add_column(column, justify="left" if column == "arm" else "right")
@@ -227,7 +226,7 @@ def assign(
             f"{row.observed_share:.2%}",
             f"{row.expected_share:.2%}",
         )
-    console = _console()
+    console = make_console()
     console.print(view)
     console.print(f"assigned -> {out} (arm and propensity beside each order)")
 
@@ -292,7 +291,7 @@ def readout(
 
 
 def _print_readout(result: Readout, json_path: Path | None) -> None:
-    console = _console()
+    console = make_console()
     _print_srm(console, result)
     _print_arms(console, result)
     for metric in result.effects["metric"].unique():
@@ -313,15 +312,6 @@ def _print_readout(result: Readout, json_path: Path | None) -> None:
         console.print(f"note: {note}")
     if json_path is not None:
         console.print(f"json -> {json_path}")
-
-
-def _console() -> Console:
-    """A console as wide as the terminal, or 140 columns when writing to a file or pipe."""
-    import sys
-
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _print_srm(console: Console, result: Readout) -> None:

@@ -8,21 +8,9 @@ from typing import Annotated
 import typer
 
 from uplift.cli.app import app
+from uplift.cli.options import ControlOption, IgnoreOption, JsonOption, MapOption, TableOption
+from uplift.cli.render import make_console, print_frame
 from uplift.log import CONTROL, DEFAULT_TABLE, ColumnMap, read_log
-
-MapOption = Annotated[
-    list[str] | None,
-    typer.Option("--map", help="canonical=source: read column SOURCE as CANONICAL (repeatable)."),
-]
-IgnoreOption = Annotated[
-    list[str] | None,
-    typer.Option("--ignore", help="A column that is neither canonical nor a feature (repeatable)."),
-]
-ControlOption = Annotated[str, typer.Option("--control", help="Name of the control arm.")]
-TableOption = Annotated[str, typer.Option("--table", help="Table to read from a .duckdb file.")]
-JsonOption = Annotated[
-    Path | None, typer.Option("--json", help="Also write the figures, unrounded, to this file.")
-]
 
 
 @app.command(help="Read and validate an experiment log, and print what it holds.")
@@ -34,9 +22,6 @@ def validate(
     table: TableOption = DEFAULT_TABLE,
     json_path: JsonOption = None,
 ) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from uplift.files import write_json
 
     log = read_log(
@@ -46,18 +31,8 @@ def validate(
         table=table,
     )
     summary = log.summary()
-    view = Table(title=f"{log.source}: {len(log):,} orders, {len(log.arms)} arms")
-    for column in summary.columns:
-        view.add_column(column, justify="left" if column == "arm" else "right")
-    for row in summary.itertuples(index=False):
-        view.add_row(
-            *(
-                f"{v:,.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
-                for v in row
-            )
-        )
-    console = Console()
-    console.print(view)
+    console = make_console()
+    print_frame(console, f"{log.source}: {len(log):,} orders, {len(log.arms)} arms", summary)
     console.print(f"features ({len(log.features)}): {', '.join(log.features)}")
     for note in log.notes:
         console.print(f"note: {note}")

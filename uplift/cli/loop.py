@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.log import ControlOption, JsonOption, MapOption
+from uplift.cli.options import CapacityOption, ControlOption, CostOption, JsonOption, MapOption
+from uplift.cli.render import progress
 from uplift.log import CONTROL
 
 if TYPE_CHECKING:
@@ -22,24 +20,6 @@ StoreOption = Annotated[
     Path, typer.Option("--store", help="The DuckDB store file.", show_default=True)
 ]
 WeekOption = Annotated[str | None, typer.Option("--week", help="ISO week, YYYY-Www.")]
-
-
-@contextmanager
-def progress_lines() -> Iterator[Callable[[str], None]]:
-    """A progress callback: a live status line on a terminal, nothing when output is a log."""
-    if not sys.stderr.isatty():
-        yield lambda _: None
-        return
-    from rich.console import Console
-
-    console = Console(stderr=True, log_path=False)
-    with console.status("starting") as status:
-
-        def say(message: str) -> None:
-            console.log(message)
-            status.update(message)
-
-        yield say
 
 
 @app.command(help="Append a week's experiment log to the store (idempotent by order_id).")
@@ -82,12 +62,8 @@ def weekly(
     pending: Annotated[
         Path | None, typer.Option(help="Orders awaiting a decision, to rank into a queue.")
     ] = None,
-    cost: Annotated[
-        list[str] | None, typer.Option("--cost", help="arm=cost of one use (repeat).")
-    ] = None,
-    capacity: Annotated[
-        list[str] | None, typer.Option("--capacity", help="arm=most uses a week (repeat).")
-    ] = None,
+    cost: CostOption = None,
+    capacity: CapacityOption = None,
     budget: Annotated[float, typer.Option(help="Most spent on the queue.")] = math.inf,
     holdout: Annotated[float, typer.Option(help="Share of the queue kept on control.")] = 0.1,
     learner: Annotated[str, typer.Option(help="Learner of the challenger.")] = "t_lgbm",
@@ -119,7 +95,7 @@ def weekly(
         seed=seed,
         segments=tuple(segment) if segment else None,
     )
-    with progress_lines() as say:
+    with progress() as say:
         result = run_weekly(config, week, progress=say)
     print_result(result)
     if json_path is not None:

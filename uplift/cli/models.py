@@ -2,55 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from uplift.cli.app import app, parse_numbers
-
-if TYPE_CHECKING:
-    import pandas as pd
-    from rich.console import Console
-
-MapOption = Annotated[
-    list[str] | None,
-    typer.Option("--map", help="canonical=source: read a column of yours as a canonical one."),
-]
-IgnoreOption = Annotated[
-    list[str] | None,
-    typer.Option("--ignore", help="A column that is neither canonical nor a feature."),
-]
-CostOption = Annotated[
-    list[str] | None, typer.Option("--cost", help="arm=X: what one use of the arm costs.")
-]
-JsonOption = Annotated[
-    Path | None, typer.Option("--json", help="Also write every number, unrounded, as JSON here.")
-]
-ModelDirOption = Annotated[Path, typer.Option("--model-dir", help="The model directory.")]
-
-
-@contextmanager
-def _progress(console: Console) -> Iterator[Callable[[str], None]]:
-    """A spinner with the current step on a terminal; silence elsewhere (logs, pipes)."""
-    if not console.is_terminal:
-        yield lambda _: None
-        return
-    with console.status("starting") as status:
-        yield lambda step: status.update(step)
-
-
-def _table(console: Console, title: str, frame: pd.DataFrame, digits: int = 4) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in row))
-    console.print(table)
+from uplift.cli.options import CostOption, IgnoreOption, JsonOption, MapOption, ModelDirOption
+from uplift.cli.render import make_console, print_frame, progress
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
@@ -67,8 +26,6 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same model.")] = 0,
     json_path: JsonOption = None,
 ) -> None:
-    from rich.console import Console
-
     from uplift.files import write_json
     from uplift.log import ColumnMap, read_log
     from uplift.models import read_card, save_model, train_uplift
@@ -77,17 +34,17 @@ def train(
     log = read_log(
         log_path, column_map=ColumnMap.parse(mapping or [], ignore or []), control=control
     )
-    console = Console()
+    screen = make_console()
     for note in log.notes:
-        console.print(f"note: {note}")
-    with _progress(Console(stderr=True)) as progress:
+        screen.print(f"note: {note}")
+    with progress() as say:
         model = train_uplift(
-            log, learner=learner, costs=costs, seed=seed, validate=True, progress=progress
+            log, learner=learner, costs=costs, seed=seed, validate=True, progress=say
         )
-        progress("saving the model")
+        say("saving the model")
         save_model(model, model_dir)
     card = read_card(model_dir)
-    console.print(
+    screen.print(
         f"trained {model.learner} on {len(log):,} orders, {len(model.treatment_arms)} treatment "
         f"arms, {len(model.features)} features; saved to {model_dir}"
     )
@@ -95,7 +52,7 @@ def train(
         scores = model.selection.scores
         shown = scores[["learner", "policy_value", "ci_lower", "ci_upper", "qini", "chosen"]]
         title = f"held-out scores ({model.selection.method}, {model.selection.n_orders:,} orders)"
-        _table(console, title, shown)
+        print_frame(screen, title, shown)
     if json_path is not None:
         write_json(card, json_path)
 
@@ -109,8 +66,6 @@ def evaluate(
     cost: CostOption = None,
     json_path: JsonOption = None,
 ) -> None:
-    from rich.console import Console
-
     from uplift.files import write_json
     from uplift.log import ColumnMap, read_log
     from uplift.models import load_model
@@ -121,18 +76,18 @@ def evaluate(
     log = read_log(log_path, column_map=column_map, control=model.control)
     costs = parse_numbers(cost, "--cost") if cost else None
     result = evaluate_model(model, log, costs=costs)
-    console = Console()
-    console.print(f"{model.learner} model from {model_dir} on {len(log):,} orders of {log_path}")
+    screen = make_console()
+    screen.print(f"{model.learner} model from {model_dir} on {len(log):,} orders of {log_path}")
     if result.in_sample:
-        console.print("note: this is the log the model was trained on; its scores are optimistic")
-    _table(console, f"ranking per arm ({result.outcome} uplift)", result.by_arm)
-    _table(console, "calibration by decile", result.calibration_summary)
+        screen.print("note: this is the log the model was trained on; its scores are optimistic")
+    print_frame(screen, f"ranking per arm ({result.outcome} uplift)", result.by_arm)
+    print_frame(screen, "calibration by decile", result.calibration_summary)
     policies = result.policies
     shown = policies[policies["estimator"].isin(["ipw", "dr"])][
         ["policy", "estimator", "value", "ci_lower", "ci_upper", "diff", "treated_share"]
     ]
-    _table(console, f"policy value per order ({result.policy_outcome}, net of costs)", shown)
-    _table(console, f"model policy minus {result.best_single_arm}", result.versus_best_arm)
+    print_frame(screen, f"policy value per order ({result.policy_outcome}, net of costs)", shown)
+    print_frame(screen, f"model policy minus {result.best_single_arm}", result.versus_best_arm)
     if json_path is not None:
         write_json(result.to_dict(), json_path)
 
@@ -147,8 +102,6 @@ def predict(
     mapping: MapOption = None,
     json_path: JsonOption = None,
 ) -> None:
-    from rich.console import Console
-
     from uplift.files import check_table_suffix, write_json, write_table
     from uplift.log import ColumnMap, read_frame
     from uplift.models import load_model
@@ -160,6 +113,8 @@ def predict(
     effects = predict_table(model, frame, source=str(orders_path))
     write_table(effects, out)
     means = {str(k): float(v) for k, v in effects.drop(columns="order_id").mean().items()}
-    Console().print(f"wrote {len(effects):,} orders x {len(model.treatment_arms)} arms to {out}")
+    make_console().print(
+        f"wrote {len(effects):,} orders x {len(model.treatment_arms)} arms to {out}"
+    )
     if json_path is not None:
         write_json({"orders": len(effects), "out": str(out), "mean": means}, json_path)

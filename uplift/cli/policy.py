@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
+from uplift.cli.options import CapacityOption, CostOption, JsonOption
+from uplift.cli.render import make_console, print_frame
 from uplift.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -32,16 +34,12 @@ def rank(
         Path | None,
         typer.Option("--effects", help="Precomputed effects (from `uplift predict`) to rank."),
     ] = None,
-    cost: Annotated[
-        list[str] | None, typer.Option("--cost", help="arm=X: what one use of the arm costs.")
-    ] = None,
+    cost: CostOption = None,
     voucher: Annotated[
         list[str] | None,
         typer.Option("--voucher", help="arm=X: a cost paid only when the order is kept."),
     ] = None,
-    capacity: Annotated[
-        list[str] | None, typer.Option("--capacity", help="arm=N: at most N orders get the arm.")
-    ] = None,
+    capacity: CapacityOption = None,
     budget: Annotated[
         float | None, typer.Option("--budget", help="Total cost the queue may spend.")
     ] = None,
@@ -55,9 +53,7 @@ def rank(
     design: Annotated[
         Path | None, typer.Option("--design", help="design.toml whose costs to use.")
     ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write every number, unrounded, as JSON.")
-    ] = None,
+    json_path: JsonOption = None,
 ) -> None:
     from uplift.files import check_table_suffix, write_json, write_table
     from uplift.log import read_frame
@@ -130,28 +126,13 @@ def _design_costs(design: Path | None) -> dict[str, float]:
 
 
 def _print(assignment: Assignment, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    summary = assignment.summary
-    table = Table(title=f"queue written to {out}")
-    for column in summary.columns:
-        table.add_column(column, justify="left" if column == "arm" else "right")
-    for row in summary.itertuples(index=False):
-        table.add_row(*[_cell(v) for v in row])
-    console = Console()
-    console.print(table)
+    console = make_console()
+    print_frame(console, f"queue written to {out}", assignment.summary, digits=6)
     console.print(
         f"expected net value {assignment.objective:,.2f}"
         f" (bound {assignment.upper_bound:,.2f}); cost spent {assignment.budget_used:,.2f}"
         + (f" of {assignment.budget:,.2f}" if assignment.budget is not None else "")
     )
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if value != value else f"{value:,.2f}"
-    return str(value)
 
 
 def _payload(assignment: Assignment, out: Path) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from uplift.cli.app import app
+from uplift.cli.options import JsonOption
+from uplift.cli.render import make_console
 from uplift.exceptions import ConfigError
 
 
@@ -44,11 +46,8 @@ def simulate(
         float, typer.Option(help="Fraction of every arm's effect lost by the last week.")
     ] = 0.0,
     first_order_id: Annotated[int, typer.Option(help="order_id of the first order.")] = 1,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the summary as JSON here.")
-    ] = None,
+    json_path: JsonOption = None,
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from uplift.files import check_table_suffix, write_json, write_table
@@ -107,7 +106,7 @@ def simulate(
             f"{row.cancel_rate:.2%}",
             f"{row.true_cancel_rate:.2%}",
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     by_week = ", ".join(f"{w} {rate:.2%}" for w, rate in weekly["cancel_rate"].items())
     console.print(

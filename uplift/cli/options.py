@@ -1,0 +1,31 @@
+"""Options that several commands share, declared once so they read the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="canonical=source: read column SOURCE as CANONICAL (repeatable)."),
+]
+IgnoreOption = Annotated[
+    list[str] | None,
+    typer.Option("--ignore", help="A column that is neither canonical nor a feature (repeatable)."),
+]
+ControlOption = Annotated[str, typer.Option("--control", help="Name of the control arm.")]
+TableOption = Annotated[str, typer.Option("--table", help="Table to read from a .duckdb file.")]
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", help="Also write every figure, unrounded, to this file.")
+]
+CostOption = Annotated[
+    list[str] | None,
+    typer.Option("--cost", help="arm=X: what one use of the arm costs (repeatable)."),
+]
+CapacityOption = Annotated[
+    list[str] | None,
+    typer.Option("--capacity", help="arm=N: at most N orders get the arm (repeatable)."),
+]
+ModelDirOption = Annotated[Path, typer.Option("--model-dir", help="The model directory.")]
