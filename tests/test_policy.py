@@ -21,6 +21,7 @@ from uplift.cli import app
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.policy import (
     best_arm,
+    explain_queue,
     net_value,
     pending_payment_rule,
     rank_orders,
@@ -362,6 +363,30 @@ def test_a_full_cost_table_with_a_free_control_arm_is_accepted():
     np.testing.assert_array_equal(with_control.cost, without.cost)
 
 
+def test_explain_queue_prefixes_decided_orders_only():
+    queue = pd.DataFrame(
+        {
+            "order_id": [7, 8, 9, 10],
+            "arm": ["payment_rescue", "control", "expedite", "control"],
+            "reason": pd.Categorical(
+                ["best net value via payment_rescue", "holdout", "explore", "no arm pays"]
+            ),
+        }
+    )
+    why = pd.Series(
+        ["payment pending: payment rescue", "x", "y", "paid: no action"], index=[7, 8, 9, 10]
+    )
+    reasons = explain_queue(queue, why)["reason"].tolist()
+    assert reasons == [
+        "payment pending: payment rescue; best net value via payment_rescue",
+        "holdout",
+        "explore",
+        "paid: no action; no arm pays",
+    ]
+    missing = explain_queue(queue, why.drop(10))["reason"].tolist()
+    assert missing[3] == "no arm pays"
+
+
 def test_voucher_without_retention_level_is_a_schema_error():
     effects = _effects(10, 0).drop(columns="retained_base")
     with pytest.raises(SchemaError, match="retained_base"):
@@ -471,3 +496,11 @@ def test_cli_rank_predicts_with_a_saved_model(tmp_path):
     queue = pd.read_csv(out)
     assert len(queue) == 500
     assert (queue["arm"] == "agent_call").sum() <= 5
+    # Every order the policy decided says why its arm fits it (the tree's rule), then why the
+    # policy chose it; "usually A, here B" where the order's leaf favours another arm.
+    decided = queue.loc[~queue["holdout"], "reason"]
+    assert decided.str.contains(": ").all()
+    for arm in queue.loc[~queue["holdout"], "arm"].unique():
+        rows = queue[(queue["arm"] == arm) & ~queue["holdout"]]
+        label = arm.replace("_", " ") if arm != "control" else "no action"
+        assert rows["reason"].str.contains(label).all(), arm

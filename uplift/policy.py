@@ -406,6 +406,20 @@ def _reason(labels: NDArray[np.object_], given: int, wanted: int, limited: bool)
     return chosen if given == wanted else f"{chosen}; {blocked}"
 
 
+def explain_queue(queue: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
+    """The queue with each decided order's reason prefixed by why its arm fits the order.
+
+    ``why`` is indexed by ``order_id`` (e.g. the rule of a policy tree fitted to the model's
+    arms, :func:`uplift.models.explain_arms`). Held-out and explored orders keep their reason:
+    chance, not the order, decided their arm.
+    """
+    policy = queue["reason"].astype(str).reset_index(drop=True)
+    rule = why.reindex(queue["order_id"]).astype("string").reset_index(drop=True)
+    by_chance = policy.isin(["holdout", "explore"]) | rule.isna()
+    reason = policy.where(by_chance, rule + "; " + policy)
+    return queue.assign(reason=pd.Categorical(reason.to_numpy(dtype=object)))
+
+
 def _summary(
     queue: pd.DataFrame, labels: NDArray[np.object_], caps: FloatArray, solved: Allocation
 ) -> pd.DataFrame:

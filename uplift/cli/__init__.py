@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 
 import click
 import typer
 
-from uplift.cli import holdout, log, loop, models, policy, simulate
 from uplift.cli.app import app
 from uplift.exceptions import UpliftError
 
 __all__ = ["app", "main"]
 
-# Imported for their side effect of registering commands on ``app``.
-_COMMAND_MODULES = (log, simulate, holdout, models, policy, loop)
+# Each module registers its commands on ``app`` when imported; this order is the order of
+# ``uplift --help``: the loop from data to decision to the weekly job.
+for _module in ("simulate", "log", "holdout", "models", "policy", "loop"):
+    importlib.import_module(f"uplift.cli.{_module}")
 
 
 def _show_warning(

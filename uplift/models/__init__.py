@@ -8,6 +8,8 @@ its model card.
 from uplift.models.base import BaseUpliftModel
 from uplift.models.bundle import UpliftModel, train_uplift
 from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, make_learner
+from uplift.models.diagnose import ArmReasons, explain_arms, segment_table
+from uplift.models.evaluate import Evaluation, evaluate_model
 from uplift.models.learners import DRLearner, TLearner
 from uplift.models.persist import ModelVersionWarning, load_model, read_card, save_model
 from uplift.models.select import Selection
@@ -16,15 +18,20 @@ __all__ = [
     "AUTO",
     "DEFAULT_CANDIDATES",
     "LEARNERS",
+    "ArmReasons",
     "BaseUpliftModel",
     "DRLearner",
+    "Evaluation",
     "ModelVersionWarning",
     "Selection",
     "TLearner",
     "UpliftModel",
+    "evaluate_model",
+    "explain_arms",
     "load_model",
     "make_learner",
     "read_card",
     "save_model",
+    "segment_table",
     "train_uplift",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from uplift.exceptions import check_option
 from uplift.models.base import BaseUpliftModel
@@ -28,53 +29,33 @@ AUTO = "auto"
 DEFAULT_CANDIDATES: tuple[str, ...] = ("s_lgbm", "t_lgbm", "causalml_x")
 
 
+def _settings(seed: int) -> dict[str, Any]:
+    """The package's LightGBM settings, shared by every learner."""
+    return {
+        "n_estimators": N_ESTIMATORS,
+        "learning_rate": LEARNING_RATE,
+        "num_leaves": NUM_LEAVES,
+        "min_child_samples": MIN_CHILD_SAMPLES,
+        "n_jobs": N_JOBS,
+        "random_state": seed,
+    }
+
+
 def t_learner(seed: int) -> TLearner:
     """Our T-learner with the package's settings (also the outcome model of validation)."""
-    return TLearner(
-        n_estimators=N_ESTIMATORS,
-        learning_rate=LEARNING_RATE,
-        num_leaves=NUM_LEAVES,
-        min_child_samples=MIN_CHILD_SAMPLES,
-        n_jobs=N_JOBS,
-        random_state=seed,
-    )
+    return TLearner(**_settings(seed))
 
 
-def _s_lgbm(seed: int) -> BaseUpliftModel:
-    return SLearner(
-        n_estimators=N_ESTIMATORS,
-        learning_rate=LEARNING_RATE,
-        num_leaves=NUM_LEAVES,
-        min_child_samples=MIN_CHILD_SAMPLES,
-        n_jobs=N_JOBS,
-        random_state=seed,
-    )
-
-
-def _dr_lgbm(seed: int) -> BaseUpliftModel:
-    return DRLearner(
-        n_estimators=N_ESTIMATORS,
-        learning_rate=LEARNING_RATE,
-        num_leaves=NUM_LEAVES,
-        min_child_samples=MIN_CHILD_SAMPLES,
-        n_jobs=N_JOBS,
-        random_state=seed,
-    )
+def _ours(cls: type[BaseUpliftModel]) -> Callable[[int], BaseUpliftModel]:
+    return lambda seed: cls(**_settings(seed))
 
 
 def _causalml(kind: str) -> Callable[[int], BaseUpliftModel]:
     def build(seed: int) -> BaseUpliftModel:
+        # Imported on use: causalml takes seconds to import.
         from uplift.models.causalml_adapters import CausalMLLearner
 
-        return CausalMLLearner(
-            kind=kind,
-            n_estimators=N_ESTIMATORS,
-            learning_rate=LEARNING_RATE,
-            num_leaves=NUM_LEAVES,
-            min_child_samples=MIN_CHILD_SAMPLES,
-            n_jobs=N_JOBS,
-            random_state=seed,
-        )
+        return CausalMLLearner(kind=kind, **_settings(seed))
 
     return build
 
@@ -83,23 +64,15 @@ def _econml(kind: str) -> Callable[[int], BaseUpliftModel]:
     def build(seed: int) -> BaseUpliftModel:
         from uplift.models.econml_adapters import EconMLLearner
 
-        return EconMLLearner(
-            kind=kind,
-            n_estimators=N_ESTIMATORS,
-            learning_rate=LEARNING_RATE,
-            num_leaves=NUM_LEAVES,
-            min_child_samples=MIN_CHILD_SAMPLES,
-            n_jobs=N_JOBS,
-            random_state=seed,
-        )
+        return EconMLLearner(kind=kind, **_settings(seed))
 
     return build
 
 
 _BUILDERS: dict[str, Callable[[int], BaseUpliftModel]] = {
     "t_lgbm": t_learner,
-    "s_lgbm": _s_lgbm,
-    "dr_lgbm": _dr_lgbm,
+    "s_lgbm": _ours(SLearner),
+    "dr_lgbm": _ours(DRLearner),
     **{f"causalml_{k}": _causalml(k) for k in ("t", "s", "x", "r", "dr")},
     **{f"econml_{k}": _econml(k) for k in ("dr", "forest")},
 }
