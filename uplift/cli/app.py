@@ -37,9 +37,3 @@ def parse_numbers(pairs: list[str] | None, option: str) -> dict[str, float]:
         except ValueError:
             raise ConfigError(f"{option} {key}={value!r}: {value!r} is not a number") from None
     return numbers
-
-
-def not_built(command: str) -> None:
-    """Say plainly that a command is not built yet, and exit non-zero."""
-    typer.echo(f"uplift {command}: not built yet", err=True)
-    raise typer.Exit(code=3)
