@@ -21,12 +21,12 @@ from uplift.cli import app
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.policy import (
     best_arm,
-    explain_queue,
     net_value,
     pending_payment_rule,
     rank_orders,
     treat_all,
     treat_none,
+    with_reasons,
 )
 from uplift.simulate import ARM_COSTS, simulate, true_revenue_uplift, true_uplift
 
@@ -363,7 +363,7 @@ def test_a_full_cost_table_with_a_free_control_arm_is_accepted():
     np.testing.assert_array_equal(with_control.cost, without.cost)
 
 
-def test_explain_queue_prefixes_decided_orders_only():
+def test_with_reasons_prefixes_decided_orders_only():
     queue = pd.DataFrame(
         {
             "order_id": [7, 8, 9, 10],
@@ -376,14 +376,14 @@ def test_explain_queue_prefixes_decided_orders_only():
     why = pd.Series(
         ["payment pending: payment rescue", "x", "y", "paid: no action"], index=[7, 8, 9, 10]
     )
-    reasons = explain_queue(queue, why)["reason"].tolist()
+    reasons = with_reasons(queue, why)["reason"].tolist()
     assert reasons == [
         "payment pending: payment rescue; best net value via payment_rescue",
         "holdout",
         "explore",
         "paid: no action; no arm pays",
     ]
-    missing = explain_queue(queue, why.drop(10))["reason"].tolist()
+    missing = with_reasons(queue, why.drop(10))["reason"].tolist()
     assert missing[3] == "no arm pays"
 
 

@@ -206,7 +206,11 @@ def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
     assert latest.is_file()
     store = Store(tmp_path / "uplift.duckdb")
     assert list(store.reports()["week"]) == ["2026-W40", "2026-W41"]
-    assert len(store.assignment("2026-W41")) == 6000
+    queue = store.assignment("2026-W41")
+    assert len(queue) == 6000
+    # Orders the policy decided carry the tree's rule ("...: <arm>; <policy reason>").
+    decided = queue.loc[~queue["holdout"].astype(bool), "reason"].astype(str)
+    assert decided.str.contains(": .*; ").all()
     stamp = latest.stat().st_mtime_ns
     started = time.monotonic()
     assert main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0

@@ -406,13 +406,35 @@ def _reason(labels: NDArray[np.object_], given: int, wanted: int, limited: bool)
     return chosen if given == wanted else f"{chosen}; {blocked}"
 
 
-def explain_queue(queue: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
+def explain_queue(
+    assignment: Assignment,
+    features: pd.DataFrame,
+    effects: pd.DataFrame,
+    costs: Mapping[str, float] | None = None,
+    vouchers: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """The queue with each decided order's reason prefixed by why its arm fits the order.
 
-    ``why`` is indexed by ``order_id`` (e.g. the rule of a policy tree fitted to the model's
-    arms, :func:`uplift.models.explain_arms`). Held-out and explored orders keep their reason:
+    ``features`` and ``effects`` are the ranked orders' rows (``order_id`` in ``effects``, or
+    its index). Why an arm fits is the rule of a shallow policy tree fitted to the queue's
+    arms over the orders' net values (:func:`uplift.models.explain_arms`), e.g. "payment
+    status is pending: payment rescue". Held-out and explored orders keep their reason:
     chance, not the order, decided their arm.
     """
+    from uplift.models.diagnose import explain_arms
+
+    values = net_value(effects, costs, vouchers, assignment.control)
+    ids = effects["order_id"].to_numpy() if "order_id" in effects.columns else effects.index
+    net = pd.DataFrame(values.value, columns=list(values.arms))
+    chosen = assignment.arm_by_order().reindex(ids).reset_index(drop=True)
+    rows = features.reset_index(drop=True)
+    tree = explain_arms(rows, net, control=assignment.control, chosen=chosen)
+    why = pd.Series(tree.orders["reason"].to_numpy(), index=ids)
+    return with_reasons(assignment.queue, why)
+
+
+def with_reasons(queue: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
+    """Prefix the reason of every order decided by the policy with ``why`` (by order_id)."""
     policy = queue["reason"].astype(str).reset_index(drop=True)
     rule = why.reindex(queue["order_id"]).astype("string").reset_index(drop=True)
     by_chance = policy.isin(["holdout", "explore"]) | rule.isna()

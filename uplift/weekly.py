@@ -355,7 +355,7 @@ class WeeklyJob:
     def _rank(self, deployed: Deployed) -> tuple[pd.DataFrame | None, pd.DataFrame]:
         """Rank the pending orders with the deployed model: the queue and its capacity use."""
         from uplift.log import read_frame
-        from uplift.policy import rank_orders
+        from uplift.policy import explain_queue, rank_orders
 
         cfg = self.config
         if cfg.pending is None:
@@ -383,7 +383,9 @@ class WeeklyJob:
                 "shadow_price": summary["shadow_price"],
             }
         )
-        return assignment.queue, capacity.reset_index(drop=True)
+        model = deployed[1]
+        queue = explain_queue(assignment, orders[list(model.features)], effects, cfg.costs)
+        return queue, capacity.reset_index(drop=True)
 
 
 def _as_log(frame: pd.DataFrame, control: str, source: str) -> ExperimentLog:

@@ -57,6 +57,7 @@ def rank(
 ) -> None:
     from uplift.files import check_table_suffix, write_json, write_table
     from uplift.log import read_frame
+    from uplift.models import read_card
     from uplift.policy import check_order_arms, effect_arms, explain_queue, rank_orders
 
     check_table_suffix(out)
@@ -80,8 +81,8 @@ def rank(
     )
     queue = assignment.queue
     if model_dir is not None:
-        why = _why(orders, effects, assignment, costs, vouchers, model_dir)
-        queue = explain_queue(queue, why)
+        features = orders[list(read_card(model_dir)["features"])]
+        queue = explain_queue(assignment, features, effects, costs, vouchers)
     write_table(queue, out)
     _print(assignment, out)
     if json_path is not None:
@@ -99,28 +100,6 @@ def _effects(
         model = load_model(model_dir)
         return predict_table(model, orders, source=str(source)), model.control
     return _read_effects(orders, source, Path(str(effects_path))), "control"
-
-
-def _why(
-    orders: pd.DataFrame,
-    effects: pd.DataFrame,
-    assignment: Assignment,
-    costs: dict[str, float],
-    vouchers: dict[str, float],
-    model_dir: Path,
-) -> pd.Series:
-    """Why each order's arm fits it, in words: a shallow tree fitted to the queue's arms."""
-    import pandas as pd
-
-    from uplift.models import explain_arms, read_card
-    from uplift.policy import net_value
-
-    features = list(read_card(model_dir)["features"])
-    values = net_value(effects, costs, vouchers, assignment.control)
-    net = pd.DataFrame(values.value, columns=list(values.arms))
-    chosen = assignment.arm_by_order().reindex(orders["order_id"]).reset_index(drop=True)
-    reasons = explain_arms(orders[features], net, control=assignment.control, chosen=chosen)
-    return pd.Series(reasons.orders["reason"].to_numpy(), index=orders["order_id"].to_numpy())
 
 
 def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFrame:

@@ -163,27 +163,22 @@ def score_candidates(
     applied = dict(costs) if outcome == "revenue" else {}
     prefix = "revenue_uplift_" if outcome == "revenue" else "retained_uplift_"
     policies = {name: best_arms(e, applied, control, prefix) for name, e in effects.items()}
-    values = compare_policies(
-        log,
-        policies,
-        outcome=outcome,
-        mu=mu,
-        costs=applied,
-        estimators=("dr",),
-        control=control,
-        baseline=next(iter(policies)),
-    )
-    best = str(values["policy"].iloc[int(values["value"].to_numpy().argmax())])
-    paired = compare_policies(
-        log,
-        policies,
-        outcome=outcome,
-        mu=mu,
-        costs=applied,
-        estimators=("dr",),
-        control=control,
-        baseline=best,
-    )
+
+    def doubly_robust(baseline: str) -> pd.DataFrame:
+        return compare_policies(
+            log,
+            policies,
+            outcome=outcome,
+            mu=mu,
+            costs=applied,
+            estimators=("dr",),
+            control=control,
+            baseline=baseline,
+        )
+
+    # Values first, then differences paired against the best (their SE is what ties use).
+    values = doubly_robust(next(iter(policies)))
+    paired = doubly_robust(str(values["policy"].iloc[int(values["value"].to_numpy().argmax())]))
     qini = {
         name: float(
             uplift_metrics_by_arm(e, log, outcome=outcome, control=control, prefix=prefix)[
