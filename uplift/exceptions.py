@@ -50,3 +50,7 @@ def describe_rows(rows: Iterable[object], limit: int = 5) -> str:
 
 class DataWarning(UserWarning):
     """Input that can be used, but that the user should know about (small arm, dead feature)."""
+
+
+class ModelVersionWarning(UserWarning):
+    """The model was saved by another version of the package; it may behave differently."""

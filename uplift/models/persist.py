@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import uplift
-from uplift.exceptions import ConfigError, ModelLoadError
+from uplift.exceptions import ConfigError, ModelLoadError, ModelVersionWarning
 from uplift.files import to_json_ready
 from uplift.models.bundle import UpliftModel
 
@@ -32,10 +32,6 @@ MODEL_FILE = "model.pkl"
 CARD_FILE = "model_card.json"
 CARD_FORMAT = 1
 _PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "causalml", "econml")
-
-
-class ModelVersionWarning(UserWarning):
-    """The model was saved by another version of the package; it may behave differently."""
 
 
 def model_card(model: UpliftModel, checksum: str) -> dict[str, Any]:
