@@ -134,3 +134,11 @@ def test_evaluation_policy_value_matches_truth(fresh: SimulatedWorld) -> None:
     dr = result.policies.query("policy == 'model' and estimator == 'dr'").iloc[0]
     ipw = result.policies.query("policy == 'model' and estimator == 'ipw'").iloc[0]
     assert dr["diff_se"] < ipw["diff_se"]  # the outcome model removes variance
+    # Diagnose: the simulator's payment rescue only helps unconfirmed payments, so the model's
+    # best segment for it must be one of those, and the tree's rule for it must say so.
+    rescue = result.segments.query("arm == 'payment_rescue' and direction == 'helps'")
+    assert rescue.iloc[0]["feature"] == "payment_status"
+    assert rescue.iloc[0]["segment"] in {"pending", "retry_failed"}
+    rules = result.rules.query("arm == 'payment_rescue'")
+    assert rules["rule"].str.contains("payment status").all()
+    assert ((result.rules["fidelity"] >= 0) & (result.rules["fidelity"] <= 1)).all()

@@ -88,6 +88,9 @@ def evaluate(
     ]
     print_frame(screen, f"policy value per order ({result.policy_outcome}, net of costs)", shown)
     print_frame(screen, f"model policy minus {result.best_single_arm}", result.versus_best_arm)
+    print_frame(screen, "where each arm helps most and where it harms", result.segments)
+    rules = result.rules[["arm", "rule", "orders", "share", "fidelity", "mean_effect"]]
+    print_frame(screen, "why the model picks each arm (policy tree)", rules)
     if json_path is not None:
         write_json(result.to_dict(), json_path)
 

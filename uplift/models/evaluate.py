@@ -5,7 +5,9 @@ against control's, weighted by 1 / logged propensity), and calibration by decile
 uplift (predicted against measured uplift with 95% intervals). For the whole policy (per order,
 the arm of highest net value; control when none is positive): IPW, self-normalised IPW and
 doubly robust values with intervals, against treating no order and against the best single arm
-for every order, the differences paired on the same orders.
+for every order, the differences paired on the same orders. And what the model says about the
+orders (:mod:`uplift.models.diagnose`): where each arm helps most and where it harms, and the
+rules of a shallow policy tree that explain its choices.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from uplift.exceptions import SchemaError
 from uplift.log import ExperimentLog
 from uplift.metrics import calibration_by_bucket, uplift_metrics_by_arm
 from uplift.models.bundle import UpliftModel, data_hash
+from uplift.models.diagnose import explain_arms, segment_table
 from uplift.models.select import best_arms
 from uplift.offpolicy import baseline_policies, compare_policies
 
@@ -59,6 +62,12 @@ class Evaluation:
         Cost per use of each arm, as applied.
     in_sample : bool
         Whether the log is the one the model was trained on (its scores are then optimistic).
+    segments : DataFrame
+        :func:`uplift.models.diagnose.segment_table` of the predicted uplift (``outcome``):
+        per arm, the segments where it helps most and where it harms.
+    rules : DataFrame
+        ``ArmReasons.rules`` of :func:`uplift.models.diagnose.explain_arms` fitted to the
+        model's policy: ``leaf, arm, rule, orders, share, fidelity, mean_effect``.
     """
 
     outcome: str
@@ -71,6 +80,8 @@ class Evaluation:
     best_single_arm: str
     costs: dict[str, float]
     in_sample: bool
+    segments: pd.DataFrame
+    rules: pd.DataFrame
 
     def to_dict(self) -> dict[str, Any]:
         """Every number, for ``--json`` and the model card."""
@@ -85,6 +96,8 @@ class Evaluation:
             "versus_best_arm": self.versus_best_arm,
             "costs": self.costs,
             "in_sample": self.in_sample,
+            "segments": self.segments,
+            "rules": self.rules,
         }
 
 
@@ -118,6 +131,10 @@ def evaluate_model(
         applied = {}  # costs are currency; they cannot be netted from a retention rate
     policies, versus, best = _policies(model, log, effects, policy_outcome, applied)
     in_sample = data_hash(log) == model.training.get("data_hash")
+    uplift = _by_arm(effects, prefix, model.treatment_arms)
+    value = _by_arm(effects, f"{policy_outcome}_uplift_", model.treatment_arms) - pd.Series(
+        {arm: applied.get(arm, 0.0) for arm in model.treatment_arms}
+    )
     return Evaluation(
         outcome,
         policy_outcome,
@@ -129,7 +146,14 @@ def evaluate_model(
         best,
         applied,
         in_sample,
+        segment_table(log.X, uplift),
+        explain_arms(log.X, value, control=model.control).rules,
     )
+
+
+def _by_arm(effects: pd.DataFrame, prefix: str, arms: Sequence[str]) -> pd.DataFrame:
+    """One column per treatment arm, named by the arm."""
+    return effects[[f"{prefix}{arm}" for arm in arms]].set_axis(list(arms), axis=1)
 
 
 def _calibration(
