@@ -84,6 +84,8 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     """A pipe table; floats rounded to ``digits`` significant places for reading."""
 
     def cell(value: object) -> str:
+        if isinstance(value, bool | np.bool_):
+            return "yes" if value else "no"
         if isinstance(value, int | np.integer):
             return f"{value:,}"
         if isinstance(value, float | np.floating):
@@ -224,10 +226,14 @@ def part_order(args: argparse.Namespace) -> None:
     data = training(train, "retained")
     X_test = test.frame[list(model_inputs(test))]
 
+    selections: list[pd.DataFrame] = []
+
     def ours() -> dict[str, Any]:
         start = time.perf_counter()
         model = train_uplift(train, costs=ARM_COSTS)
         seconds = time.perf_counter() - start
+        if model.selection is not None:
+            selections.append(model.selection.scores)
         uplift = arm_uplift(model.predict_effects(X_test))
         return {**order_row(uplift, true, value, oracle), "fit s": seconds, "note": model.learner}
 
@@ -263,9 +269,31 @@ def part_order(args: argparse.Namespace) -> None:
             "orders. `ours (auto)` includes choosing the learner (its pick is in `note`).",
             oracle_line,
             markdown(table),
+            *_beaten_by(table, selections),
         ],
         started,
     )
+
+
+def _beaten_by(table: pd.DataFrame, selections: list[pd.DataFrame]) -> list[str]:
+    """Which learners beat ``ours (auto)`` here, and the held-out scores it chose by."""
+    share = "net value % of oracle"
+    if share not in table.columns:
+        return []
+    better = table.loc[table[share] > table[share].iloc[0], "learner"].tolist()
+    if not better:
+        return [f"No learner beats `ours ({DEFAULT})` on the oracle's net value."]
+    lines = [
+        f"Above `ours ({DEFAULT})` on the oracle's net value: {', '.join(better)}. `auto` "
+        "chooses among its candidates by the doubly-robust value of each one's policy on the "
+        "latest quarter of the training log (orders after those it learned from), not on these "
+        "test orders, which come from the same weeks as the training log. Its held-out scores "
+        "(`tied`: within one paired standard error of the best; Qini breaks ties):"
+    ]
+    if selections:
+        columns = ["learner", "policy_value", "se", "diff_to_best", "diff_se", "qini", "tied"]
+        lines.append(markdown(selections[0][[*columns, "chosen"]]))
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
