@@ -16,12 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from uplift.exceptions import check_option
 from uplift.models.base import FeatureEncoder, FitData, FloatArray
-from uplift.models.learners import LightGBMLearner
+from uplift.models.learners import VariantLearner
 from uplift.models.propensity import arm_probabilities, pairwise
-
-KINDS = ("t", "s", "x", "r", "dr")
 
 
 @contextmanager
@@ -46,7 +43,7 @@ def quiet_third_party() -> Iterator[None]:
         yield
 
 
-class CausalMLLearner(LightGBMLearner):
+class CausalMLLearner(VariantLearner):
     """A causalml meta-learner: ``kind`` is one of ``t``, ``s``, ``x``, ``r``, ``dr``.
 
     The X-learner weighs its two effect models by the pairwise propensity; at prediction time
@@ -60,30 +57,7 @@ class CausalMLLearner(LightGBMLearner):
         Mean P(arm | arm or control) in training (the X-learner's weights at prediction).
     """
 
-    def __init__(
-        self,
-        kind: str = "t",
-        *,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        num_leaves: int = 31,
-        min_child_samples: int = 100,
-        n_jobs: int = 1,
-        random_state: int = 0,
-    ) -> None:
-        super().__init__(
-            n_estimators=n_estimators,
-            learning_rate=learning_rate,
-            num_leaves=num_leaves,
-            min_child_samples=min_child_samples,
-            n_jobs=n_jobs,
-            random_state=random_state,
-        )
-        self.kind = kind
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_option("kind", self.kind, KINDS)
+    KINDS = ("t", "s", "x", "r", "dr")
 
     def _base(self, *, classifier: bool) -> Any:
         from lightgbm import LGBMClassifier, LGBMRegressor

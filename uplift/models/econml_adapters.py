@@ -15,13 +15,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from uplift.exceptions import check_option
 from uplift.models.base import FeatureEncoder, FitData, FloatArray
 from uplift.models.causalml_adapters import quiet_third_party
-from uplift.models.learners import LightGBMLearner
+from uplift.models.learners import VariantLearner
 from uplift.models.propensity import arm_probabilities
 
-KINDS = ("dr", "forest")
 # The forest is the costly one (library notes: 508 s for 100k orders x 20 features): fewer
 # trees than econml's default keep it usable; its leaves need enough orders of every arm.
 FOREST_TREES = 100
@@ -86,7 +84,7 @@ class WithoutRowId:
         return self
 
 
-class EconMLLearner(LightGBMLearner):
+class EconMLLearner(VariantLearner):
     """econml's ``DRLearner`` (``kind="dr"``) or ``CausalForestDML`` (``kind="forest"``).
 
     Attributes
@@ -95,30 +93,7 @@ class EconMLLearner(LightGBMLearner):
         The fitted econml object; treatments are arm codes (0 = control).
     """
 
-    def __init__(
-        self,
-        kind: str = "dr",
-        *,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        num_leaves: int = 31,
-        min_child_samples: int = 100,
-        n_jobs: int = 1,
-        random_state: int = 0,
-    ) -> None:
-        super().__init__(
-            n_estimators=n_estimators,
-            learning_rate=learning_rate,
-            num_leaves=num_leaves,
-            min_child_samples=min_child_samples,
-            n_jobs=n_jobs,
-            random_state=random_state,
-        )
-        self.kind = kind
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_option("kind", self.kind, KINDS)
+    KINDS = ("dr", "forest")
 
     def _regressor(self) -> Any:
         from lightgbm import LGBMRegressor

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import warnings
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from uplift.exceptions import ConfigError
+from uplift.exceptions import ConfigError, check_option
 from uplift.models.base import (
     BaseUpliftModel,
     FitData,
@@ -189,6 +189,37 @@ class LightGBMLearner(BaseUpliftModel):
 def predict_outcome_matrix(models: list[lgb.Booster], X: pd.DataFrame) -> FloatArray:
     """E[y | arm, x] for every arm (columns in model order)."""
     return np.column_stack([predict_booster(m, X) for m in models])
+
+
+class VariantLearner(LightGBMLearner):
+    """A LightGBM-based learner that comes in variants, named by ``kind`` (one of ``KINDS``)."""
+
+    KINDS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        n_jobs: int = 2,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            min_child_samples=min_child_samples,
+            n_jobs=n_jobs,
+            random_state=random_state,
+        )
+        self.kind = kind
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_option("kind", self.kind, self.KINDS)
 
 
 class OutcomeLearner(LightGBMLearner):
