@@ -12,9 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from uplift.exceptions import SchemaError
 from uplift.log import ExperimentLog
 from uplift.readout import readout
-from uplift.reports import build_weekly_report, measures, save_report, to_html, to_markdown
+from uplift.reports import (
+    build_weekly_report,
+    measures,
+    read_report,
+    save_report,
+    to_html,
+    to_markdown,
+)
 from uplift.reports.model import WeeklyReport
 from uplift.simulate import ARM_COSTS, ARMS, CONTROL, simulate, true_uplift
 
@@ -252,6 +260,21 @@ def test_json_holds_the_same_unrounded_numbers(report: WeeklyReport, tmp_path: P
     markdown = paths["markdown"].read_text()
     assert markdown.startswith("# Uplift report, week 2026-W40")
     assert to_markdown(report) == markdown
+
+
+def test_a_written_report_reads_back_whole(report: WeeklyReport, tmp_path: Path) -> None:
+    folder = tmp_path / "2026-W40"
+    save_report(report, folder)
+    back = read_report(folder)
+    assert back.to_dict() == json.loads((folder / "report.json").read_text())
+    assert to_markdown(back) == to_markdown(report)
+    assert back.learn is not None
+    pd.testing.assert_frame_equal(back.arms, report.arms, check_dtype=False)
+
+
+def test_reading_a_missing_report_says_where(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match=r"report\.json: no report here"):
+        read_report(tmp_path)
 
 
 CHROMIUM = shutil.which("chromium")

@@ -1,6 +1,13 @@
 """The weekly report: its model, the builder, figures and the HTML / Markdown / JSON renderers."""
 
-from uplift.reports.model import Action, Headline, LearnCheck, ModelChange, WeeklyReport
+from uplift.reports.model import (
+    Action,
+    Headline,
+    LearnCheck,
+    ModelChange,
+    WeeklyReport,
+    read_report,
+)
 from uplift.reports.render import save_report, to_html, to_markdown
 from uplift.reports.weekly import build_weekly_report
 
@@ -11,6 +18,7 @@ __all__ = [
     "ModelChange",
     "WeeklyReport",
     "build_weekly_report",
+    "read_report",
     "save_report",
     "to_html",
     "to_markdown",

@@ -6,11 +6,16 @@ Only :mod:`uplift.reports.render` rounds and formats; ``to_dict`` gives the same
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from uplift.exceptions import SchemaError
 from uplift.files import to_json_ready
 
 
@@ -126,6 +131,51 @@ class WeeklyReport:
     def to_dict(self) -> dict[str, Any]:
         """Every figure of the report as JSON-ready values (unrounded; NaN becomes null)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WeeklyReport:
+        """The report that ``to_dict`` (``report.json``) was made from."""
+        learn, models = data["learn"], data["models"]
+        return cls(
+            week=data["week"],
+            created_at=data["created_at"],
+            headline=_restore(Headline, data["headline"]),
+            srm=_restore(SampleRatio, data["srm"]),
+            arms=pd.DataFrame(data["arms"]),
+            segments=pd.DataFrame(data["segments"]),
+            learn=None if learn is None else _restore(LearnCheck, learn),
+            models=None if models is None else _restore(ModelChange, models),
+            qini=pd.DataFrame(data["qini"]),
+            qini_summary=pd.DataFrame(data["qini_summary"]),
+            policy_values=pd.DataFrame(data["policy_values"]),
+            capacity=pd.DataFrame(data["capacity"]),
+            mix=pd.DataFrame(data["mix"]),
+            base_rates=pd.DataFrame(data["base_rates"]),
+            actions=tuple(Action(**action) for action in data["actions"]),
+            notes=tuple(data["notes"]),
+        )
+
+
+def _restore(kind: type[Any], data: Mapping[str, Any]) -> Any:
+    """A dataclass from its ``_plain`` form: tables back to frames, null floats back to NaN."""
+    values = {}
+    for f in fields(kind):
+        value = data[f.name]
+        if f.type == "pd.DataFrame":
+            value = pd.DataFrame(value)
+        elif f.type == "float" and value is None:
+            value = math.nan
+        values[f.name] = value
+    return kind(**values)
+
+
+def read_report(path: str | Path) -> WeeklyReport:
+    """Read a written report back: ``path`` is its ``report.json`` or the folder holding it."""
+    source = Path(path)
+    source = source / "report.json" if source.is_dir() else source
+    if not source.is_file():
+        raise SchemaError(f"{source}: no report here (write one with `uplift weekly`)")
+    return WeeklyReport.from_dict(json.loads(source.read_text()))
 
 
 def _plain(value: Any) -> Any:
