@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from uplift.allocation import Allocation, allocate
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
+from uplift.texts import text_per_pair
 
 FloatArray = NDArray[np.float64]
 REVENUE_PREFIX = "revenue_uplift_"
@@ -435,11 +436,12 @@ def explain_queue(
 
 def with_reasons(queue: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
     """Prefix the reason of every order decided by the policy with ``why`` (by order_id)."""
-    policy = queue["reason"].astype(str).reset_index(drop=True)
-    rule = why.reindex(queue["order_id"]).astype("string").reset_index(drop=True)
-    by_chance = policy.isin(["holdout", "explore"]) | rule.isna()
-    reason = policy.where(by_chance, rule + "; " + policy)
-    return queue.assign(reason=pd.Categorical(reason.to_numpy(dtype=object)))
+
+    def reason(rule: Any, policy: str) -> str:
+        return policy if policy in ("holdout", "explore") or pd.isna(rule) else f"{rule}; {policy}"
+
+    rule = why.reindex(queue["order_id"]).to_numpy()
+    return queue.assign(reason=text_per_pair(rule, queue["reason"], reason))
 
 
 def _summary(

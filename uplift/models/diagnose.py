@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
 from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
+from uplift.texts import text_per_pair
 
 Outcome = Literal["retained", "revenue"]
 OUTCOMES: tuple[Outcome, ...] = ("retained", "revenue")
@@ -183,7 +184,7 @@ def explain_arms(
             "tree_arm": tree_arm,
             "matches_model": tree_arm == arms,
             "leaf": leaves,
-            "reason": _reasons(leaves.map(rules["rule"]), tree_arm, arms, control),
+            "reason": _reasons(leaves, rules, arms, control),
         },
         index=features.index,
     )
@@ -456,18 +457,23 @@ def _numeric_words(words: str, column: _Column, low: float, high: float) -> str:
     return f"{words} <= {high:.4g}" if low == -math.inf else f"{words} > {low:.4g}"
 
 
-def _reasons(rule: pd.Series, tree_arm: pd.Series, arms: pd.Series, control: str) -> pd.Series:
+def _reasons(
+    leaves: pd.Series, rules: pd.DataFrame, arms: pd.Series, control: str
+) -> pd.Categorical:
     """``"<conditions>: <arm>"``; where the order's arm is not its leaf's, both are named."""
-    own = _arm_words(arms, control)
-    usual = _arm_words(tree_arm, control)
-    return (rule + ": " + own).where(
-        tree_arm == arms, rule + ": usually " + usual + ", here " + own
-    )
+
+    def reason(leaf: int, arm: str) -> str:
+        rule, usual = str(rules.at[leaf, "rule"]), str(rules.at[leaf, "arm"])
+        if usual == arm:
+            return f"{rule}: {_arm_words(arm, control)}"
+        return f"{rule}: usually {_arm_words(usual, control)}, here {_arm_words(arm, control)}"
+
+    return text_per_pair(leaves, arms, reason)
 
 
-def _arm_words(arms: pd.Series, control: str) -> pd.Series:
-    """Arm names as a CX agent reads them; the control arm means no action."""
-    return arms.astype(str).map(_plain_words).where(arms != control, NO_ACTION)
+def _arm_words(arm: str, control: str) -> str:
+    """An arm's name as a CX agent reads it; the control arm means no action."""
+    return NO_ACTION if arm == control else _plain_words(str(arm))
 
 
 def _rule_table(orders: pd.DataFrame, effects: pd.DataFrame, rules: pd.DataFrame) -> pd.DataFrame:
