@@ -28,19 +28,10 @@ HIGHS_ORDERS = 2_000
 
 
 def effects_file(orders: int, folder: Path) -> Path:
-    from uplift.simulate import simulate, true_revenue_uplift, true_uplift
+    from uplift.simulate import simulate, true_effects
 
     world = simulate(orders, weeks=1, seed=2026)
-    truth = world.truth
-    effects = pd.concat(
-        [
-            truth[["order_id"]],
-            true_uplift(truth),
-            true_revenue_uplift(truth, world.log["order_value"]),
-        ],
-        axis=1,
-    )
-    effects["retained_base"] = 1 - truth["p_cancel_control"]
+    effects = true_effects(world.truth, world.log["order_value"])
     path = folder / "effects.parquet"
     effects.to_parquet(path, index=False)
     return path

@@ -28,7 +28,7 @@ from uplift.policy import (
     treat_none,
     with_reasons,
 )
-from uplift.simulate import ARM_COSTS, simulate, true_revenue_uplift, true_uplift
+from uplift.simulate import ARM_COSTS, simulate, true_effects
 
 # HiGHS and our dual both solve to float precision; 1e-6 relative is the bar.
 LP_RTOL = 1e-6
@@ -254,16 +254,7 @@ def test_explore_share_respects_a_small_capacity_and_records_its_rationing():
 @pytest.fixture(scope="module")
 def world() -> tuple[pd.DataFrame, np.ndarray]:
     sim = simulate(20_000, weeks=1, seed=11)
-    truth = sim.truth
-    effects = pd.concat(
-        [
-            truth[["order_id"]],
-            true_uplift(truth),
-            true_revenue_uplift(truth, sim.log["order_value"]),
-        ],
-        axis=1,
-    )
-    effects["retained_base"] = 1 - truth["p_cancel_control"]
+    effects = true_effects(sim.truth, sim.log["order_value"])
     true_net = np.column_stack([np.zeros(len(effects)), net_value(effects, COSTS).value])
     return effects, true_net
 

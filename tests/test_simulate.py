@@ -392,3 +392,17 @@ def test_log_reads_as_a_canonical_experiment_log(tmp_path: Path) -> None:
     assert set(log.arms) == set(ARMS)
     np.testing.assert_array_equal(log.frame["retained"], 1 - world.log["cancelled"])
     assert set(log.weeks()) == {"2026-W40", "2026-W41"}
+
+
+def test_true_effects_are_what_a_model_that_knew_the_truth_would_predict() -> None:
+    from uplift.simulate import true_effects
+
+    world = simulate(500, weeks=1, seed=4)
+    effects = true_effects(world.truth, world.log["order_value"])
+    p = world.truth
+    np.testing.assert_allclose(effects["retained_base"], 1 - p["p_cancel_control"])
+    np.testing.assert_allclose(
+        effects["revenue_uplift_payment_rescue"],
+        (p["p_cancel_control"] - p["p_cancel_payment_rescue"]) * world.log["order_value"],
+    )
+    assert effects["order_id"].tolist() == world.log["order_id"].tolist()

@@ -240,6 +240,23 @@ def true_revenue_uplift(truth: pd.DataFrame, order_value: pd.Series | np.ndarray
     return pd.DataFrame(revenue, index=truth.index, columns=columns)
 
 
+def true_effects(truth: pd.DataFrame, order_value: pd.Series | np.ndarray) -> pd.DataFrame:
+    """What a model that knew the truth would predict: the columns ``uplift predict`` writes.
+
+    ``order_id``, ``retained_uplift_<arm>`` and ``revenue_uplift_<arm>`` for every treatment
+    arm, and ``retained_base`` (P(retained | control)), indexed like ``truth``.
+    """
+    return pd.concat(
+        [
+            truth[["order_id"]],
+            true_uplift(truth),
+            true_revenue_uplift(truth, order_value),
+            (1 - truth[f"p_cancel_{CONTROL}"]).rename("retained_base"),
+        ],
+        axis=1,
+    )
+
+
 def oracle_policy(
     truth: pd.DataFrame,
     order_value: pd.Series | np.ndarray,
