@@ -54,7 +54,7 @@ def test_ingest_round_trips_the_log(tmp_path: Path) -> None:
     result = store.ingest(log)
     assert (result.n_rows, result.n_new, result.weeks) == (100, 100, ("2026-W02",))
     back = store.read_log()
-    expected = log.frame.assign(order_id=log.frame["order_id"].astype(str))
+    expected = log.frame  # integer ids come back as integers
     got = back.frame[expected.columns].sort_values("order_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(
         got,
@@ -268,3 +268,132 @@ def test_two_processes_ingesting_at_once_both_land(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0], errors
     assert count_rows(Store(path), "experiment_log") == 6000
     assert count_rows(Store(path), "ingests") == 2
+
+
+# ------------------------------------------------------------------ hostile and careless input
+
+INJECTION = 'x" VARCHAR; COMMIT; CREATE TABLE pwned (a INT); --'
+
+
+def tables(store: Store) -> set[str]:
+    with store.connect(read_only=True) as con:
+        return {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+
+
+def test_a_hostile_header_is_stored_as_a_name_and_runs_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(0, 100)))
+    values = np.arange(100) * 0.5
+    store.ingest(make_log(range(100, 200), **{INJECTION: values}))
+    assert "pwned" not in tables(store)
+    back = store.read_log()
+    assert INJECTION in back.features
+    assert back.frame[INJECTION].dropna().tolist() == values.tolist()
+
+
+def test_a_hostile_duckdb_table_name_is_read_as_a_name(tmp_path: Path) -> None:
+    import duckdb
+
+    from uplift.log import read_log
+
+    path = tmp_path / "logs.duckdb"
+    name = 'weird"; DROP TABLE other; --'
+    with duckdb.connect(str(path)) as con:
+        con.register("rows", make_log(range(100)).frame)
+        con.execute(f'CREATE TABLE "{name.replace(chr(34), chr(34) * 2)}" AS SELECT * FROM rows')
+        con.execute("CREATE TABLE other (a INT)")
+    assert len(read_log(path, table=name)) == 100
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert {r[0] for r in con.execute("SHOW TABLES").fetchall()} == {name, "other"}
+
+
+def test_ids_read_as_floats_are_the_same_orders(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    log = make_log(range(1, 101))
+    store.ingest(log)
+    as_floats = log.frame.assign(order_id=log.frame["order_id"].astype(float))
+    again = store.ingest(ExperimentLog.from_frame(as_floats, source="floats"))
+    assert again.n_new == 0
+    assert count_rows(store, "experiment_log") == 100
+
+
+def test_text_ids_into_an_integer_store_are_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(1, 101)))
+    before = store.log_frame()
+    text = make_log(range(101, 201)).frame
+    text["order_id"] = [f"{i:05d}" for i in text["order_id"]]
+    with pytest.raises(StoreError, match=r"order ids are integers but this log's are texts"):
+        store.ingest(ExperimentLog.from_frame(text, source="text"))
+    pd.testing.assert_frame_equal(store.log_frame(), before)
+
+
+@pytest.mark.parametrize(
+    ("column", "change"),
+    [
+        ("order_value", lambda s: s + 1.0),
+        ("propensity", lambda s: s * 0.5),
+        ("assigned_at", lambda s: s + pd.Timedelta(days=7)),
+        ("basket_size", lambda s: s + 1),
+        ("channel", lambda s: s.where(s != "app", "phone")),
+    ],
+)
+def test_a_changed_order_is_a_named_conflict(tmp_path: Path, column: str, change: object) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    log = make_log(range(100), propensity=0.5)
+    store.ingest(log)
+    before = store.log_frame()
+    edited = log.frame.copy()
+    edited.loc[:9, column] = change(edited.loc[:9, column])  # type: ignore[operator]
+    with pytest.raises(StoreError, match=rf"already stored with another .*{column}"):
+        store.ingest(ExperimentLog.from_frame(edited, source="edited"))
+    pd.testing.assert_frame_equal(store.log_frame(), before)
+
+
+def test_a_float_moved_in_its_last_digits_is_no_conflict(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    log = make_log(range(100))
+    store.ingest(log)
+    nudged = log.frame.assign(order_value=log.frame["order_value"] * (1 + 1e-13))
+    assert store.ingest(ExperimentLog.from_frame(nudged, source="nudged")).n_new == 0
+
+
+def test_a_week_given_twice_differently_is_a_conflict(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    frame = make_log(range(100)).frame.drop(columns="assigned_at")
+    log = ExperimentLog.from_frame(frame, source="weekless")
+    store.ingest(log, week="2026-W02")
+    with pytest.raises(StoreError, match=r"already stored with another week"):
+        store.ingest(log, week="2026-W03")
+
+
+def test_a_week_label_that_is_a_path_is_refused(tmp_path: Path) -> None:
+    from uplift.exceptions import ConfigError
+
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(ConfigError, match=r"--week must be an ISO week"):
+        store.ingest(make_log(range(100)), week="../../x")
+    assert not store.path.exists()
+
+
+def test_a_refused_first_ingest_leaves_no_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    log = make_log(range(100), week=np.arange(100.0))  # a feature clashing with the store's own column
+    with pytest.raises(SchemaError, match=r"clash with the store's own columns"):
+        store.ingest(log)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_feature_differing_in_case_from_a_stored_one_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(100), coupon=np.arange(100.0)))
+    with pytest.raises(StoreError, match=r"'Coupon' differs only in case from the stored"):
+        store.ingest(make_log(range(100, 200), Coupon=np.arange(100.0)))
+
+
+def test_cancel_rates_stop_at_the_week_asked_for(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(100), start="2026-01-05"))
+    store.ingest(make_log(range(100, 200), start="2026-01-12"))
+    assert store.cancel_rates("control", through="2026-W02")["week"].tolist() == ["2026-W02"]
+    assert len(store.cancel_rates("control")) == 2

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from uplift.exceptions import ConfigError, DataWarning, SchemaError, describe_rows
+from uplift import normalize
+from uplift.exceptions import ConfigError, DataWarning, SchemaError
+from uplift.sql import quote_identifier
 
 CONTROL = "control"
 CANONICAL = (
@@ -189,40 +191,48 @@ def read_log(
     For a ``.duckdb`` file, ``table`` names the table to read.
     """
     source = str(path)
-    frame = read_frame(path, table=table)
+    id_column = (column_map or ColumnMap()).mapping.get("order_id", "order_id")
+    frame = read_frame(path, table=table, id_column=id_column)
     return ExperimentLog.from_frame(
         frame, control=control, column_map=column_map, features=features, source=source
     )
 
 
-def read_frame(path: str | Path, *, table: str = DEFAULT_TABLE) -> pd.DataFrame:
-    """Read a table file as it is, with clear errors for missing, empty or unreadable files."""
+def read_frame(
+    path: str | Path, *, table: str = DEFAULT_TABLE, id_column: str = "order_id"
+) -> pd.DataFrame:
+    """Read a table file as it is, with clear errors for missing, empty or unreadable files.
+
+    ``id_column`` is read as text from a CSV file (so that "0017" keeps its zeros) and then
+    normalised like every order id (:func:`uplift.normalize.order_ids`).
+    """
     path = Path(path)
     if not path.is_file():
-        raise SchemaError(f"{path}: file not found")
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise SchemaError(f"{path}: {what}")
     if path.stat().st_size == 0:
         raise SchemaError(f"{path}: file is empty")
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".duckdb"):
+        raise SchemaError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .parquet or .duckdb"
+        )
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype={id_column: "string"})
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
-        elif suffix == ".duckdb":
-            frame = _read_duckdb(path, table)
         else:
-            raise SchemaError(
-                f"{path}: unsupported file type {suffix or '(none)'!r}; "
-                "use .csv, .parquet or .duckdb"
-            )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise SchemaError(f"{path}: cannot parse as CSV: {_first_line(error)}") from None
-    except (OSError, ValueError) as error:
-        if isinstance(error, SchemaError):
-            raise
-        raise SchemaError(f"{path}: cannot read as {suffix[1:]}: {_first_line(error)}") from None
+            frame = _read_duckdb(path, table)
+    except SchemaError:
+        raise
+    except Exception as error:  # any failure of a reader means the file cannot be read as such
+        how = "parse as CSV" if suffix == ".csv" else f"read as {suffix[1:]}"
+        raise SchemaError(f"{path}: cannot {how}: {_first_line(error)}") from None
     if frame.empty:
         raise SchemaError(f"{path}: file has a header but no rows")
+    if id_column in frame.columns:
+        frame[id_column] = normalize.order_ids(frame[id_column], str(path))
     return frame
 
 
@@ -240,20 +250,21 @@ def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
                 raise SchemaError(
                     f"{path}: no table {table!r}; tables present: {', '.join(tables) or 'none'}"
                 )
-            return con.execute(f'SELECT * FROM "{table}"').df()
+            return con.execute(f"SELECT * FROM {quote_identifier(table)}").df()
     except duckdb.Error as error:
         raise SchemaError(f"{path}: cannot read as DuckDB: {_first_line(error)}") from None
 
 
-def _rows(mask: pd.Series) -> str:
-    """Describe offending rows by 1-based data row number (header excluded)."""
-    return describe_rows(np.flatnonzero(mask.to_numpy()) + 1)
+_rows = normalize.rows
 
 
 def _validate(
     frame: pd.DataFrame, *, control: str, features: Sequence[str] | None, source: str
 ) -> ExperimentLog:
     frame = frame.reset_index(drop=True)
+    frame.columns = pd.Index(normalize.column_names(frame.columns, source), dtype=object)
+    for column in set(CANONICAL) & set(frame.columns):
+        normalize.refuse_nested(frame[column], column, source)
     notes: list[str] = []
     if "arm" not in frame.columns:
         raise SchemaError(
@@ -270,7 +281,7 @@ def _validate(
         out["revenue"] = out["order_value"] * out["retained"]
     propensity_given = "propensity" in frame.columns
     if propensity_given:
-        out["propensity"] = _propensity(frame["propensity"], source)
+        out["propensity"] = normalize.propensities(frame["propensity"], source)
     else:
         share = out["arm"].map(out["arm"].value_counts(normalize=True)).astype(float)
         out["propensity"] = share
@@ -279,9 +290,9 @@ def _validate(
             "its arm's share of the log"
         )
     if "assigned_at" in frame.columns:
-        out["assigned_at"] = _timestamps(frame["assigned_at"], source)
+        out["assigned_at"] = normalize.timestamps(frame["assigned_at"], source, notes)
     chosen = _features(frame, features, source)
-    out = pd.concat([out, frame[chosen]], axis=1)
+    out = pd.concat([out, pd.DataFrame(chosen, index=out.index)], axis=1)
     _warn_small_arms(out["arm"], source)
     return ExperimentLog(out, control, tuple(chosen), source, propensity_given, tuple(notes))
 
@@ -292,9 +303,7 @@ def _order_ids(frame: pd.DataFrame, source: str, notes: list[str]) -> pd.Series:
         warnings.warn(message, DataWarning, stacklevel=4)
         notes.append(message)
         return pd.Series(np.arange(1, len(frame) + 1), name="order_id")
-    ids = frame["order_id"]
-    if ids.isna().any():
-        raise SchemaError(f"{source}: column order_id is empty in {_rows(ids.isna())}")
+    ids = normalize.order_ids(frame["order_id"], source)
     if _strictly_increasing(ids):
         return ids  # the common case of sequential ids, checked in linear time
     duplicated = ids.duplicated(keep=False)
@@ -313,9 +322,7 @@ def _strictly_increasing(ids: pd.Series) -> bool:
 
 
 def _arms(arms: pd.Series, control: str, source: str) -> pd.Series:
-    if arms.isna().any():
-        raise SchemaError(f"{source}: column arm is empty in {_rows(arms.isna())}")
-    labels = arms.astype(str).str.strip()
+    labels = normalize.arm_labels(arms, source)
     present = sorted(labels.unique())
     if control not in present:
         raise SchemaError(
@@ -376,33 +383,10 @@ def _non_negative(values: pd.Series, column: str, source: str) -> pd.Series:
     return numeric
 
 
-def _propensity(values: pd.Series, source: str) -> pd.Series:
-    numeric = pd.to_numeric(values, errors="coerce").astype(float)
-    bad = ~((numeric > 0) & (numeric <= 1))
-    if bad.any():
-        raise SchemaError(
-            f"{source}: column propensity must lie in (0, 1]; found values outside it or "
-            f"missing in {_rows(bad)}"
-        )
-    return numeric
-
-
-def _timestamps(values: pd.Series, source: str) -> pd.Series:
-    with warnings.catch_warnings():
-        # Mixed formats make pandas warn that it falls back to per-element parsing: fine here.
-        warnings.simplefilter("ignore", UserWarning)
-        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    bad = parsed.isna()
-    if bad.any():
-        examples = ", ".join(map(repr, values[bad].drop_duplicates().head(3).tolist()))
-        raise SchemaError(
-            f"{source}: column assigned_at has unparseable or missing timestamps "
-            f"({examples}) in {_rows(bad)}"
-        )
-    return parsed.dt.tz_localize(None)
-
-
-def _features(frame: pd.DataFrame, features: Sequence[str] | None, source: str) -> list[str]:
+def _features(
+    frame: pd.DataFrame, features: Sequence[str] | None, source: str
+) -> dict[str, pd.Series]:
+    """The usable feature columns, normalised; entirely missing or constant ones are dropped."""
     if features is not None:
         missing = [f for f in features if f not in frame.columns]
         if missing:
@@ -413,15 +397,15 @@ def _features(frame: pd.DataFrame, features: Sequence[str] | None, source: str) 
         chosen = list(features)
     else:
         chosen = [str(c) for c in frame.columns if c not in CANONICAL]
-    usable = []
+    usable = {}
     for name in chosen:
-        column = frame[name]
+        column = normalize.feature_values(frame[name], name, source)
         if column.isna().all():
             reason = "entirely missing"
         elif column.notna().all() and column.eq(column.iloc[0]).all():
             reason = f"constant ({column.iloc[0]!r})"
         else:
-            usable.append(name)
+            usable[name] = column
             continue
         warnings.warn(
             f"{source}: feature column {name} is {reason}; it is left out of the features",

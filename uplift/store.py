@@ -39,6 +39,8 @@ import pandas as pd
 
 from uplift.exceptions import SchemaError, StoreError, describe_rows
 from uplift.files import to_json_ready
+from uplift.normalize import check_week, order_id_kind
+from uplift.sql import quote_identifier
 
 if TYPE_CHECKING:
     import duckdb
@@ -85,8 +87,9 @@ CREATE TABLE IF NOT EXISTS ingests (
 CREATE TABLE IF NOT EXISTS models (
   model_id VARCHAR PRIMARY KEY, week VARCHAR NOT NULL, learner VARCHAR, path VARCHAR,
   card JSON, policy_value DOUBLE, policy_value_se DOUBLE, promoted_week VARCHAR,
-  created_at TIMESTAMP
+  created_at TIMESTAMP, digest VARCHAR
 );
+ALTER TABLE models ADD COLUMN IF NOT EXISTS digest VARCHAR;
 CREATE TABLE IF NOT EXISTS assignments (
   week VARCHAR NOT NULL, model_id VARCHAR,
   {_QUEUE_DDL}
@@ -96,9 +99,9 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 """
 
-# Outcome columns compared when an order arrives a second time; revenue is a float that a
-# CSV round trip may move in the last digits, hence the tolerance.
-_REVENUE_TOLERANCE = 1e-6
+# Numbers compared when an order arrives a second time: a CSV round trip may move a float in
+# its last digits, hence a relative tolerance far above rounding and far below any real edit.
+_RELATIVE_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class ModelRecord:
     policy_value: float
     policy_value_se: float
     promoted_week: str | None
+    digest: str | None = None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -146,18 +150,38 @@ class Store:
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, waiting while another process holds it, and create the tables."""
+        """Open the file, waiting while another process holds it, and create the tables.
+
+        A DuckDB error inside the block becomes a :class:`StoreError` naming the file.
+        """
         import duckdb
 
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no store here; run `uplift ingest LOG` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._open(read_only)
+        try:
+            if not read_only:
+                con.execute(SCHEMA)
+                con.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
+                )
+            yield con
+        except duckdb.Error as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise StoreError(f"{self.path}: the store refused the operation: {first}") from None
+        finally:
+            con.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection, retried with growing pauses while another process holds the lock."""
+        import duckdb
+
         deadline = time.monotonic() + self.timeout
         pause = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
                     raise StoreError(f"{self.path}: cannot open the store: {error}") from None
@@ -170,15 +194,6 @@ class Store:
                 pause = min(pause * 2, 1.0)
             except duckdb.Error as error:
                 raise StoreError(f"{self.path}: not a readable store: {error}") from None
-        try:
-            if not read_only:
-                con.execute(SCHEMA)
-                con.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
-                )
-            yield con
-        finally:
-            con.close()
 
     # ------------------------------------------------------------------ experiment logs
     def ingest(
@@ -186,47 +201,79 @@ class Store:
     ) -> IngestResult:
         """Append the orders of ``log`` that the store does not hold yet, in one transaction.
 
-        An order already stored with the same arm and outcome is skipped, so ingesting a file
-        twice changes nothing. An order stored with a different arm or outcome is a conflict:
-        :class:`StoreError` names the orders and nothing of ``log`` is written. ``week`` labels
-        every row when the log has no ``assigned_at``.
+        An order already stored exactly as it comes is skipped, so ingesting a file twice
+        changes nothing. An order stored with any other value (arm, outcome, order value,
+        propensity, week, a feature) is a conflict: :class:`StoreError` names the orders and
+        columns, and nothing of ``log`` is written. ``week`` labels every row when the log has
+        no ``assigned_at``. Order ids keep one kind per store (integer or text).
         """
         incoming = _incoming_frame(log, week)
         weeks = tuple(sorted(incoming["week"].unique()))
-        with self.connect() as con:
-            con.register("incoming", incoming)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._check_control(con, log.control)
-                _check_conflicts(con, log.source, list(incoming.columns))
-                n_new = _count_new(con)
-                if n_new:
-                    _add_feature_columns(con, incoming, log.source)
-                    ingest_id = _next_id(con)
-                    con.execute(
-                        "INSERT INTO experiment_log BY NAME SELECT i.*, ? AS ingest_id "
-                        "FROM incoming i ANTI JOIN experiment_log e USING (order_id)",
-                        [ingest_id],
-                    )
-                    con.execute(
-                        "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-                        [
-                            ingest_id,
-                            log.source,
-                            sha256,
-                            log.control,
-                            len(incoming),
-                            n_new,
-                            ",".join(weeks),
-                        ],
-                    )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("incoming")
+        kind = order_id_kind(log.frame["order_id"])
+        existed = self.path.exists()
+        try:
+            with self.connect() as con:
+                n_new = self._ingest(con, log, incoming, kind, sha256, weeks)
+        except BaseException:
+            if not existed:  # a refused first ingest leaves no store behind
+                for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
+                    leftover.unlink(missing_ok=True)
+            raise
         return IngestResult(log.source, len(incoming), n_new, weeks)
+
+    def _ingest(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        log: ExperimentLog,
+        incoming: pd.DataFrame,
+        kind: str,
+        sha256: str | None,
+        weeks: tuple[str, ...],
+    ) -> int:
+        con.register("incoming", incoming)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self._check_control(con, log.control)
+            self._check_id_kind(con, kind, log.source)
+            _add_feature_columns(con, incoming, log.source)
+            _check_conflicts(con, log.source, list(incoming.columns))
+            n_new = _count_new(con)
+            if n_new:
+                ingest_id = _next_id(con)
+                con.execute(
+                    "INSERT INTO experiment_log BY NAME SELECT i.*, ? AS ingest_id "
+                    "FROM incoming i ANTI JOIN experiment_log e USING (order_id)",
+                    [ingest_id],
+                )
+                con.execute(
+                    "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                    [
+                        ingest_id,
+                        log.source,
+                        sha256,
+                        log.control,
+                        len(incoming),
+                        n_new,
+                        ",".join(weeks),
+                    ],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("incoming")
+        return n_new
+
+    def _check_id_kind(self, con: duckdb.DuckDBPyConnection, kind: str, source: str) -> None:
+        row = con.execute("SELECT value FROM meta WHERE key = 'order_id_kind'").fetchone()
+        if row is None:
+            con.execute("INSERT INTO meta VALUES ('order_id_kind', ?)", [kind])
+        elif row[0] != kind:
+            raise StoreError(
+                f"{source}: this store's order ids are {row[0]}s but this log's are {kind}s "
+                f'("0017" and 17 would be different orders); write the ids as {row[0]}s'
+            )
 
     def ingested_hashes(self) -> set[str]:
         """Content hashes of the files already ingested."""
@@ -270,13 +317,14 @@ class Store:
         frame = frame.drop(columns="ingest_id").dropna(axis="columns", how="all")
         return frame.reset_index(drop=True)
 
-    def cancel_rates(self, arm: str) -> pd.DataFrame:
-        """Per week: orders of ``arm`` and their cancellation rate (one SQL pass)."""
+    def cancel_rates(self, arm: str, through: str | None = None) -> pd.DataFrame:
+        """Per week up to ``through`` (all when None): orders of ``arm`` and their cancel rate."""
         with self.connect(read_only=True) as con:
             return con.execute(
                 "SELECT week, count(*) AS orders, avg(1 - retained) AS cancel_rate "
-                "FROM experiment_log WHERE arm = ? GROUP BY week ORDER BY week",
-                [arm],
+                "FROM experiment_log WHERE arm = ? AND (? IS NULL OR week <= ?) "
+                "GROUP BY week ORDER BY week",
+                [arm, through, through],
             ).df()
 
     def read_log(self, weeks: Sequence[str] | None = None) -> ExperimentLog:
@@ -305,7 +353,9 @@ class Store:
         """Add a model to the registry (a model of the same id is replaced)."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                "INSERT OR REPLACE INTO models (model_id, week, learner, path, card, policy_value, "
+                "policy_value_se, promoted_week, digest, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
                 [
                     record.model_id,
                     record.week,
@@ -315,6 +365,7 @@ class Store:
                     record.policy_value,
                     record.policy_value_se,
                     record.promoted_week,
+                    record.digest,
                 ],
             )
 
@@ -334,10 +385,11 @@ class Store:
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT model_id, week, learner, path, card, policy_value, policy_value_se, "
-                "promoted_week FROM models ORDER BY week, created_at"
+                "promoted_week, digest FROM models ORDER BY week, created_at"
             ).fetchall()
         return [
-            ModelRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows
+            ModelRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
+            for r in rows
         ]
 
     # ------------------------------------------------------------------ queues and reports
@@ -394,7 +446,7 @@ def _incoming_frame(log: ExperimentLog, week: str | None) -> pd.DataFrame:
             "logs with outcomes only"
         )
     if week is not None:
-        frame["week"] = week
+        frame["week"] = check_week(week)
     elif "assigned_at" in frame.columns:
         frame["week"] = list(log.weeks())
     else:
@@ -403,32 +455,62 @@ def _incoming_frame(log: ExperimentLog, week: str | None) -> pd.DataFrame:
             "pass the week explicitly (--week YYYY-Www)"
         )
     frame["order_id"] = frame["order_id"].astype(str)
-    reserved = sorted(set(log.features) & {"week", "ingest_id"})
+    # DuckDB's column names ignore case, so "Week" would land in the store's own column.
+    reserved = sorted(f for f in log.features if f.casefold() in {"week", "ingest_id"})
     if reserved:
         raise SchemaError(
             f"{log.source}: feature column(s) {', '.join(reserved)} clash with the store's own "
-            "columns; rename them with --map"
+            "columns week and ingest_id; rename them in the file"
         )
     return frame
 
 
 def _check_conflicts(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str]) -> None:
-    """Raise when an incoming order is stored with another arm or outcome."""
-    differs = ["i.arm <> e.arm", "i.retained IS DISTINCT FROM e.retained"]
-    if "revenue" in columns:
-        differs.append(
-            f"abs(coalesce(i.revenue, 0) - coalesce(e.revenue, 0)) > {_REVENUE_TOLERANCE}"
+    """Raise when an incoming order is stored with any other value, naming orders and columns.
+
+    Numbers agree within a relative tolerance (see ``_RELATIVE_TOLERANCE``); everything else,
+    missing values included, must be equal.
+    """
+    stored = _stored_types(con)
+    compared = [c for c in columns if c not in ("order_id", "ingest_id") and c in stored]
+    differs = {c: _differs(c, stored[c]) for c in compared}
+    flags = ", ".join(
+        f"{expr} AS {quote_identifier('d' + str(k))}" for k, expr in enumerate(differs.values())
+    )
+    # Every name in this query went through quote_identifier.
+    query = (
+        f"SELECT i.order_id, {flags} FROM incoming i JOIN experiment_log e USING (order_id) "
+        f"WHERE {' OR '.join(differs.values())} ORDER BY i.order_id"
+    )
+    found = con.execute(query).df()
+    if found.empty:
+        return
+    changed = [c for k, c in enumerate(compared) if found[f"d{k}"].any()]
+    raise StoreError(
+        f"{source}: {describe_rows(found['order_id'])} are already stored with another "
+        f"{', '.join(changed)}; nothing of this log was written. Fix the log (or the store) and "
+        "ingest again"
+    )
+
+
+def _differs(column: str, stored_type: str) -> str:
+    """SQL that is true when the incoming and stored values of ``column`` differ."""
+    q = quote_identifier(column)
+    if _storage_type(stored_type) == "DOUBLE":
+        return (
+            f"(i.{q} IS DISTINCT FROM e.{q} AND coalesce(abs(i.{q} - e.{q}) > "
+            f"{_RELATIVE_TOLERANCE!r} * greatest(abs(i.{q}), abs(e.{q}), 1), true))"
         )
-    rows = con.execute(
-        "SELECT i.order_id FROM incoming i JOIN experiment_log e USING (order_id) "
-        f"WHERE {' OR '.join(differs)} ORDER BY i.order_id"
-    ).fetchall()
-    if rows:
-        raise StoreError(
-            f"{source}: {describe_rows(r[0] for r in rows)} are already stored with a different "
-            "arm or outcome; nothing of this log was written. Fix the log (or the store) and "
-            "ingest again"
-        )
+    return f"i.{q} IS DISTINCT FROM e.{q}"
+
+
+def _stored_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'experiment_log'"
+        ).fetchall()
+    )
 
 
 def _count_new(con: duckdb.DuckDBPyConnection) -> int:
@@ -451,18 +533,24 @@ def _add_feature_columns(
     Features are stored as DOUBLE, VARCHAR, BOOLEAN or TIMESTAMP, so that one week's integer
     column and the next week's float column (or two category sets) land in the same column.
     """
-    stored = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'experiment_log'"
-        ).fetchall()
-    )
+    stored = _stored_types(con)
+    by_case = {name.casefold(): name for name in stored}
     described = con.execute("DESCRIBE SELECT * FROM incoming").fetchall()
     for name, kind, *_ in described:
         if name in LOG_COLUMNS:
             continue
-        if name not in stored:
-            con.execute(f'ALTER TABLE experiment_log ADD COLUMN "{name}" {_storage_type(kind)}')
+        known = by_case.get(name.casefold())
+        if known is None:
+            statement = (
+                f"ALTER TABLE experiment_log ADD COLUMN {quote_identifier(name)} "
+                f"{_storage_type(kind)}"
+            )
+            con.execute(statement)
+        elif known != name:
+            raise StoreError(
+                f"{source}: feature {name!r} differs only in case from the stored feature "
+                f"{known!r}; write it as {known!r}"
+            )
         elif _storage_type(stored[name]) != _storage_type(kind):
             raise StoreError(
                 f"{source}: feature {name!r} is {kind} here but {stored[name]} in the store; "

@@ -31,6 +31,7 @@ import pandas as pd
 from uplift.exceptions import ConfigError, SchemaError, StoreError
 from uplift.log import ExperimentLog
 from uplift.metrics import Z95
+from uplift.normalize import check_week
 from uplift.reports import build_weekly_report, measures, save_report
 from uplift.reports.model import LearnCheck, ModelChange, WeeklyReport
 from uplift.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
@@ -222,7 +223,7 @@ class WeeklyJob:
             policy_values=contest.values,
             capacity=capacity,
             mix=measures.mix_shift(last, current, log.features),
-            base_rates=measures.base_rates(self.store.cancel_rates(control)),
+            base_rates=measures.base_rates(self.store.cancel_rates(control, through=week)),
         )
         self.say(f"writing the report of {week}")
         paths = save_report(report, cfg.out / week)
@@ -243,7 +244,7 @@ class WeeklyJob:
             raise StoreError(f"{self.store.path}: the store holds no orders; ingest a log first")
         if week is None:
             return weeks[-1]
-        if week not in weeks:
+        if check_week(week) not in weeks:
             raise ConfigError(
                 f"{self.store.path}: no orders stored for week {week}; weeks held: "
                 f"{', '.join(weeks)}"
