@@ -228,3 +228,27 @@ def test_week_without_order_value_is_refused(tmp_path: Path) -> None:
     job.store.ingest(ExperimentLog.from_frame(world.log.drop(columns=["order_value", "revenue"])))
     with pytest.raises(SchemaError, match=r"\[2026-W40\]: the week's orders have no order_value"):
         job.run()
+
+
+@pytest.mark.slow
+def test_a_champion_folder_edited_after_registration_is_refused(
+    steady: tuple[Path, list[WeeklyResult]],
+) -> None:
+    import dataclasses
+    import shutil
+
+    from uplift.exceptions import ModelLoadError
+    from uplift.weekly import load_registered
+
+    folder, _ = steady
+    champion = Store(folder / "uplift.duckdb").champion(before="2026-W41")
+    assert champion is not None
+    assert champion.digest is not None
+    copy = folder / "edited-model"
+    shutil.copytree(champion.path, copy)
+    edited = dataclasses.replace(champion, path=str(copy))
+    load_registered(edited)  # an exact copy loads
+    card = copy / "model_card.json"
+    card.write_text(card.read_text().replace('"control"', '"control" ', 1))  # one space more
+    with pytest.raises(ModelLoadError, match=r"changed since it was recorded"):
+        load_registered(edited)

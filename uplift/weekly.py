@@ -201,7 +201,7 @@ class WeeklyJob:
         self.say(f"reading out {week}: {len(log):,} orders")
         readout, segments = self._readouts(log)
         before = self.store.champion(before=week)
-        champion = (before, _load(before)) if before else None
+        champion = (before, load_registered(before)) if before else None
         predicted = champion[1].predict_effects(log.frame) if champion else None
         learn = self._learn(log, champion, predicted)
         contest = self._compete(frame, week, log, champion, predicted)
@@ -293,7 +293,7 @@ class WeeklyJob:
 
         ``predicted`` holds the champion's effects for every order of the week.
         """
-        from uplift.models import read_card, save_model, train_uplift
+        from uplift.models import model_digest, read_card, save_model, train_uplift
 
         cfg = self.config
         held = frame["week"].eq(week).to_numpy() & eval_mask(frame["order_id"])
@@ -340,6 +340,7 @@ class WeeklyJob:
             policy_value=value,
             policy_value_se=value_se,
             promoted_week=week if promoted else None,
+            digest=model_digest(path),
         )
         self.store.register_model(record)
         roles = [("challenger", record)] + ([("champion", champion[0])] if champion else [])
@@ -394,10 +395,12 @@ def _as_log(frame: pd.DataFrame, control: str, source: str) -> ExperimentLog:
     return ExperimentLog.from_frame(rows, control=control, source=source)
 
 
-def _load(record: ModelRecord) -> UpliftModel:
+def load_registered(record: ModelRecord) -> UpliftModel:
+    """The model of a registry record, refused when its folder changed since registration."""
     from uplift.models import load_model
 
-    return load_model(record.path)
+    # The digest recorded at registration: a model folder edited since is refused.
+    return load_model(record.path, digest=record.digest)
 
 
 def _decision_words(new: str, old: str, diff: float, se: float, promoted: bool) -> str:

@@ -2,7 +2,7 @@
 
 ``train_uplift(log)`` gives an :class:`UpliftModel` whose ``predict_effects`` returns retained
 and revenue uplift per order and treatment arm; ``save_model`` / ``load_model`` persist it with
-its model card.
+its model card (JSON and LightGBM text for our learners, a signed pickle for the rest).
 """
 
 from uplift.models.base import BaseUpliftModel
@@ -11,7 +11,13 @@ from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, make_learn
 from uplift.models.diagnose import ArmReasons, explain_arms, segment_table
 from uplift.models.evaluate import Evaluation, evaluate_model
 from uplift.models.learners import DRLearner, TLearner
-from uplift.models.persist import ModelVersionWarning, load_model, read_card, save_model
+from uplift.models.persist import (
+    ModelVersionWarning,
+    load_model,
+    model_digest,
+    read_card,
+    save_model,
+)
 from uplift.models.select import Selection
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "explain_arms",
     "load_model",
     "make_learner",
+    "model_digest",
     "read_card",
     "save_model",
     "segment_table",
