@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from uplift.exceptions import UpliftError
-from uplift.log import ExperimentLog, read_log
+from uplift.log import CANONICAL, ExperimentLog, read_log
 from uplift.store import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore::uplift.exceptions.DataWarning")
@@ -81,18 +81,6 @@ def values(n: int) -> st.SearchStrategy[list[Any]]:
         epoch,
         stamps,
     )
-
-
-CANONICAL = (
-    "order_id",
-    "arm",
-    "cancelled",
-    "retained",
-    "order_value",
-    "revenue",
-    "propensity",
-    "assigned_at",
-)
 
 
 @st.composite

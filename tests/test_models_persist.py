@@ -533,6 +533,18 @@ def test_new_folders_get_the_usual_mode(model: UpliftModel, tmp_path: Path) -> N
     assert stat.S_IMODE((folder / "model.json").stat().st_mode) == 0o666 & ~mask
 
 
+def test_a_save_killed_before_its_card_can_be_saved_again(
+    model: UpliftModel, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.json").write_text("{")  # written, then killed before the card
+    (folder / ".retained_model-0.lgbm.txt.99999.tmp").write_text("half")
+    save_model(model, folder)
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert load_model(folder).learner == model.learner
+
+
 def test_save_refuses_a_directory_that_is_not_a_model(saved: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="exists and is not a model directory"):

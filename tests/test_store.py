@@ -378,7 +378,8 @@ def test_a_week_label_that_is_a_path_is_refused(tmp_path: Path) -> None:
 
 def test_a_refused_first_ingest_leaves_no_store(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
-    log = make_log(range(100), week=np.arange(100.0))  # a feature clashing with the store's own column
+    # A feature named like the store's own week column.
+    log = make_log(range(100), week=np.arange(100.0))
     with pytest.raises(SchemaError, match=r"clash with the store's own columns"):
         store.ingest(log)
     assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import tomllib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -40,6 +41,8 @@ CORRECTIONS: tuple[str, ...] = get_args(Correction)
 SRM_THRESHOLD = 0.001
 # 13 hex digits = 52 bits: the fraction int(hex, 16) / 16**13 is exact in a float64.
 _HASH_HEX_DIGITS = 13
+#: A test longer than ten years answers no question; a design that long has a mistake in it.
+MAX_DAYS = 3653
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,22 +81,35 @@ def effect_from_size(
 
 def control_sample_size(h: float, *, alpha: float, power: float, ratio: float) -> int:
     """Orders needed in the control arm; each treatment arm needs ``ratio`` times as many."""
-    from statsmodels.stats.power import NormalIndPower
-
-    n = NormalIndPower().solve_power(
-        effect_size=h, nobs1=None, alpha=alpha, power=power, ratio=ratio
-    )
-    return math.ceil(float(n))
+    n = _solve_power(effect_size=h, nobs1=None, alpha=alpha, power=power, ratio=ratio)
+    if not n < 1e15:
+        raise ConfigError(
+            f"no practical sample size detects this effect ({n:.3g} control orders); "
+            "raise --mde or --alpha"
+        )
+    return math.ceil(n)
 
 
 def detectable_size(n_control: float, *, alpha: float, power: float, ratio: float) -> float:
     """The standardised effect detectable with ``n_control`` control orders."""
+    return _solve_power(effect_size=None, nobs1=n_control, alpha=alpha, power=power, ratio=ratio)
+
+
+def _solve_power(**known: float | None) -> float:
+    """statsmodels' normal power solver; a ConfigError where it finds no finite answer."""
     from statsmodels.stats.power import NormalIndPower
 
-    h = NormalIndPower().solve_power(
-        effect_size=None, nobs1=n_control, alpha=alpha, power=power, ratio=ratio
-    )
-    return float(h)
+    try:
+        with warnings.catch_warnings():
+            # It warns, then returns NaN, when the root finder fails: the NaN is refused below.
+            warnings.simplefilter("ignore")
+            value = float(NormalIndPower().solve_power(**known))
+    except (ValueError, ArithmeticError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        given = ", ".join(f"{k}={v:.4g}" for k, v in known.items() if v is not None)
+        raise ConfigError(f"the power calculation has no answer for {given}; check the inputs")
+    return value
 
 
 def achieved_power(h: float, n_control: float, *, alpha: float, ratio: float) -> float:
@@ -120,7 +136,7 @@ def allocation_shares(
 
 
 def _revenue_sd(sd: float | None) -> float:
-    if sd is None or not sd > 0:
+    if sd is None or not 0 < sd < math.inf:
         raise ConfigError(
             "revenue_per_order needs the standard deviation of revenue per order: pass "
             f"--past-log LOG (taken from its control arm) or --revenue-sd; got {sd!r}"
@@ -285,7 +301,12 @@ def plan_design(
     n_control = control_sample_size(h, alpha=per_test_alpha, power=power, ratio=ratio)
     n_per_arm = math.ceil(n_control * ratio)
     days = math.ceil(n_control / (daily_orders * allocation[control]))
-    return Design(
+    if days > MAX_DAYS:
+        raise ConfigError(
+            f"the test would run more than ten years ({days:.3g} days at {daily_orders:g} orders "
+            "a day); raise --mde, --daily-orders or --holdout"
+        )
+    design = Design(
         name=name,
         control=control,
         allocation=allocation,
@@ -305,14 +326,16 @@ def plan_design(
         revenue_sd=revenue_sd,
         stratify=stratify,
     )
+    design.detectable_effects()  # every figure the design reports must be computable
+    return design
 
 
 def _check_levels(*, alpha: float, power: float, mde: float, daily_orders: float) -> None:
     checks = {
         "--alpha": (alpha, 0 < alpha < 0.5, "in (0, 0.5)"),
         "--power": (power, 0 < power < 1, "in (0, 1)"),
-        "--mde": (mde, mde > 0, "> 0 (an improvement, in absolute units)"),
-        "--daily-orders": (daily_orders, daily_orders > 0, "> 0"),
+        "--mde": (mde, 0 < mde < math.inf, "> 0 (an improvement, in absolute units)"),
+        "--daily-orders": (daily_orders, 0 < daily_orders < math.inf, "a finite number > 0"),
     }
     for option, (value, ok, expected) in checks.items():
         if not ok:

@@ -13,12 +13,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from uplift.exceptions import SchemaError
+from uplift.exceptions import SchemaError, describe_rows
 from uplift.log import ExperimentLog
 
 _MIRROR = {"cancel_rate": "retained_rate", "retained_rate": "cancel_rate"}
 #: A categorical covariate with more levels than this is left out of the adjustment.
 MAX_COVARIATE_LEVELS = 50
+#: Larger values are data errors, not money or counts (float64 stops counting in units at
+#: 2**53), and their squares would overflow the sums of the readout and the regression.
+MAX_MAGNITUDE = 2.0**53
+
+
+def too_large(values: pd.Series) -> str | None:
+    """Which rows of ``values`` exceed :data:`MAX_MAGNITUDE` in size (inf included), if any."""
+    huge = values.abs().gt(MAX_MAGNITUDE).to_numpy()
+    if not huge.any():
+        return None
+    return f"has values beyond ±{MAX_MAGNITUDE:.3g} in {describe_rows(np.flatnonzero(huge) + 1)}"
 
 
 def interval(estimate: Any, std_error: Any, df: Any, alpha: float) -> dict[str, np.ndarray]:
@@ -132,7 +143,8 @@ def _encode(frame: pd.DataFrame, name: str) -> tuple[str | None, pd.DataFrame]:
     if column.isna().any():
         return "has missing values", pd.DataFrame()
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-        return None, column.astype(float).to_frame(name)
+        values = column.astype(float)
+        return too_large(values), values.to_frame(name)
     if column.nunique() > MAX_COVARIATE_LEVELS:
         return f"has more than {MAX_COVARIATE_LEVELS} levels", pd.DataFrame()
     return None, pd.get_dummies(column.astype(str), prefix=name, drop_first=True, dtype=float)

@@ -250,7 +250,8 @@ def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
                 raise SchemaError(
                     f"{path}: no table {table!r}; tables present: {', '.join(tables) or 'none'}"
                 )
-            return con.execute(f"SELECT * FROM {quote_identifier(table)}").df()
+            query = f"SELECT * FROM {quote_identifier(table)}"
+            return con.execute(query).df()
     except duckdb.Error as error:
         raise SchemaError(f"{path}: cannot read as DuckDB: {_first_line(error)}") from None
 

@@ -239,6 +239,7 @@ def rank_orders(
     orders on control; ``explore`` gives a random share an arm drawn uniformly from all arms
     (control included). Same seed, same queue.
     """
+    check_unique_ids(_order_ids(effects), "effects")
     values = net_value(effects, costs, vouchers, control)
     caps = _capacities(capacity, values.arms, control)
     _check_shares(holdout, explore)
@@ -460,6 +461,25 @@ def _summary(
     price = np.concatenate([[np.nan], solved.prices])
     summary["shadow_price"] = np.where(np.isfinite(summary["capacity"]), price, np.nan)
     return summary
+
+
+def _order_ids(frame: pd.DataFrame) -> pd.Series:
+    ids = frame["order_id"] if "order_id" in frame.columns else frame.index
+    return pd.Series(np.asarray(ids))
+
+
+def check_unique_ids(ids: pd.Series, source: str) -> None:
+    """Refuse repeated order ids: the queue, its reasons and its holdout are keyed by them."""
+    repeated = ids.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        values = pd.unique(ids[repeated])
+        shown = ", ".join(map(str, values[:5])) + (
+            f" and {len(values) - 5} more" if len(values) > 5 else ""
+        )
+        raise SchemaError(
+            f"{source}: order_id {shown} appear(s) more than once, in "
+            f"{describe_rows(np.flatnonzero(repeated) + 1)}; every order must appear once"
+        )
 
 
 def check_order_arms(

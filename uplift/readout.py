@@ -24,8 +24,9 @@ import pandas as pd
 
 from uplift.design import CORRECTIONS, Correction, Design, SampleRatioCheck, check_sample_ratio
 from uplift.exceptions import ConfigError, SchemaError, check_option
-from uplift.inference import adjusted_effects, confidence_sequence, interval
+from uplift.inference import adjusted_effects, confidence_sequence, interval, too_large
 from uplift.log import ExperimentLog
+from uplift.sql import quote_identifier
 
 #: Metric name -> SQL expression of its per-order outcome.
 METRIC_OUTCOMES: dict[str, str] = {
@@ -169,6 +170,10 @@ def readout(
             f"control {log.control!r}; pass --control {design.control}"
         )
     metrics = _metrics(log)
+    if "revenue" in log.frame.columns:
+        problem = too_large(log.frame["revenue"])
+        if problem is not None:
+            raise SchemaError(f"{log.source}: column revenue {problem}; fix or drop those rows")
     notes = list(log.notes)
     stats = arm_statistics(outcome_moments(log.frame, ["arm"], metrics), metrics)
     weighted = bool((stats["propensity_max"] - stats["propensity_min"] > 1e-12).any())
@@ -217,10 +222,6 @@ def _metrics(log: ExperimentLog) -> list[str]:
     return metrics
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def outcome_moments(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Per group of ``by``: n, the sums of w and w^2, and per metric sums of w y, w^2 y, w^2 y^2.
 
@@ -229,13 +230,14 @@ def outcome_moments(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[st
     """
     import duckdb
 
-    keys = ", ".join(_quote(k) for k in by)
-    outcomes = ", ".join(f"{METRIC_OUTCOMES[m]} AS {_quote(m)}" for m in metrics)
+    keys = ", ".join(quote_identifier(k) for k in by)
+    outcomes = ", ".join(f"{METRIC_OUTCOMES[m]} AS {quote_identifier(m)}" for m in metrics)
     sums = ", ".join(
-        f"fsum(w * {q}) AS {_quote('sw_' + m)}, fsum(w * w * {q}) AS {_quote('sw2_' + m)}, "
-        f"fsum(w * w * {q} * {q}) AS {_quote('sw2y2_' + m)}"
+        f"fsum(w * {q}) AS {quote_identifier('sw_' + m)}, "
+        f"fsum(w * w * {q}) AS {quote_identifier('sw2_' + m)}, "
+        f"fsum(w * w * {q} * {q}) AS {quote_identifier('sw2y2_' + m)}"
         for m in metrics
-        for q in [_quote(m)]
+        for q in [quote_identifier(m)]
     )
     columns = [*by, "propensity", *(c for c in ("retained", "revenue") if c in frame.columns)]
     query = (

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import signal
 import sys
+import threading
+import traceback
 import warnings
+from types import FrameType
 
-import click
 import typer
 
-from uplift.cli.app import app
+# typer >= 0.29 vendors click and gives its "no arguments: show the help" signal no public
+# name; this is the one place that reaches into typer's private copy. Every other usage
+# error is caught through the public base class typer.TyperException.
+from typer._click.exceptions import NoArgsIsHelpError
+
+from uplift.cli.app import app, debug_requested, reset_debug
 from uplift.exceptions import UpliftError
 
 __all__ = ["app", "main"]
@@ -28,19 +38,74 @@ def _show_warning(
 
 
 def main() -> None:
-    """Run the command line; input errors become one line on stderr and exit code 2."""
+    """Run the command line; every failure becomes one line on stderr and an exit code.
+
+    0 success and help; 2 usage errors, input errors (UpliftError) and file errors (OSError);
+    1 an unexpected error (with --debug or UPLIFT_DEBUG=1: its traceback); 130 interrupted.
+    """
     warnings.showwarning = _show_warning
+    reset_debug()
+    # A terminated run (a scheduler's timeout) unwinds like an error, so its temporary
+    # files are removed on the way out.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        sys.exit(_run())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run() -> int:
     try:
         code = app(standalone_mode=False)
+    except NoArgsIsHelpError as shown:
+        # The help is already printed when rich renders it; plain typer puts it in the message.
+        if shown.format_message():
+            typer.echo(shown.format_message())
+        return 0
+    except typer.TyperException as error:
+        return _fail(_usage_line(error), 2)
     except UpliftError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return _fail(f"error: {error}", 2, error)
+    except BrokenPipeError:
+        # `uplift ... | head`: the reader left; say nothing more to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        return _fail(f"error: {_os_error(error)}", 2, error)
+    except (KeyboardInterrupt, typer.Abort):
+        return _fail("aborted", 130)
+    except Exception as error:
+        hint = "" if debug_requested() else " (run with --debug for the traceback)"
+        return _fail(f"error: {type(error).__name__}: {error}{hint}", 1, error)
+    if code == 130:
+        # typer turns Ctrl-C inside a command into exit code 130 without a word.
+        return _fail("aborted", 130)
+    return code if isinstance(code, int) else 0
+
+
+def _fail(line: str, code: int, error: BaseException | None = None) -> int:
+    """Print ``line`` as one line on stderr (after the traceback when --debug asks for it)."""
+    if error is not None and debug_requested():
+        traceback.print_exception(error)
+    typer.echo(" ".join(line.split()), err=True)
+    return code
+
+
+def _usage_line(error: typer.TyperException) -> str:
+    """``error: <what is wrong> (try 'uplift CMD --help')``."""
+    context = getattr(error, "ctx", None)
+    hint = f" (try '{context.command_path} --help')" if context is not None else ""
+    return f"error: {error.format_message()}{hint}"
+
+
+def _os_error(error: OSError) -> str:
+    """``<path>: <reason>``; a rename names its destination, the path the user gave."""
+    path = error.filename2 or error.filename
+    reason = error.strerror or str(error) or errno.errorcode.get(error.errno or 0, "")
+    return f"{path}: {reason}" if path is not None else reason or type(error).__name__
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

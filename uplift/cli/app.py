@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
 
 from uplift.exceptions import ConfigError
@@ -13,6 +16,31 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+_debug = False
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error (also: UPLIFT_DEBUG=1)."),
+    ] = False,
+) -> None:
+    # No docstring: typer would show it instead of the app's help.
+    global _debug
+    _debug = debug
+
+
+def debug_requested() -> bool:
+    """Whether the user asked for tracebacks: ``uplift --debug ...`` or ``UPLIFT_DEBUG=1``."""
+    return _debug or os.environ.get("UPLIFT_DEBUG", "") not in ("", "0")
+
+
+def reset_debug() -> None:
+    """Forget an earlier run's --debug (several runs in one process, as in tests)."""
+    global _debug
+    _debug = False
 
 
 def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:

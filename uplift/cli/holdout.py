@@ -78,12 +78,13 @@ def design(
 ) -> None:
     from uplift.design import CORRECTIONS, METRICS, baselines_from_log, plan_design
     from uplift.exceptions import check_option
-    from uplift.files import write_json
+    from uplift.files import check_name, check_outputs, json_output, text_output, write_outputs
     from uplift.log import read_log
 
     check_option("--metric", metric, METRICS)
     check_option("--correction", correction, CORRECTIONS)
-    target = out_dir / name / "design.toml"
+    target = out_dir / check_name(name, "--name") / "design.toml"
+    check_outputs({"--past-log": past_log}, {"design file": target, "--json": json_path})
     if target.exists() and not force:
         raise ConfigError(
             f"{target} exists: a running test's design (and salt) must not change; "
@@ -113,9 +114,13 @@ def design(
         salt=salt,
         stratify=stratify,
     )
-    planned.write(target)
-    if json_path is not None:
-        write_json(_design_payload(planned, target), json_path)
+    # The payload computes every figure of the design: a design that cannot be computed
+    # fails here, before design.toml exists.
+    payload = _design_payload(planned, target)
+    write_outputs(
+        text_output(planned.to_toml(), target),
+        json_output(payload, json_path) if json_path is not None else None,
+    )
     _print_design(planned, target, json_path)
 
 
@@ -204,18 +209,28 @@ def assign(
     from rich.table import Table
 
     from uplift.design import Design, assign_arms, check_sample_ratio
-    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.files import (
+        check_outputs,
+        check_table_suffix,
+        json_output,
+        table_output,
+        write_outputs,
+    )
     from uplift.log import read_frame
 
     check_table_suffix(out)
+    inputs = {"ORDERS": orders_path, "--design": design_path}
+    check_outputs(inputs, {"--out": out, "--json": json_path})
     planned = Design.read(design_path)
     assigned = assign_arms(
         read_frame(orders_path, table=table), planned, stratify=stratify, source=str(orders_path)
     )
-    write_table(assigned, out)
     check = check_sample_ratio(assigned["arm"].value_counts(), planned.allocation)
-    if json_path is not None:
-        write_json({"orders": len(assigned), "out": str(out), "counts": check.counts}, json_path)
+    payload = {"orders": len(assigned), "out": str(out), "counts": check.counts}
+    write_outputs(
+        table_output(assigned, out),
+        json_output(payload, json_path) if json_path is not None else None,
+    )
     view = Table(title=f"{len(assigned):,} orders assigned by {design_path}")
     for column in ("arm", "orders", "share", "designed share"):
         view.add_column(column, justify="left" if column == "arm" else "right")
@@ -263,10 +278,11 @@ def readout(
     json_path: JsonOption = None,
 ) -> None:
     from uplift.design import Design
-    from uplift.files import write_json
+    from uplift.files import check_outputs, write_json
     from uplift.log import ColumnMap, read_log
     from uplift.readout import readout as read_out
 
+    check_outputs({"LOG": log_path, "--design": design_path}, {"--json": json_path})
     planned = Design.read(design_path) if design_path is not None else None
     log = read_log(
         log_path,

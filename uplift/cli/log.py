@@ -22,8 +22,9 @@ def validate(
     table: TableOption = DEFAULT_TABLE,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.files import write_json
+    from uplift.files import check_outputs, write_json
 
+    check_outputs({"LOG": log_path}, {"--json": json_path})
     log = read_log(
         log_path,
         column_map=ColumnMap.parse(column_map or [], ignore or []),

@@ -35,10 +35,11 @@ def ingest(
 ) -> None:
     from dataclasses import asdict
 
-    from uplift.files import write_json
+    from uplift.files import check_outputs, write_json
     from uplift.log import ColumnMap, read_log
     from uplift.store import Store, file_sha256
 
+    check_outputs({"LOG": log_path, "--store": store}, {"--json": json_path})
     log = read_log(log_path, column_map=ColumnMap.parse(column_map or []), control=control)
     result = Store(store).ingest(log, week=week, sha256=file_sha256(log_path))
     typer.echo(
@@ -78,9 +79,12 @@ def weekly(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.files import write_json
+    from uplift.files import check_outputs, write_json
     from uplift.weekly import WeeklyConfig, run_weekly
 
+    # The reports folder is an output too: never the store, never inside the inbox.
+    inputs = {"--store": store, "--inbox": inbox, "--pending": pending}
+    check_outputs(inputs, {"--json": json_path}, {"--out": out})
     config = WeeklyConfig(
         store=store,
         out=out,

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.options import CostOption, IgnoreOption, JsonOption, MapOption, ModelDirOption
+from uplift.cli.options import (
+    CostOption,
+    IgnoreOption,
+    JsonOption,
+    MapOption,
+    ModelDirOption,
+    TrustModelOption,
+)
 from uplift.cli.render import make_console, print_frame, progress
 
 
@@ -26,10 +33,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same model.")] = 0,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.files import write_json
+    from uplift.files import check_outputs, write_json
     from uplift.log import ColumnMap, read_log
     from uplift.models import read_card, save_model, train_uplift
 
+    check_outputs({"LOG": log_path}, {"--json": json_path}, {"--model-dir": model_dir})
     costs = parse_numbers(cost, "--cost")
     log = read_log(
         log_path, column_map=ColumnMap.parse(mapping or [], ignore or []), control=control
@@ -65,13 +73,16 @@ def evaluate(
     ignore: IgnoreOption = None,
     cost: CostOption = None,
     json_path: JsonOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
-    from uplift.files import write_json
+    from uplift.files import check_outputs, write_json
     from uplift.log import ColumnMap, read_log
     from uplift.models import load_model
     from uplift.models.evaluate import evaluate_model
 
-    model = load_model(model_dir)
+    check_outputs({"LOG": log_path, "--model-dir": model_dir}, {"--json": json_path})
+
+    model = load_model(model_dir, trust=trust_model)
     column_map = ColumnMap.parse(mapping or [], ignore or [])
     log = read_log(log_path, column_map=column_map, control=model.control)
     costs = parse_numbers(cost, "--cost") if cost else None
@@ -104,20 +115,31 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Effects file to write (.csv or .parquet).")],
     mapping: MapOption = None,
     json_path: JsonOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
-    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.files import (
+        check_outputs,
+        check_table_suffix,
+        json_output,
+        table_output,
+        write_outputs,
+    )
     from uplift.log import ColumnMap, read_frame
     from uplift.models import load_model
     from uplift.models.bundle import predict_table
 
     check_table_suffix(out)
-    model = load_model(model_dir)
+    inputs = {"ORDERS": orders_path, "--model-dir": model_dir}
+    check_outputs(inputs, {"--out": out, "--json": json_path})
+    model = load_model(model_dir, trust=trust_model)
     frame = ColumnMap.parse(mapping or []).apply(read_frame(orders_path), str(orders_path))
     effects = predict_table(model, frame, source=str(orders_path))
-    write_table(effects, out)
     means = {str(k): float(v) for k, v in effects.drop(columns="order_id").mean().items()}
+    payload = {"orders": len(effects), "out": str(out), "mean": means}
+    write_outputs(
+        table_output(effects, out),
+        json_output(payload, json_path) if json_path is not None else None,
+    )
     make_console().print(
         f"wrote {len(effects):,} orders x {len(model.treatment_arms)} arms to {out}"
     )
-    if json_path is not None:
-        write_json({"orders": len(effects), "out": str(out), "mean": means}, json_path)

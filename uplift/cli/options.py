@@ -29,3 +29,10 @@ CapacityOption = Annotated[
     typer.Option("--capacity", help="arm=N: at most N orders get the arm (repeatable)."),
 ]
 ModelDirOption = Annotated[Path, typer.Option("--model-dir", help="The model directory.")]
+TrustModelOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model",
+        help="Load a pickled model folder that your key did not sign; only for folders you trust.",
+    ),
+]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.options import CapacityOption, CostOption, JsonOption
+from uplift.cli.options import CapacityOption, CostOption, JsonOption, TrustModelOption
 from uplift.cli.render import make_console, print_frame
 from uplift.exceptions import ConfigError
 
@@ -54,17 +54,39 @@ def rank(
         Path | None, typer.Option("--design", help="design.toml whose costs to use.")
     ] = None,
     json_path: JsonOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
-    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.files import (
+        check_outputs,
+        check_table_suffix,
+        json_output,
+        table_output,
+        write_outputs,
+    )
     from uplift.log import read_frame
     from uplift.models import read_card
-    from uplift.policy import check_order_arms, effect_arms, explain_queue, rank_orders
+    from uplift.policy import (
+        check_order_arms,
+        check_unique_ids,
+        effect_arms,
+        explain_queue,
+        rank_orders,
+    )
 
     check_table_suffix(out)
     if (model_dir is None) == (effects_path is None):
         raise ConfigError("give exactly one of --model-dir DIR and --effects EFFECTS")
+    inputs = {
+        "ORDERS": orders_path,
+        "--model-dir": model_dir,
+        "--effects": effects_path,
+        "--design": design,
+    }
+    check_outputs(inputs, {"--out": out, "--json": json_path})
     orders = read_frame(orders_path)
-    effects, control = _effects(orders, orders_path, model_dir, effects_path)
+    if "order_id" in orders.columns:
+        check_unique_ids(orders["order_id"], str(orders_path))
+    effects, control = _effects(orders, orders_path, model_dir, effects_path, trust_model)
     check_order_arms(orders, effect_arms(effects), control, source=str(orders_path))
     costs = {**_design_costs(design), **parse_numbers(cost, "--cost")}
     vouchers = parse_numbers(voucher, "--voucher")
@@ -83,21 +105,26 @@ def rank(
     if model_dir is not None:
         features = orders[list(read_card(model_dir)["features"])]
         queue = explain_queue(assignment, features, effects, costs, vouchers)
-    write_table(queue, out)
+    write_outputs(
+        table_output(queue, out),
+        json_output(_payload(assignment, out), json_path) if json_path is not None else None,
+    )
     _print(assignment, out)
-    if json_path is not None:
-        write_json(_payload(assignment, out), json_path)
 
 
 def _effects(
-    orders: pd.DataFrame, source: Path, model_dir: Path | None, effects_path: Path | None
+    orders: pd.DataFrame,
+    source: Path,
+    model_dir: Path | None,
+    effects_path: Path | None,
+    trust_model: bool,
 ) -> tuple[pd.DataFrame, str]:
     """Predicted effects of every order, keyed by order_id, and the control arm's name."""
     if model_dir is not None:
         from uplift.models import load_model
         from uplift.models.bundle import predict_table
 
-        model = load_model(model_dir)
+        model = load_model(model_dir, trust=trust_model)
         return predict_table(model, orders, source=str(source)), model.control
     return _read_effects(orders, source, Path(str(effects_path))), "control"
 
@@ -106,14 +133,13 @@ def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFram
     """The rows of a precomputed effects file for the orders of ``source``, in their order."""
     from uplift.exceptions import SchemaError, describe_rows
     from uplift.log import read_frame
+    from uplift.policy import check_unique_ids
 
     effects = read_frame(path)
     for name, frame in ((str(source), orders), (str(path), effects)):
         if "order_id" not in frame.columns:
             raise SchemaError(f"{name}: no order_id column; the queue keys every order by it")
-        if frame["order_id"].duplicated().any():
-            rows = frame.index[frame["order_id"].duplicated()] + 1
-            raise SchemaError(f"{name}: order_id repeats in {describe_rows(rows)}")
+        check_unique_ids(frame["order_id"], name)
     missing = ~orders["order_id"].isin(effects["order_id"]).to_numpy()
     if missing.any():
         raise SchemaError(

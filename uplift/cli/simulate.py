@@ -50,7 +50,13 @@ def simulate(
 ) -> None:
     from rich.table import Table
 
-    from uplift.files import check_table_suffix, write_json, write_table
+    from uplift.files import (
+        check_outputs,
+        check_table_suffix,
+        json_output,
+        table_output,
+        write_outputs,
+    )
     from uplift.log import iso_week
     from uplift.simulate import simulate as simulate_world
 
@@ -59,6 +65,7 @@ def simulate(
     check_table_suffix(truth_path)
     if truth_path.resolve() == out.resolve():
         raise ConfigError(f"--truth-out {truth_path} is the log file: the truth needs its own file")
+    check_outputs({}, {"--out": out, "--truth-out": truth_path, "--json": json_path})
     world = simulate_world(
         orders,
         weeks,
@@ -70,8 +77,6 @@ def simulate(
         effect_drift=effect_drift,
         first_order_id=first_order_id,
     )
-    write_table(world.log, out)
-    write_table(world.truth, truth_path)
     arms = world.arm_summary()
     week = iso_week(world.log["assigned_at"])
     weekly = world.log.groupby(week)["cancelled"].agg(orders="size", cancel_rate="mean")
@@ -90,8 +95,11 @@ def simulate(
         "log": str(out),
         "truth": str(truth_path),
     }
-    if json_path is not None:
-        write_json(payload, json_path)
+    write_outputs(
+        table_output(world.log, out),
+        table_output(world.truth, truth_path),
+        json_output(payload, json_path) if json_path is not None else None,
+    )
 
     table = Table(
         title=f"Simulated {len(world.log):,} orders over {weeks} week(s) from {start_week}"
