@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(BIN)/python -m uplift.demo
+	$(BIN)/python -m uplift.loop.demo
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

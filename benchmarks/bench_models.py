@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from uplift.datasets import IHDP_FEATURES, IHDP_REPLICATIONS, hillstrom_log, load_ihdp
-from uplift.log import ExperimentLog
-from uplift.metrics import sqrt_pehe, uplift_metrics_by_arm
+from uplift.data.datasets import IHDP_FEATURES, IHDP_REPLICATIONS, hillstrom_log, load_ihdp
+from uplift.data.log import ExperimentLog
+from uplift.data.simulate import ARM_COSTS, TREATMENT_ARMS, oracle_policy, simulate, true_uplift
+from uplift.experiment.metrics import sqrt_pehe, uplift_metrics_by_arm
 from uplift.models.bundle import model_inputs, train_uplift
 from uplift.models.catalog import LEARNERS, make_learner
 from uplift.models.diagnose import arm_uplift
-from uplift.simulate import ARM_COSTS, TREATMENT_ARMS, oracle_policy, simulate, true_uplift
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("order", "ihdp", "hillstrom", "speed")
@@ -107,7 +107,7 @@ def report(
     args: argparse.Namespace, part: str, title: str, sections: Sequence[str], started: float
 ) -> None:
     """Print a part's results and write them to ``<results>/<part>.md`` atomically."""
-    from uplift.files import atomic_path
+    from uplift.data.files import atomic_path
 
     command = ".venv/bin/python benchmarks/bench_models.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
@@ -432,7 +432,8 @@ def part_hillstrom(args: argparse.Namespace) -> None:
         [
             "Random 70/30 split of the 64,000 customers (seed 0); every learner is fitted on "
             "the 70% on visit (as `retained`) and on spend (as `revenue`), and ranks the 30% "
-            "held out. Qini coefficient of `uplift.metrics` (area between the Qini curve and "
+            "held out. Qini coefficient of `uplift.experiment.metrics` (area between the Qini "
+            "curve and "
             "random ranking, per treated customer: random ranking scores about 0). `fit s` "
             "covers both outcomes; `ours (auto)` fits visit and spend and chooses the learner "
             "(its pick is in `note`).",

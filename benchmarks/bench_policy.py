@@ -1,4 +1,4 @@
-"""Speed and exactness of `uplift.policy.rank_orders` on the order world.
+"""Speed and exactness of `uplift.policy.ranking.rank_orders` on the order world.
 
 1,000,000 simulated orders x 6 arms (control + 5 actions) with two binding capacities. The
 effects are the simulator's truth (ranking starts after prediction). Ranking runs in a fresh
@@ -28,7 +28,7 @@ HIGHS_ORDERS = 2_000
 
 
 def effects_file(orders: int, folder: Path) -> Path:
-    from uplift.simulate import simulate, true_effects
+    from uplift.data.simulate import simulate, true_effects
 
     world = simulate(orders, weeks=1, seed=2026)
     effects = true_effects(world.truth, world.log["order_value"])
@@ -41,8 +41,8 @@ def rank_in_process(path: Path) -> dict[str, float]:
     """Read the effects, rank, and report time and peak memory (run in a child process)."""
     import resource
 
-    from uplift.policy import rank_orders
-    from uplift.simulate import ARM_COSTS
+    from uplift.data.simulate import ARM_COSTS
+    from uplift.policy.ranking import rank_orders
 
     effects = pd.read_parquet(path)
     costs = {a: c for a, c in ARM_COSTS.items() if a != "control"}
@@ -64,9 +64,9 @@ def highs_agreement(path: Path, samples: int = 5) -> float:
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix, vstack
 
-    from uplift.allocation import allocate
-    from uplift.policy import net_value
-    from uplift.simulate import ARM_COSTS
+    from uplift.data.simulate import ARM_COSTS
+    from uplift.policy.allocation import allocate
+    from uplift.policy.value import net_value
 
     costs = {a: c for a, c in ARM_COSTS.items() if a != "control"}
     effects = pd.read_parquet(path)

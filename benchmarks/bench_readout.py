@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from uplift.log import ExperimentLog
-from uplift.readout import readout
-from uplift.simulate import ARMS, simulate
+from uplift.data.log import ExperimentLog
+from uplift.data.simulate import ARMS, simulate
+from uplift.experiment.readout import readout
 
 UPLIFT = Path(sys.executable).with_name("uplift")
 CATEGORIES = np.array(["electronics", "fashion", "home", "beauty", "grocery", "sports"])

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from uplift.files import write_table
-from uplift.simulate import simulate
+from uplift.data.files import write_table
+from uplift.data.simulate import simulate
 
 UPLIFT = Path(sys.executable).with_name("uplift")
 

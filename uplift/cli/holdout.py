@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
-    from uplift.design import Design
-    from uplift.readout import Readout
+    from uplift.experiment.design import Design
+    from uplift.experiment.readout import Readout
 
 ListOption = list[str] | None
 
@@ -76,10 +76,11 @@ def design(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing design.")] = False,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.design import CORRECTIONS, METRICS, baselines_from_log, plan_design
+    from uplift.data.files import check_name, check_outputs, json_output, text_output, write_outputs
+    from uplift.data.log import read_log
     from uplift.exceptions import check_option
-    from uplift.files import check_name, check_outputs, json_output, text_output, write_outputs
-    from uplift.log import read_log
+    from uplift.experiment.design import baselines_from_log, plan_design
+    from uplift.experiment.power import CORRECTIONS, METRICS
 
     check_option("--metric", metric, METRICS)
     check_option("--correction", correction, CORRECTIONS)
@@ -208,15 +209,17 @@ def assign(
 ) -> None:
     from rich.table import Table
 
-    from uplift.design import Design, assign_arms, check_sample_ratio
-    from uplift.files import (
+    from uplift.data.files import (
         check_outputs,
         check_table_suffix,
         json_output,
         table_output,
         write_outputs,
     )
-    from uplift.log import read_frame
+    from uplift.data.log import read_frame
+    from uplift.experiment.assignment import assign_arms
+    from uplift.experiment.design import Design
+    from uplift.experiment.sample_ratio import check_sample_ratio
 
     check_table_suffix(out)
     inputs = {"ORDERS": orders_path, "--design": design_path}
@@ -277,10 +280,10 @@ def readout(
     table: TableOption = "experiment_log",
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.design import Design
-    from uplift.files import check_outputs, write_json
-    from uplift.log import ColumnMap, read_log
-    from uplift.readout import readout as read_out
+    from uplift.data.files import check_outputs, write_json
+    from uplift.data.log import ColumnMap, read_log
+    from uplift.experiment.design import Design
+    from uplift.experiment.readout import readout as read_out
 
     check_outputs({"LOG": log_path, "--design": design_path}, {"--json": json_path})
     planned = Design.read(design_path) if design_path is not None else None

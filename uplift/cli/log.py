@@ -10,7 +10,7 @@ import typer
 from uplift.cli.app import app
 from uplift.cli.options import ControlOption, IgnoreOption, JsonOption, MapOption, TableOption
 from uplift.cli.render import make_console, print_frame
-from uplift.log import CONTROL, DEFAULT_TABLE, ColumnMap, read_log
+from uplift.data.log import CONTROL, DEFAULT_TABLE, ColumnMap, read_log
 
 
 @app.command(help="Read and validate an experiment log, and print what it holds.")
@@ -22,7 +22,7 @@ def validate(
     table: TableOption = DEFAULT_TABLE,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.files import check_outputs, write_json
+    from uplift.data.files import check_outputs, write_json
 
     check_outputs({"LOG": log_path}, {"--json": json_path})
     log = read_log(

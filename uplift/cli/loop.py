@@ -11,10 +11,10 @@ import typer
 from uplift.cli.app import app, parse_numbers
 from uplift.cli.options import CapacityOption, ControlOption, CostOption, JsonOption, MapOption
 from uplift.cli.render import progress
-from uplift.log import CONTROL
+from uplift.data.log import CONTROL
 
 if TYPE_CHECKING:
-    from uplift.weekly import WeeklyResult
+    from uplift.loop.weekly import WeeklyResult
 
 StoreOption = Annotated[
     Path, typer.Option("--store", help="The DuckDB store file.", show_default=True)
@@ -35,9 +35,9 @@ def ingest(
 ) -> None:
     from dataclasses import asdict
 
-    from uplift.files import check_outputs, write_json
-    from uplift.log import ColumnMap, read_log
-    from uplift.store import Store, file_sha256
+    from uplift.data.files import check_outputs, write_json
+    from uplift.data.log import ColumnMap, read_log
+    from uplift.loop.store import Store, file_sha256
 
     check_outputs({"LOG": log_path, "--store": store}, {"--json": json_path})
     log = read_log(log_path, column_map=ColumnMap.parse(column_map or []), control=control)
@@ -79,8 +79,8 @@ def weekly(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.files import check_outputs, write_json
-    from uplift.weekly import WeeklyConfig, run_weekly
+    from uplift.data.files import check_outputs, write_json
+    from uplift.loop.weekly import WeeklyConfig, run_weekly
 
     # The reports folder is an output too: never the store, never inside the inbox.
     inputs = {"--store": store, "--inbox": inbox, "--pending": pending}

@@ -33,8 +33,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same model.")] = 0,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.files import check_outputs, write_json
-    from uplift.log import ColumnMap, read_log
+    from uplift.data.files import check_outputs, write_json
+    from uplift.data.log import ColumnMap, read_log
     from uplift.models import read_card, save_model, train_uplift
 
     check_outputs({"LOG": log_path}, {"--json": json_path}, {"--model-dir": model_dir})
@@ -75,8 +75,8 @@ def evaluate(
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
-    from uplift.files import check_outputs, write_json
-    from uplift.log import ColumnMap, read_log
+    from uplift.data.files import check_outputs, write_json
+    from uplift.data.log import ColumnMap, read_log
     from uplift.models import load_model
     from uplift.models.evaluate import evaluate_model
 
@@ -117,14 +117,14 @@ def predict(
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
-    from uplift.files import (
+    from uplift.data.files import (
         check_outputs,
         check_table_suffix,
         json_output,
         table_output,
         write_outputs,
     )
-    from uplift.log import ColumnMap, read_frame
+    from uplift.data.log import ColumnMap, read_frame
     from uplift.models import load_model
     from uplift.models.bundle import predict_table
 

@@ -15,7 +15,7 @@ from uplift.exceptions import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from uplift.policy import Assignment
+    from uplift.policy.ranking import Assignment
 
 
 @app.command(help="Rank pending orders into a queue by net value, within capacity and budget.")
@@ -56,22 +56,17 @@ def rank(
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
-    from uplift.files import (
+    from uplift.data.files import (
         check_outputs,
         check_table_suffix,
         json_output,
         table_output,
         write_outputs,
     )
-    from uplift.log import read_frame
+    from uplift.data.log import read_frame
     from uplift.models import read_card
-    from uplift.policy import (
-        check_order_arms,
-        check_unique_ids,
-        effect_arms,
-        explain_queue,
-        rank_orders,
-    )
+    from uplift.policy.ranking import check_order_arms, check_unique_ids, explain_queue, rank_orders
+    from uplift.policy.value import effect_arms
 
     check_table_suffix(out)
     if (model_dir is None) == (effects_path is None):
@@ -131,9 +126,9 @@ def _effects(
 
 def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFrame:
     """The rows of a precomputed effects file for the orders of ``source``, in their order."""
+    from uplift.data.log import read_frame
     from uplift.exceptions import SchemaError, describe_rows
-    from uplift.log import read_frame
-    from uplift.policy import check_unique_ids
+    from uplift.policy.ranking import check_unique_ids
 
     effects = read_frame(path)
     for name, frame in ((str(source), orders), (str(path), effects)):
@@ -152,7 +147,7 @@ def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFram
 def _design_costs(design: Path | None) -> dict[str, float]:
     if design is None:
         return {}
-    from uplift.design import Design
+    from uplift.experiment.design import Design
 
     return dict(Design.read(design).costs)
 

@@ -50,15 +50,15 @@ def simulate(
 ) -> None:
     from rich.table import Table
 
-    from uplift.files import (
+    from uplift.data.files import (
         check_outputs,
         check_table_suffix,
         json_output,
         table_output,
         write_outputs,
     )
-    from uplift.log import iso_week
-    from uplift.simulate import simulate as simulate_world
+    from uplift.data.log import iso_week
+    from uplift.data.simulate import simulate as simulate_world
 
     truth_path = truth_out or default_truth_path(out)
     check_table_suffix(out)

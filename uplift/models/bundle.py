@@ -17,8 +17,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from uplift.data.log import ExperimentLog
 from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
-from uplift.log import ExperimentLog
 from uplift.models import catalog
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FloatArray
 from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, make_learner

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
+from uplift.data.texts import text_per_pair
 from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
-from uplift.texts import text_per_pair
 
 Outcome = Literal["retained", "revenue"]
 OUTCOMES: tuple[Outcome, ...] = ("retained", "revenue")

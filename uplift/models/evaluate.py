@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
-from uplift.log import ExperimentLog
-from uplift.metrics import calibration_by_bucket, uplift_metrics_by_arm
+from uplift.experiment.metrics import calibration_by_bucket, uplift_metrics_by_arm
+from uplift.experiment.offpolicy import baseline_policies, compare_policies
 from uplift.models.bundle import UpliftModel, data_hash
 from uplift.models.diagnose import explain_arms, segment_table
 from uplift.models.select import best_arms
-from uplift.offpolicy import baseline_policies, compare_policies
 
 MODEL_POLICY = "model"
 TREAT_NONE = "treat_none"
@@ -42,17 +42,18 @@ class Evaluation:
     policy_outcome : str
         What the policy values measure (revenue net of ``costs`` when the log has revenue).
     by_arm : DataFrame
-        :func:`uplift.metrics.uplift_metrics_by_arm`: ``arm``, ``n_treated``, ``n_control``,
-        ``ate``, ``auuc``, ``qini_coefficient``, ``uplift_at_10`` / ``_20`` / ``_30``.
+        :func:`~uplift.experiment.metrics.uplift_metrics_by_arm`: ``arm``, ``n_treated``,
+        ``n_control``, ``ate``, ``auuc``, ``qini_coefficient``, ``uplift_at_10`` / ``_20`` /
+        ``_30``.
     calibration : DataFrame
         One row per arm and bucket: ``arm`` plus the columns of
-        :class:`uplift.metrics.Calibration` ``.table``.
+        :class:`uplift.experiment.metrics.Calibration` ``.table``.
     calibration_summary : DataFrame
         Per arm: ``coverage``, ``slope``, ``slope_se``, ``intercept``, ``chi2``, ``chi2_df``,
         ``chi2_pvalue``.
     policies : DataFrame
-        :func:`uplift.offpolicy.compare_policies` against ``treat_none`` for the model's policy,
-        treat-none and every single arm, estimators ``ipw``, ``snipw``, ``dr``.
+        :func:`~uplift.experiment.offpolicy.compare_policies` against ``treat_none`` for the
+        model's policy, treat-none and every single arm, estimators ``ipw``, ``snipw``, ``dr``.
     versus_best_arm : DataFrame
         The model's policy against ``best_single_arm``, per estimator: ``estimator``,
         ``diff``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper``.

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import uplift
+from uplift.data.files import atomic_path, to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError, ModelVersionWarning
-from uplift.files import atomic_path, to_json_ready
 from uplift.models import serialize, signing
 from uplift.models.bundle import UpliftModel
 

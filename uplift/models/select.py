@@ -5,7 +5,8 @@ latest quarter of the log by ``assigned_at`` when the log has decision times (a 
 on later orders than it learned from), otherwise two-fold cross-fitting. Its policy gives each
 held-out order the arm of highest net value (revenue uplift - cost; control when none is
 positive), and that policy is valued by the doubly robust estimator with the log's own
-propensities (:func:`uplift.offpolicy.compare_policies`). The highest value wins; candidates
+propensities (:func:`~uplift.experiment.offpolicy.compare_policies`). The highest value wins;
+candidates
 whose paired difference to the best is within one standard error of it count as tied, and
 among them the highest mean Qini coefficient wins. (With the 95% interval instead, a few
 thousand held-out orders tie nearly every candidate and Qini, which ignores value and costs,
@@ -22,11 +23,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
-from uplift.log import ExperimentLog
-from uplift.metrics import uplift_metrics_by_arm
+from uplift.experiment.metrics import uplift_metrics_by_arm
+from uplift.experiment.offpolicy import compare_policies
 from uplift.models.catalog import t_learner
-from uplift.offpolicy import compare_policies
 
 #: Selection looks at no more orders than this (drawn at random): the ranking of candidates is
 #: settled long before a million orders, and the chosen learner is refitted on the whole log.

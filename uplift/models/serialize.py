@@ -19,8 +19,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from uplift.data.files import to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError
-from uplift.files import to_json_ready
 from uplift.models.base import FeatureEncoder
 from uplift.models.bundle import ControlOutcomeModel, UpliftModel
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner

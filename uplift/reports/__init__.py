@@ -1,6 +1,8 @@
 """The weekly report: its model, the builder, figures and the HTML / Markdown / JSON renderers."""
 
-from uplift.reports.model import (
+from uplift.reports.builder import build_weekly_report
+from uplift.reports.render import save_report, to_html, to_markdown
+from uplift.reports.results import (
     Action,
     Headline,
     LearnCheck,
@@ -8,8 +10,6 @@ from uplift.reports.model import (
     WeeklyReport,
     read_report,
 )
-from uplift.reports.render import save_report, to_html, to_markdown
-from uplift.reports.weekly import build_weekly_report
 
 __all__ = [
     "Action",

@@ -1,7 +1,8 @@
 """The report's own figures, computed from a week's log and stored predictions (never a refit).
 
 Means are inverse-propensity weighted (Hajek, ``w = 1 / propensity``) with sandwich standard
-errors, as in :mod:`uplift.readout`, so a log whose arm probabilities vary is read without bias.
+errors, as in :mod:`uplift.experiment.readout`, so a log whose arm probabilities vary is read
+without bias.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from uplift.log import ExperimentLog
-from uplift.metrics import Z95, calibration_by_bucket, qini_curve
-from uplift.reports.model import Headline, LearnCheck
+from uplift.data.log import ExperimentLog
+from uplift.experiment.metrics import Z95, calibration_by_bucket, qini_curve
+from uplift.reports.results import Headline, LearnCheck
 
 #: Family-wise error rate of the learn check across arms (Bonferroni).
 LEARN_ALPHA = 0.05

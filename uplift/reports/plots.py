@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from uplift.reports.model import LearnCheck
+from uplift.reports.results import LearnCheck
 
 _SIZE = (7.0, 3.4)
 _DPI = 96

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from uplift.files import atomic_path, write_json
+from uplift.data.files import atomic_path, write_json
 from uplift.reports import plots
-from uplift.reports.model import Headline, WeeklyReport
+from uplift.reports.results import Headline, WeeklyReport
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;

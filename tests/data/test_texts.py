@@ -1,0 +1,28 @@
+"""Texts built once per distinct pair."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from uplift.data.texts import text_per_pair
+
+
+def test_each_row_gets_the_text_of_its_pair() -> None:
+    first = np.array(["a", "b", "a", None, "a"], dtype=object)
+    second = pd.Series([1, 1, 2, 1, 1])
+    calls: list[tuple[object, object]] = []
+
+    def text(x: object, y: object) -> str:
+        calls.append((x, y))
+        return f"{'missing' if pd.isna(x) else x}-{y}"
+
+    result = text_per_pair(first, second, text)
+    assert list(result) == ["a-1", "b-1", "a-2", "missing-1", "a-1"]
+    assert len(calls) == 4  # four distinct pairs, each written once
+
+
+def test_pairs_with_the_same_text_share_one_category() -> None:
+    result = text_per_pair(["x", "y"], ["p", "q"], lambda _a, _b: "same")
+    assert list(result.categories) == ["same"]
+    assert list(result) == ["same", "same"]

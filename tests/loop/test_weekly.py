@@ -1,0 +1,254 @@
+"""The weekly job end to end on the order world, its command line, and the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from uplift.cli import app
+from uplift.data.files import write_table
+from uplift.data.log import ExperimentLog, read_log
+from uplift.data.simulate import ARM_COSTS, CONTROL, simulate
+from uplift.loop.store import Store
+from uplift.loop.weekly import WeeklyConfig, WeeklyJob, WeeklyResult
+
+ORDERS = 15_000
+COSTS = {arm: cost for arm, cost in ARM_COSTS.items() if arm != CONTROL}
+WEEKS = ("2026-W40", "2026-W41")
+
+
+def simulate_weeks(folder: Path, effect_drift: float) -> list[Path]:
+    """Two weeks of the order world as files; the second loses ``effect_drift`` of its effects.
+
+    Nothing else moves (``drift=0``): the order mix and base rates stay those the model learned,
+    so a model trained on the first week is well specified for the second unless effects drift.
+    """
+    paths = []
+    for k, week in enumerate(WEEKS):
+        world = simulate(
+            ORDERS,
+            weeks=1,
+            seed=100 + k,
+            start_week=week,
+            first_order_id=1 + k * ORDERS,
+            drift=0.0,
+            effect_drift=effect_drift if k == 1 else 0.0,
+        )
+        paths.append(write_table(world.log, folder / f"{week}.parquet"))
+    return paths
+
+
+def run_weeks(folder: Path, effect_drift: float) -> list[WeeklyResult]:
+    """Ingest both weeks and run the job for each, as the weekly schedule would."""
+    store = Store(folder / "uplift.duckdb")
+    config = WeeklyConfig(
+        store=store.path, out=folder / "reports", costs=COSTS, segments=("payment_status",)
+    )
+    results = []
+    for path, week in zip(simulate_weeks(folder, effect_drift), WEEKS, strict=True):
+        store.ingest(read_log(path))
+        results.append(WeeklyJob(config).run(week))
+    return results
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[WeeklyResult]]:
+    folder = tmp_path_factory.mktemp("steady")
+    return folder, run_weeks(folder, effect_drift=0.0)
+
+
+@pytest.mark.slow
+def test_first_week_trains_the_first_champion(steady: tuple[Path, list[WeeklyResult]]) -> None:
+    folder, (first, _) = steady
+    assert first.promoted
+    assert first.report.learn is None
+    assert first.champion_id == "2026-W40-t_lgbm-s0"
+    assert (folder / "reports" / "2026-W40" / "index.html").is_file()
+    card = Store(folder / "uplift.duckdb").models()[0].card
+    assert card["learner"] == "t_lgbm"
+    assert card["metrics"]["week"] == "2026-W40"
+
+
+@pytest.mark.slow
+def test_second_week_checks_last_weeks_champion(steady: tuple[Path, list[WeeklyResult]]) -> None:
+    # Whether one world's check passes is a matter of chance (5% false flags by design); that
+    # rate is tested over many worlds in test_reports. Here: the wiring of the weekly job.
+    _, (_, second) = steady
+    learn = second.report.learn
+    assert learn is not None
+    # The week-2 check uses the champion trained in week 1, not the week's own challenger.
+    assert learn.model_id == "2026-W40-t_lgbm-s0"
+    assert learn.trained_through == "2026-W40"
+    assert set(learn.by_arm["arm"]) == {
+        "agent_call", "delivery_update", "expedite", "payment_rescue", "reassurance"
+    }  # fmt: skip
+    assert learn.by_arm[["predicted", "measured", "se", "z"]].notna().all().all()
+    assert "<h2>Learn: did last week" in second.paths["html"].read_text()
+    change = second.report.models
+    assert change is not None
+    assert list(change.table["role"]) == ["challenger", "champion"]
+    assert change.promoted == (change.diff > 0)
+    assert second.champion_id == ("2026-W41-t_lgbm-s0" if change.promoted else "2026-W40-t_lgbm-s0")
+
+
+@pytest.mark.slow
+def test_drifted_world_is_flagged(tmp_path: Path) -> None:
+    # The second week's effects are reversed (effect_drift=2: each arm's effect lost twice
+    # over). Arms that kept 1.5-2.5% more orders now lose as many: about 5 standard errors
+    # from the prediction at this size, well past the 2.58 Bonferroni bar.
+    _, second = run_weeks(tmp_path, effect_drift=2.0)
+    learn = second.report.learn
+    assert learn is not None
+    assert learn.flagged
+    flagged = set(learn.by_arm.loc[learn.by_arm["flagged"], "arm"])
+    assert {"payment_rescue", "expedite"} <= flagged
+    page = second.paths["html"].read_text()
+    assert "disagree with the holdout" in page
+    assert json.loads(second.paths["json"].read_text())["learn"]["flagged"] is True
+
+
+@pytest.mark.slow
+def test_running_a_week_again_replaces_its_records(
+    steady: tuple[Path, list[WeeklyResult]],
+) -> None:
+    folder, results = steady
+    store = Store(folder / "uplift.duckdb")
+    before = [m.model_id for m in store.models()]
+    config = WeeklyConfig(store=store.path, out=folder / "reports", costs=COSTS, segments=())
+    again = WeeklyJob(config).run("2026-W41")
+    assert [m.model_id for m in store.models()] == before
+    assert list(store.reports()["week"]) == list(WEEKS)
+    assert again.champion_id == results[1].champion_id
+
+
+def test_unknown_week_is_refused(tmp_path: Path) -> None:
+    from uplift.exceptions import ConfigError, StoreError
+
+    job = WeeklyJob(WeeklyConfig(store=tmp_path / "s.duckdb"))
+    with pytest.raises(StoreError, match="holds no orders"):
+        job.run()
+    world = simulate(2000, weeks=1, seed=1, start_week="2026-W40")
+    job.store.ingest(ExperimentLog.from_frame(world.log))
+    with pytest.raises(
+        ConfigError, match="no orders stored for week 2026-W01; weeks held: 2026-W40"
+    ):
+        job.run("2026-W01")
+
+
+runner = CliRunner()
+UPLIFT = Path(sys.executable).parent / "uplift"
+
+
+def test_ingest_command_is_idempotent_and_names_conflicts(tmp_path: Path) -> None:
+    world = simulate(3000, weeks=1, seed=3, start_week="2026-W40")
+    log = write_table(world.log, tmp_path / "week.csv")
+    store = tmp_path / "s.duckdb"
+    first = runner.invoke(app, ["ingest", str(log), "--store", str(store)])
+    assert first.exit_code == 0, first.output
+    assert "3,000 orders read, 3,000 new" in first.output
+    again = runner.invoke(
+        app, ["ingest", str(log), "--store", str(store), "--json", str(tmp_path / "i.json")]
+    )
+    assert "3,000 orders read, 0 new" in again.output
+    assert json.loads((tmp_path / "i.json").read_text())["n_new"] == 0
+    changed = world.log.assign(cancelled=1 - world.log["cancelled"]).drop(columns="revenue")
+    bad = write_table(changed.iloc[:600], tmp_path / "bad.csv")
+    command = [str(UPLIFT), "ingest", str(bad), "--store", str(store)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {bad}: 600 row(s): 1, 10, 100, 101, 102 and 595 more")
+    assert "nothing of this log was written" in result.stderr
+
+
+@pytest.mark.slow
+def test_weekly_command_prints_the_report_path(
+    steady: tuple[Path, list[WeeklyResult]], tmp_path: Path
+) -> None:
+    folder, _ = steady
+    out = tmp_path / "reports"
+    result = runner.invoke(
+        app,
+        [
+            "weekly",
+            "--store",
+            str(folder / "uplift.duckdb"),
+            "--out",
+            str(out),
+            "--cost",
+            "expedite=5",
+            "--segment",
+            "category",
+            "--json",
+            str(tmp_path / "w.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"report: {out / '2026-W41' / 'index.html'}" in result.output
+    assert "last week's predictions and the holdout: " in result.output
+    data = json.loads((tmp_path / "w.json").read_text())
+    assert data["week"] == "2026-W41"
+    assert data["files"]["html"] == str(out / "2026-W41" / "index.html")
+
+
+@pytest.mark.slow
+def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
+    from uplift.loop.demo import main, week_labels
+
+    assert week_labels("2026-W52", 3) == ["2026-W52", "2026-W53", "2027-W01"]
+    assert main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
+    latest = tmp_path / "reports" / "2026-W41" / "index.html"
+    assert latest.is_file()
+    store = Store(tmp_path / "uplift.duckdb")
+    assert list(store.reports()["week"]) == ["2026-W40", "2026-W41"]
+    queue = store.assignment("2026-W41")
+    assert len(queue) == 6000
+    # Orders the policy decided carry the tree's rule ("...: <arm>; <policy reason>").
+    decided = queue.loc[~queue["holdout"].astype(bool), "reason"].astype(str)
+    assert decided.str.contains(": .*; ").all()
+    stamp = latest.stat().st_mtime_ns
+    models = len(store.models())
+    assert main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
+    # The second run finds every week done: nothing is simulated, trained or rewritten.
+    assert latest.stat().st_mtime_ns == stamp
+    assert len(store.models()) == models
+    assert list(store.reports()["week"]) == ["2026-W40", "2026-W41"]
+    assert len(store.models()) == 2
+
+
+def test_week_without_order_value_is_refused(tmp_path: Path) -> None:
+    from uplift.exceptions import SchemaError
+
+    world = simulate(2000, weeks=1, seed=2, start_week="2026-W40")
+    job = WeeklyJob(WeeklyConfig(store=tmp_path / "s.duckdb"))
+    job.store.ingest(ExperimentLog.from_frame(world.log.drop(columns=["order_value", "revenue"])))
+    with pytest.raises(SchemaError, match=r"\[2026-W40\]: the week's orders have no order_value"):
+        job.run()
+
+
+@pytest.mark.slow
+def test_a_champion_folder_edited_after_registration_is_refused(
+    steady: tuple[Path, list[WeeklyResult]],
+) -> None:
+    import dataclasses
+    import shutil
+
+    from uplift.exceptions import ModelLoadError
+    from uplift.loop.weekly import load_registered
+
+    folder, _ = steady
+    champion = Store(folder / "uplift.duckdb").champion(before="2026-W41")
+    assert champion is not None
+    assert champion.digest is not None
+    copy = folder / "edited-model"
+    shutil.copytree(champion.path, copy)
+    edited = dataclasses.replace(champion, path=str(copy))
+    load_registered(edited)  # an exact copy loads
+    card = copy / "model_card.json"
+    card.write_text(card.read_text().replace('"control"', '"control" ', 1))  # one space more
+    with pytest.raises(ModelLoadError, match=r"changed since it was recorded"):
+        load_registered(edited)

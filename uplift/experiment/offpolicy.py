@@ -1,0 +1,333 @@
+"""Off-policy value: what a policy would have earned, estimated from a log of another policy.
+
+A policy picks an arm for every order: either one arm per order (an array of arm labels) or
+a probability per order and arm (a DataFrame whose columns are arms and whose rows sum to 1).
+From a log of (logged ``arm``, ``outcome``, ``propensity`` = probability of the logged arm)
+three estimators of the policy's mean outcome per order are offered:
+
+* ``ipw``: inverse propensity weighting, ``mean(w * y)`` with ``w = pi(logged arm) /
+  propensity``. Unbiased when the propensities are right; variance grows with ``w``.
+* ``snipw``: self-normalised IPW, ``sum(w * y) / sum(w)``. Slightly biased, usually far less
+  variable; its interval uses the delta method.
+* ``dr``: doubly robust, ``mean(sum_a pi(a) * mu[a] + w * (y - mu[logged arm]))`` with ``mu``
+  an outcome model's prediction under every arm. Unbiased when either the propensities or
+  ``mu`` are right, and low-variance when ``mu`` is good.
+
+Every estimator is written as per-order contributions whose mean is the estimate, so its
+standard error is ``std(contributions) / sqrt(n)`` (influence function), and the difference of
+two policies on the same log uses the per-order differences of contributions (paired), which
+gives the right interval for the difference. The intervals are for the value over the
+population the orders are drawn from; for the value on the logged orders themselves they are
+conservative (they also carry the order-to-order spread). Arm costs are subtracted per order:
+``value = outcome - sum_a pi(a) * cost[a]``.
+
+References: Dudik, Langford and Li (2011), "Doubly robust policy evaluation and learning";
+Swaminathan and Joachims (2015), "The self-normalized estimator for counterfactual learning".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
+from uplift.experiment.metrics import Z95, FloatArray, as_vector
+
+Estimator = Literal["ipw", "snipw", "dr"]
+ESTIMATORS: tuple[Estimator, ...] = ("ipw", "snipw", "dr")
+#: A policy: one arm label per order, or a probability per order (rows) and arm (columns).
+PolicyLike = ArrayLike | pd.DataFrame
+
+
+@dataclass(frozen=True)
+class PolicyValue:
+    """Estimated mean value per order of one policy (net of costs), with a normal 95% interval."""
+
+    policy: str
+    estimator: str
+    value: float
+    se: float
+    ci_lower: float
+    ci_upper: float
+    n: int
+
+
+@dataclass(frozen=True, eq=False)
+class _Log:
+    """The logged columns as arrays, with arms coded as column positions of ``arms``."""
+
+    arms: tuple[str, ...]
+    logged: NDArray[np.intp]
+    outcome: FloatArray
+    propensity: FloatArray
+    index: pd.Index
+
+
+def _read_log(
+    log: pd.DataFrame, outcome: str, arms: Sequence[str] | None, extra: Sequence[str]
+) -> _Log:
+    for column in ("arm", outcome, "propensity"):
+        if column not in log.columns:
+            raise SchemaError(f"log has no column {column!r}; columns: {list(log.columns)}")
+    labels = log["arm"].astype(str).to_numpy()
+    universe = tuple(arms) if arms is not None else tuple(sorted({*labels, *extra}))
+    missing = np.flatnonzero(~np.isin(labels, universe))
+    if missing.size:
+        raise SchemaError(
+            f"log column 'arm' holds arms the outcome model mu has no column for: "
+            f"{sorted({str(a) for a in labels[missing]})} at {describe_rows(log.index[missing])}"
+        )
+    n = len(log)
+    if n < 2:
+        raise SchemaError(f"log has {n} row(s); valuing a policy needs at least 2 orders")
+    propensity = as_vector(log["propensity"].to_numpy(float), "log column 'propensity'", n)
+    bad = np.flatnonzero((propensity <= 0) | (propensity > 1))
+    if bad.size:
+        raise SchemaError(
+            f"log column 'propensity' must be in (0, 1] (the logged arm's probability); "
+            f"got other values at {describe_rows(log.index[bad])}"
+        )
+    return _Log(
+        arms=universe,
+        logged=_codes(universe, labels),
+        outcome=as_vector(log[outcome].to_numpy(float), f"log column {outcome!r}", n),
+        propensity=propensity,
+        index=log.index,
+    )
+
+
+def _codes(arms: Sequence[str], labels: NDArray[np.str_] | NDArray[np.object_]) -> NDArray[np.intp]:
+    """Position of every label in ``arms``; -1 for a label not among them."""
+    return np.asarray(pd.Index(list(arms)).get_indexer(pd.Index(labels)), dtype=np.intp)
+
+
+def _aligned(frame: pd.DataFrame, name: str, data: _Log) -> pd.DataFrame:
+    if not frame.index.equals(data.index):
+        raise SchemaError(
+            f"{name} must be indexed like the log (same rows, same order); align it first"
+        )
+    missing = [a for a in data.arms if a not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{name} has no column for arm(s) {missing}; columns: {list(frame.columns)}"
+        )
+    return frame[list(data.arms)]
+
+
+def _policy_matrix(policy: PolicyLike, data: _Log) -> FloatArray:
+    """Probability per order (rows) and arm (columns in ``data.arms`` order)."""
+    n = data.logged.size
+    if isinstance(policy, pd.DataFrame):
+        matrix = _aligned(policy, "policy", data).to_numpy(float)
+        bad = np.flatnonzero(
+            ~np.isfinite(matrix).all(axis=1)
+            | (matrix < 0).any(axis=1)
+            | ~np.isclose(matrix.sum(axis=1), 1.0, atol=1e-9)
+        )
+        if bad.size:
+            raise SchemaError(
+                f"policy probabilities must be >= 0 and sum to 1 per order; "
+                f"not so at {describe_rows(data.index[bad])}"
+            )
+        return matrix
+    labels = np.asarray(policy).astype(str)
+    if labels.shape != (n,):
+        raise SchemaError(f"policy must hold one arm per order ({n}); got shape {labels.shape}")
+    codes = _codes(data.arms, labels)
+    unknown = np.flatnonzero(codes < 0)
+    if unknown.size:
+        raise SchemaError(
+            f"policy picks arms the outcome model mu has no column for: "
+            f"{sorted({str(a) for a in labels[unknown]})} at {describe_rows(data.index[unknown])}"
+        )
+    matrix = np.zeros((n, len(data.arms)))
+    matrix[np.arange(n), codes] = 1.0
+    return matrix
+
+
+def _cost_vector(costs: Mapping[str, float] | None, arms: Sequence[str]) -> FloatArray:
+    costs = dict(costs or {})
+    unknown = sorted(set(costs) - set(arms))
+    if unknown:
+        raise ConfigError(f"costs name unknown arm(s) {unknown}; arms: {list(arms)}")
+    return np.array([float(costs.get(arm, 0.0)) for arm in arms])
+
+
+def _contributions(
+    matrix: FloatArray, data: _Log, estimator: Estimator, mu: FloatArray | None, cost: FloatArray
+) -> FloatArray:
+    rows = np.arange(data.logged.size)
+    w = matrix[rows, data.logged] / data.propensity
+    y = data.outcome
+    if estimator == "ipw":
+        value = w * y
+    elif estimator == "snipw":
+        w_bar = w.mean()
+        if w_bar == 0:  # the policy agrees with no logged order: nothing to learn from
+            return np.full(y.shape, np.nan)
+        v = float(np.sum(w * y) / np.sum(w))
+        # Delta method: the influence of order i on sum(w y) / sum(w) is w_i (y_i - v) / mean(w).
+        value = v + w * (y - v) / w_bar
+    else:
+        if mu is None:
+            raise ConfigError("estimator 'dr' needs mu, the predicted outcome under every arm")
+        value = (matrix * mu).sum(axis=1) + w * (y - mu[rows, data.logged])
+    return np.asarray(value - matrix @ cost, dtype=np.float64)
+
+
+def _summary(contributions: FloatArray) -> tuple[float, float, float, float]:
+    value = float(contributions.mean())
+    se = float(contributions.std(ddof=1) / np.sqrt(contributions.size))
+    return value, se, value - Z95 * se, value + Z95 * se
+
+
+@dataclass(frozen=True, eq=False)
+class _Setup:
+    """The log, outcome model, costs and policies read once, shared by every estimate."""
+
+    data: _Log
+    mu: FloatArray | None
+    cost: FloatArray
+    matrices: dict[str, FloatArray]
+
+    def contributions(self, name: str, estimator: Estimator) -> FloatArray:
+        check_option("estimator", estimator, ESTIMATORS)
+        return _contributions(self.matrices[name], self.data, estimator, self.mu, self.cost)
+
+
+def _setup(
+    log: pd.DataFrame,
+    policies: Mapping[str, PolicyLike],
+    outcome: str,
+    mu: pd.DataFrame | None,
+    costs: Mapping[str, float] | None,
+) -> _Setup:
+    chosen: set[str] = set()
+    for policy in policies.values():
+        labels = policy.columns if isinstance(policy, pd.DataFrame) else np.asarray(policy)
+        chosen |= {str(a) for a in np.unique(np.asarray(labels).astype(str))}
+    data = _read_log(log, outcome, None if mu is None else list(mu.columns), sorted(chosen))
+    mu_matrix = None
+    if mu is not None:
+        mu_matrix = _aligned(mu, "mu", data).to_numpy(float)
+        bad = np.flatnonzero(~np.isfinite(mu_matrix).all(axis=1))
+        if bad.size:
+            raise SchemaError(
+                f"mu must be finite; NaN or infinite at {describe_rows(data.index[bad])}"
+            )
+    return _Setup(
+        data=data,
+        mu=mu_matrix,
+        cost=_cost_vector(costs, data.arms),
+        matrices={name: _policy_matrix(p, data) for name, p in policies.items()},
+    )
+
+
+def policy_value(
+    log: pd.DataFrame,
+    policy: PolicyLike,
+    *,
+    estimator: Estimator = "dr",
+    outcome: str = "revenue",
+    mu: pd.DataFrame | None = None,
+    costs: Mapping[str, float] | None = None,
+    name: str = "policy",
+) -> PolicyValue:
+    """Estimate one policy's mean value per order from ``log``, net of ``costs``.
+
+    Parameters
+    ----------
+    log
+        Columns ``arm``, ``outcome`` and ``propensity`` (probability of the logged arm).
+    policy
+        One arm label per row of ``log`` (array-like), or a DataFrame of probabilities indexed
+        like ``log`` with one column per arm.
+    estimator
+        ``"ipw"``, ``"snipw"`` or ``"dr"`` (the latter needs ``mu``).
+    mu
+        Predicted ``outcome`` under every arm: DataFrame indexed like ``log``, one column per
+        arm; its columns are then the only arms allowed.
+    costs
+        Cost of one use of an arm; arms not named cost nothing.
+    """
+    setup = _setup(log, {name: policy}, outcome, mu, costs)
+    contributions = setup.contributions(name, estimator)
+    return PolicyValue(name, estimator, *_summary(contributions), contributions.size)
+
+
+def baseline_policies(
+    arms: Sequence[str], n: int, control: str = "control"
+) -> dict[str, NDArray[np.str_]]:
+    """The reference policies ``treat_none`` and ``treat_all_<arm>`` for every treatment arm."""
+    if control not in arms:
+        raise ConfigError(f"control arm {control!r} is not among the arms {list(arms)}")
+    policies = {"treat_none": np.full(n, control)}
+    policies.update({f"treat_all_{arm}": np.full(n, arm) for arm in arms if arm != control})
+    return policies
+
+
+def compare_policies(
+    log: pd.DataFrame,
+    policies: Mapping[str, PolicyLike],
+    *,
+    outcome: str = "revenue",
+    mu: pd.DataFrame | None = None,
+    costs: Mapping[str, float] | None = None,
+    estimators: Sequence[Estimator] = ESTIMATORS,
+    control: str = "control",
+    baseline: str = "treat_none",
+) -> pd.DataFrame:
+    """Value several named policies on one log, each also as a difference to ``baseline``.
+
+    The difference of a policy to the baseline averages the per-order differences of the two
+    policies' contributions, so its interval accounts for their being measured on the same
+    orders (it is much narrower than combining the two intervals as if independent).
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per policy and estimator: ``policy``, ``estimator``, ``value``, ``se``,
+        ``ci_lower``, ``ci_upper`` (mean value per order net of costs, normal 95%),
+        ``diff``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (against ``baseline``),
+        ``treated_share`` (expected share of orders given a non-control arm), ``cost``
+        (mean cost per order), ``n_matched`` (expected number of logged orders whose arm the
+        policy would also pick: the orders IPW learns from) and ``n``.
+    """
+    if baseline not in policies:
+        raise ConfigError(
+            f"baseline policy {baseline!r} is not among the policies {list(policies)}; "
+            "add it (see baseline_policies) or pass baseline=<name>"
+        )
+    setup = _setup(log, policies, outcome, mu, costs)
+    treated = np.array([arm != control for arm in setup.data.arms])
+    rows = []
+    for estimator in estimators:
+        reference = setup.contributions(baseline, estimator)
+        for name, matrix in setup.matrices.items():
+            contributions = setup.contributions(name, estimator)
+            value, se, lower, upper = _summary(contributions)
+            diff, diff_se, diff_lower, diff_upper = _summary(contributions - reference)
+            rows.append(
+                {
+                    "policy": name,
+                    "estimator": estimator,
+                    "value": value,
+                    "se": se,
+                    "ci_lower": lower,
+                    "ci_upper": upper,
+                    "diff": diff,
+                    "diff_se": diff_se,
+                    "diff_ci_lower": diff_lower,
+                    "diff_ci_upper": diff_upper,
+                    "treated_share": float(matrix[:, treated].sum(axis=1).mean()),
+                    "cost": float((matrix @ setup.cost).mean()),
+                    "n_matched": float(matrix[np.arange(len(matrix)), setup.data.logged].sum()),
+                    "n": len(matrix),
+                }
+            )
+    return pd.DataFrame(rows)

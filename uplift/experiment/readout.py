@@ -1,0 +1,464 @@
+"""Read out a holdout test: per-arm effects with intervals, the sample-ratio check, segments.
+
+Every treatment arm is compared with the control arm on three metrics: ``cancel_rate`` (the
+mean of ``1 - retained``), ``retained_rate`` and ``revenue_per_order``. Means are
+inverse-propensity weighted (Hajek: sum(w y) / sum(w), w = 1 / propensity), so a log written by
+a targeting policy is read without bias. When propensities are constant within each arm (a
+randomised test) the weights cancel: the estimates are the plain means and the intervals are
+Welch's, exactly.
+
+The variance of a weighted mean is the linearised (sandwich) one, sum(w^2 (y - mean)^2) /
+sum(w)^2, scaled by n / (n - 1) so that it equals Welch's s^2 / n for equal weights. All sums
+come from one DuckDB pass over the log, so ten million rows read out in seconds. Regression
+adjustment and always-valid intervals are in :mod:`uplift.experiment.inference`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from uplift.data.log import ExperimentLog
+from uplift.data.sql import quote_identifier
+from uplift.exceptions import ConfigError, SchemaError, check_option
+from uplift.experiment.design import Design
+from uplift.experiment.inference import adjusted_effects, confidence_sequence, interval, too_large
+from uplift.experiment.power import CORRECTIONS, Correction
+from uplift.experiment.sample_ratio import SampleRatioCheck, check_sample_ratio
+
+#: Metric name -> SQL expression of its per-order outcome.
+METRIC_OUTCOMES: dict[str, str] = {
+    "cancel_rate": "1.0 - retained",
+    "retained_rate": "CAST(retained AS DOUBLE)",
+    "revenue_per_order": "CAST(revenue AS DOUBLE)",
+}
+#: A column with more distinct values than this is not a segment (it is an id or a number).
+MAX_SEGMENTS = 50
+#: Columns of :attr:`Readout.effects` (and of :attr:`Readout.segments`, after ``segment``).
+EFFECT_COLUMNS: tuple[str, ...] = (
+    "arm",
+    "metric",
+    "n_control",
+    "n_arm",
+    "control_mean",
+    "arm_mean",
+    "difference",
+    "std_error",
+    "df",
+    "ci_lower",
+    "ci_upper",
+    "relative_difference",
+    "relative_ci_lower",
+    "relative_ci_upper",
+    "p_value",
+    "p_value_adjusted",
+    "sequential_ci_lower",
+    "sequential_ci_upper",
+    "method",
+)
+
+
+@dataclass(frozen=True)
+class Readout:
+    """A holdout test read out: raw, unrounded numbers for the CLI and the weekly report.
+
+    Attributes
+    ----------
+    arms : DataFrame
+        One row per arm, control first: ``arm``, ``n``, ``share`` (of the log's orders),
+        ``retained_rate``, ``cancel_rate``, ``revenue_per_order`` (weighted means).
+    effects : DataFrame
+        One row per treatment arm and metric, columns :data:`EFFECT_COLUMNS`. ``difference`` is
+        arm minus control (for ``cancel_rate`` a negative difference is good; for the others a
+        positive one). ``relative_difference`` is ``difference / control_mean``; ``df`` is the
+        Welch degrees of freedom (infinite for the normal intervals of adjusted rows);
+        ``p_value_adjusted`` is corrected over the arms of one metric; ``method`` is
+        ``difference_in_means`` or ``regression_adjusted``. ``sequential_ci_*`` are NaN unless
+        always-valid intervals were asked for.
+    srm : SampleRatioCheck or None
+        The sample-ratio check; None when there is no allocation to check against (a targeting
+        policy's log read without its design).
+    segments : DataFrame or None
+        ``segment`` (the level of :attr:`segment_column`, as text) then the effects columns,
+        per level; p-values are corrected within each level. None unless a segment was asked.
+    adjustment : DataFrame or None
+        Per arm and metric: ``std_error_unadjusted``, ``std_error_adjusted``,
+        ``variance_reduction`` (1 - ratio of variances) and ``interval_width_ratio``. None
+        unless regression adjustment was asked for; then ``covariates`` names what it used.
+    weighted : bool
+        Whether propensities vary within an arm, so that the inverse-propensity weights matter.
+    """
+
+    arms: pd.DataFrame
+    effects: pd.DataFrame
+    srm: SampleRatioCheck | None
+    segments: pd.DataFrame | None
+    adjustment: pd.DataFrame | None
+    control: str
+    alpha: float
+    correction: Correction
+    weighted: bool
+    sequential: bool
+    covariates: tuple[str, ...]
+    segment_column: str | None
+    source: str
+    notes: tuple[str, ...]
+
+    @property
+    def srm_failed(self) -> bool:
+        """Whether the sample-ratio check failed (the test is broken; do not trust effects)."""
+        return self.srm is not None and not self.srm.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every figure, unrounded, as plain containers (for ``--json``)."""
+        srm = None
+        if self.srm is not None:
+            srm = {
+                "passed": self.srm.passed,
+                "statistic": self.srm.statistic,
+                "p_value": self.srm.p_value,
+                "threshold": self.srm.threshold,
+                "allocation_source": self.srm.allocation_source,
+                "counts": self.srm.counts,
+            }
+        return {
+            "source": self.source,
+            "control": self.control,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "weighted": self.weighted,
+            "sequential": self.sequential,
+            "covariates": list(self.covariates),
+            "segment_column": self.segment_column,
+            "notes": list(self.notes),
+            "srm": srm,
+            "arms": self.arms,
+            "effects": self.effects,
+            "segments": self.segments,
+            "adjustment": self.adjustment,
+        }
+
+
+def readout(
+    log: ExperimentLog,
+    *,
+    design: Design | None = None,
+    alpha: float | None = None,
+    correction: Correction | None = None,
+    adjust: bool = False,
+    covariates: Sequence[str] | None = None,
+    sequential: bool = False,
+    segment: str | None = None,
+) -> Readout:
+    """Read out ``log`` against its control arm.
+
+    ``alpha`` and ``correction`` default to the design's (else 0.05 and Holm). ``adjust`` uses
+    regression adjustment on ``covariates`` (default: order_value and the log's features);
+    ``sequential`` adds always-valid intervals, tuned to the design's planned sample size when
+    a design is given; ``segment`` names a categorical column to break the effects down by.
+    """
+    alpha = alpha if alpha is not None else design.alpha if design else 0.05
+    correction = correction or (design.correction if design else "holm")
+    check_option("correction", correction, CORRECTIONS)
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must lie in (0, 1); got {alpha!r}")
+    if design is not None and design.control != log.control:
+        raise ConfigError(
+            f"the design's control arm is {design.control!r} but the log was read with "
+            f"control {log.control!r}; pass --control {design.control}"
+        )
+    metrics = _metrics(log)
+    if "revenue" in log.frame.columns:
+        problem = too_large(log.frame["revenue"])
+        if problem is not None:
+            raise SchemaError(f"{log.source}: column revenue {problem}; fix or drop those rows")
+    notes = list(log.notes)
+    stats = arm_statistics(outcome_moments(log.frame, ["arm"], metrics), metrics)
+    weighted = bool((stats["propensity_max"] - stats["propensity_min"] > 1e-12).any())
+    srm = _sample_ratio(log, design, stats, weighted, notes)
+    effects = compare_arms(stats, log.control, metrics, alpha=alpha, correction=correction)
+    adjustment: pd.DataFrame | None = None
+    used: tuple[str, ...] = ()
+    if adjust:
+        effects, adjustment, used = adjusted_effects(
+            log, effects, covariates, alpha=alpha, notes=notes
+        )
+        effects = _correct(effects, [], correction)
+    if sequential:
+        effects = _with_sequence(effects, design, alpha, notes)
+    segments = None
+    if segment is not None:
+        segments = _segments(log, segment, metrics, alpha, correction)
+    return Readout(
+        arms=_arm_table(stats, log),
+        effects=effects.reset_index(drop=True),
+        srm=srm,
+        segments=segments,
+        adjustment=adjustment,
+        control=log.control,
+        alpha=alpha,
+        correction=correction,
+        weighted=weighted,
+        sequential=sequential,
+        covariates=used,
+        segment_column=segment,
+        source=log.source,
+        notes=tuple(notes),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def _metrics(log: ExperimentLog) -> list[str]:
+    metrics = []
+    if log.has_retained:
+        metrics += ["cancel_rate", "retained_rate"]
+    if log.has_revenue:
+        metrics.append("revenue_per_order")
+    return metrics
+
+
+def outcome_moments(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by``: n, the sums of w and w^2, and per metric sums of w y, w^2 y, w^2 y^2.
+
+    ``w`` is 1 / propensity. Uses compensated (Kahan) sums, so results do not depend on how
+    DuckDB splits the work between threads.
+    """
+    import duckdb
+
+    keys = ", ".join(quote_identifier(k) for k in by)
+    outcomes = ", ".join(f"{METRIC_OUTCOMES[m]} AS {quote_identifier(m)}" for m in metrics)
+    sums = ", ".join(
+        f"fsum(w * {q}) AS {quote_identifier('sw_' + m)}, "
+        f"fsum(w * w * {q}) AS {quote_identifier('sw2_' + m)}, "
+        f"fsum(w * w * {q} * {q}) AS {quote_identifier('sw2y2_' + m)}"
+        for m in metrics
+        for q in [quote_identifier(m)]
+    )
+    columns = [*by, "propensity", *(c for c in ("retained", "revenue") if c in frame.columns)]
+    query = (
+        f"SELECT {keys}, count(*) AS n, fsum(w) AS sw, fsum(w * w) AS sw2, "
+        f"min(propensity) AS propensity_min, max(propensity) AS propensity_max, {sums} "
+        f"FROM (SELECT {keys}, propensity, 1.0 / propensity AS w, {outcomes} FROM log_frame) "
+        f"GROUP BY {keys} ORDER BY {keys}"
+    )
+    with duckdb.connect() as con:
+        con.register("log_frame", frame[list(dict.fromkeys(columns))])
+        return con.execute(query).df()
+
+
+def arm_statistics(moments: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Add ``mean_<metric>`` and ``var_<metric>`` (the variance of that mean) to the moments."""
+    stats = moments.copy()
+    n, sw, sw2 = (stats[c].to_numpy(dtype=float) for c in ("n", "sw", "sw2"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for m in metrics:
+            mean = stats[f"sw_{m}"].to_numpy(dtype=float) / sw
+            squares = stats[f"sw2y2_{m}"] - 2 * mean * stats[f"sw2_{m}"] + mean**2 * sw2
+            stats[f"mean_{m}"] = mean
+            # Rounding can leave a tiny negative sum of squares for a constant outcome.
+            stats[f"var_{m}"] = np.maximum(squares, 0.0) / sw**2 * n / (n - 1)
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison
+
+
+def difference_in_means(
+    arm_mean: Any,
+    arm_var: Any,
+    n_arm: Any,
+    control_mean: Any,
+    control_var: Any,
+    n_control: Any,
+    *,
+    alpha: float,
+) -> dict[str, np.ndarray]:
+    """Welch comparison of two means, given each mean's variance (its squared standard error).
+
+    Vectorised: every argument may be an array (one comparison per element). Returns
+    ``difference``, ``std_error``, ``df`` (Welch-Satterthwaite), ``ci_lower``, ``ci_upper``,
+    ``p_value`` and the relative difference with its delta-method interval.
+    """
+    mt, vt, nt = (np.asarray(a, dtype=float) for a in (arm_mean, arm_var, n_arm))
+    mc, vc, nc = (np.asarray(a, dtype=float) for a in (control_mean, control_var, n_control))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = vt + vc
+        df = variance**2 / (vt**2 / (nt - 1) + vc**2 / (nc - 1))
+        result = interval(mt - mc, np.sqrt(variance), df, alpha)
+        relative_se = np.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
+        relative = interval(mt / mc - 1, relative_se, df, alpha)
+    result["relative_difference"] = relative["estimate"]
+    result["relative_ci_lower"] = relative["ci_lower"]
+    result["relative_ci_upper"] = relative["ci_upper"]
+    result["difference"] = result.pop("estimate")
+    return result
+
+
+def compare_arms(
+    stats: pd.DataFrame,
+    control: str,
+    metrics: Sequence[str],
+    *,
+    alpha: float,
+    correction: Correction,
+    by: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Every treatment arm against control within each group of ``by``, for every metric."""
+    keys = list(by)
+    treated = stats[stats["arm"] != control]
+    controls = stats[stats["arm"] == control]
+    if keys:
+        pairs = treated.merge(controls, on=keys, suffixes=("", "_control"))
+    else:
+        pairs = treated.merge(controls, how="cross", suffixes=("", "_control"))
+    frames = []
+    for m in metrics:
+        welch = difference_in_means(
+            pairs[f"mean_{m}"],
+            pairs[f"var_{m}"],
+            pairs["n"],
+            pairs[f"mean_{m}_control"],
+            pairs[f"var_{m}_control"],
+            pairs["n_control"],
+            alpha=alpha,
+        )
+        frame = pd.DataFrame(
+            {
+                **{k: pairs[k].astype(str).to_numpy() for k in keys},
+                "arm": pairs["arm"].to_numpy(),
+                "metric": m,
+                "n_control": pairs["n_control"].to_numpy(),
+                "n_arm": pairs["n"].to_numpy(),
+                "control_mean": pairs[f"mean_{m}_control"].to_numpy(),
+                "arm_mean": pairs[f"mean_{m}"].to_numpy(),
+                **welch,
+            }
+        )
+        frames.append(frame)
+    effects = pd.concat(frames, ignore_index=True)
+    effects["method"] = "difference_in_means"
+    effects["sequential_ci_lower"] = np.nan
+    effects["sequential_ci_upper"] = np.nan
+    return _correct(effects, keys, correction)[[*keys, *EFFECT_COLUMNS]]
+
+
+def adjust_p_values(p_values: Any, correction: Correction) -> np.ndarray:
+    """Holm's step-down (or Bonferroni) adjusted p-values of one family; NaN stays NaN.
+
+    Written out rather than taken from statsmodels' ``multipletests`` (which the tests compare
+    it with) because that function runs a full garbage collection on every Holm call, which
+    costs about a second per call beside a ten-million-row log.
+    """
+    p = np.asarray(p_values, dtype=float)
+    known = ~np.isnan(p)
+    m = int(known.sum())
+    out = p.copy()
+    if correction == "none" or m == 0:
+        return out
+    if correction == "bonferroni":
+        out[known] = np.minimum(1.0, p[known] * m)
+        return out
+    order = np.argsort(p[known])
+    # The i-th smallest p-value is multiplied by (m - i), then made monotone.
+    stepped = np.maximum.accumulate(p[known][order] * (m - np.arange(m)))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, stepped)
+    out[known] = adjusted
+    return out
+
+
+def _correct(effects: pd.DataFrame, keys: list[str], correction: Correction) -> pd.DataFrame:
+    """``p_value_adjusted``: corrected over the arms of each metric within each group."""
+    out = effects.copy()
+    groups = out.groupby([*keys, "metric"], sort=False)["p_value"]
+    out["p_value_adjusted"] = groups.transform(lambda p: adjust_p_values(p, correction))
+    return out
+
+
+def _with_sequence(
+    effects: pd.DataFrame, design: Design | None, alpha: float, notes: list[str]
+) -> pd.DataFrame:
+    variance = effects["std_error"].to_numpy() ** 2
+    if design is None:
+        planned = variance
+        notes.append(
+            "sequential intervals are tuned to the current sample size; pass the design "
+            "(--design) to tune them to the planned size before the test starts"
+        )
+    else:
+        # Variance shrinks as 1/n: scale today's variance to the planned number of orders.
+        now = (effects["n_control"] + effects["n_arm"]).to_numpy(dtype=float)
+        planned = variance * now / (design.n_control + design.n_per_arm)
+    lower, upper = confidence_sequence(effects["difference"].to_numpy(), variance, planned, alpha)
+    out = effects.copy()
+    out["sequential_ci_lower"] = lower
+    out["sequential_ci_upper"] = upper
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Sample ratio, segments, arm table
+
+
+def _sample_ratio(
+    log: ExperimentLog,
+    design: Design | None,
+    stats: pd.DataFrame,
+    weighted: bool,
+    notes: list[str],
+) -> SampleRatioCheck | None:
+    counts = pd.Series(stats["n"].to_numpy(), index=stats["arm"].to_numpy())
+    if design is not None:
+        return check_sample_ratio(counts, design.allocation, allocation_source="design")
+    if weighted:
+        notes.append(
+            "propensities vary within arms (a targeting policy): no allocation to check the "
+            "sample ratio against; pass the design (--design) to check it"
+        )
+        return None
+    if log.propensity_given:
+        shares = dict(zip(stats["arm"], stats["propensity_min"].astype(float), strict=True))
+        return check_sample_ratio(counts, shares, allocation_source="propensity")
+    notes.append("no design given: the sample-ratio check assumes equal shares for all arms")
+    equal = dict.fromkeys(log.arms, 1 / len(log.arms))
+    return check_sample_ratio(counts, equal, allocation_source="equal shares assumed")
+
+
+def _segments(
+    log: ExperimentLog, column: str, metrics: list[str], alpha: float, correction: Correction
+) -> pd.DataFrame:
+    if column not in log.frame.columns or column in ("arm", "order_id"):
+        raise SchemaError(
+            f"{log.source}: segment column {column!r} not found; columns: "
+            f"{', '.join(c for c in log.frame.columns if c not in ('arm', 'order_id'))}"
+        )
+    levels = log.frame[column].nunique(dropna=False)
+    if levels > MAX_SEGMENTS:
+        raise ConfigError(
+            f"{log.source}: segment column {column!r} has {levels} distinct values; a segment "
+            f"must be categorical (at most {MAX_SEGMENTS}); bin it into a new column first"
+        )
+    needed = ["arm", "propensity", *(c for c in ("retained", "revenue") if c in log.frame)]
+    frame = log.frame[needed].assign(segment=log.frame[column].astype(str))
+    stats = arm_statistics(outcome_moments(frame, ["segment", "arm"], metrics), metrics)
+    return compare_arms(
+        stats, log.control, metrics, alpha=alpha, correction=correction, by=["segment"]
+    )
+
+
+def _arm_table(stats: pd.DataFrame, log: ExperimentLog) -> pd.DataFrame:
+    table = pd.DataFrame({"arm": stats["arm"], "n": stats["n"]})
+    table["share"] = table["n"] / table["n"].sum()
+    for m in METRIC_OUTCOMES:
+        if f"mean_{m}" in stats:
+            table[m] = stats[f"mean_{m}"]
+    # Control first, then the treatment arms sorted, as ExperimentLog.arms orders them.
+    return table.sort_values("arm", key=lambda arms: arms.ne(log.control)).reset_index(drop=True)

@@ -1,0 +1,442 @@
+"""The weekly job: ingest, read out, retrain and compare, check last week, rank, report.
+
+One run of :class:`WeeklyJob` does, for one ISO week ``W`` of the store:
+
+1. ingest every new file of the inbox (files already ingested are skipped by content hash);
+2. read out the week's holdout test (per arm, sample-ratio check, per segment);
+3. train a challenger on the training window (the ``window`` weeks before ``W`` and a fixed
+   70% of ``W``'s orders, by a hash of the order id); value it and the champion by
+   doubly-robust policy value on the other 30% of ``W``, which neither has seen, and promote
+   the challenger only when its value is higher;
+4. check the champion that was in place during ``W`` (trained before it): its predicted uplift
+   against what ``W``'s holdout measured, by arm and by decile;
+5. rank the pending orders (when a file of them is given) with the champion into a queue;
+6. write ``<out>/<W>/index.html``, ``report.md`` and ``report.json`` and record them.
+
+Models are saved under ``<store folder>/models/<model id>/``. Model ids are deterministic, so
+a week run again replaces its own records instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from uplift.data.log import ExperimentLog
+from uplift.data.normalize import check_week
+from uplift.exceptions import ConfigError, SchemaError, StoreError
+from uplift.experiment.metrics import Z95
+from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
+from uplift.reports import build_weekly_report, measures, save_report
+from uplift.reports.results import LearnCheck, ModelChange, WeeklyReport
+
+if TYPE_CHECKING:
+    from uplift.experiment.readout import Readout
+    from uplift.models import UpliftModel
+
+Progress = Callable[[str], None]
+Deployed = tuple[ModelRecord, "UpliftModel"]
+#: Text features with at most this many levels are read out per segment in the report.
+MAX_SEGMENT_LEVELS = 12
+#: Share of the newest week kept out of training to compare champion and challenger.
+EVAL_SHARE = 0.3
+_SPLIT_SALT = "uplift-weekly-eval"
+
+
+@dataclass(frozen=True)
+class WeeklyConfig:
+    """Options of the weekly job; ``costs`` and ``capacity`` are per arm (missing: 0 / none)."""
+
+    store: Path = DEFAULT_STORE
+    out: Path = Path("reports")
+    inbox: Path | None = None
+    pending: Path | None = None
+    costs: Mapping[str, float] = field(default_factory=dict)
+    capacity: Mapping[str, float] = field(default_factory=dict)
+    budget: float = math.inf
+    holdout: float = 0.1
+    learner: str = "t_lgbm"
+    window: int = 4
+    seed: int = 0
+    segments: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class WeeklyResult:
+    """What one run of the weekly job did."""
+
+    week: str
+    report: WeeklyReport
+    paths: dict[str, Path]
+    champion_id: str
+    promoted: bool
+    ingested: tuple[IngestResult, ...]
+    queue: pd.DataFrame | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Contest:
+    """Outcome of champion against challenger on the held-out orders of the week."""
+
+    change: ModelChange
+    values: pd.DataFrame
+    qini: pd.DataFrame
+    qini_summary: pd.DataFrame
+    deployed: Deployed
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def ingest_inbox(store: Store, inbox: Path, progress: Progress = _quiet) -> list[IngestResult]:
+    """Ingest every .csv / .parquet log of ``inbox`` whose content the store has not seen."""
+    from uplift.data.log import read_log
+
+    if not inbox.is_dir():
+        raise ConfigError(f"{inbox}: inbox folder not found; create it or drop --inbox")
+    seen = store.ingested_hashes()
+    results = []
+    for path in sorted(p for p in inbox.iterdir() if p.suffix in (".csv", ".parquet")):
+        digest = file_sha256(path)
+        if digest in seen:
+            continue
+        progress(f"ingesting {path.name}")
+        results.append(store.ingest(read_log(path), sha256=digest))
+    return results
+
+
+def eval_mask(order_ids: pd.Series, share: float = EVAL_SHARE) -> np.ndarray:
+    """The orders kept out of training to compare models: a fixed share, by order-id hash."""
+    from uplift.experiment.assignment import hash_unit
+
+    return np.asarray(hash_unit(order_ids, _SPLIT_SALT) < share)
+
+
+def outcome_model(
+    effects: pd.DataFrame, frame: pd.DataFrame, arms: Sequence[str], control: str
+) -> pd.DataFrame:
+    """Predicted revenue under every arm (columns), for the doubly-robust estimator."""
+    base = effects["retained_base"].to_numpy(float) * frame["order_value"].to_numpy(float)
+    mu = {control: base}
+    mu.update({a: base + effects[f"revenue_uplift_{a}"].to_numpy(float) for a in arms})
+    return pd.DataFrame(mu, index=frame.index)
+
+
+def value_policies(
+    frame: pd.DataFrame,
+    effects: Mapping[str, pd.DataFrame],
+    *,
+    arms: Sequence[str],
+    control: str,
+    costs: Mapping[str, float],
+    baseline: str = "treat_none",
+) -> pd.DataFrame:
+    """Doubly-robust net revenue per order of each model's policy, treat-none and every arm.
+
+    All policies share one outcome model (the first of ``effects``), so their paired
+    differences to ``baseline`` measure the policies, not the outcome models.
+    """
+    from uplift.experiment.offpolicy import baseline_policies, compare_policies
+    from uplift.policy.value import best_arm
+
+    policies: dict[str, Any] = dict(baseline_policies([control, *arms], len(frame), control))
+    for name, eff in effects.items():
+        policies[name] = best_arm(eff, costs, control=control)
+    mu = outcome_model(next(iter(effects.values())), frame, arms, control)
+    table = compare_policies(
+        frame,
+        policies,
+        outcome="revenue",
+        mu=mu,
+        costs=costs,
+        estimators=("dr",),
+        control=control,
+        baseline=baseline,
+    )
+    return table.drop(columns="estimator").reset_index(drop=True)
+
+
+def policy_value_rows(values: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """The report's policy rows: the models, treat-none and the best single arm."""
+    singles = values[values["policy"].str.startswith("treat_all_")]
+    best = singles.loc[[singles["value"].idxmax()]]
+    best = best.assign(policy="best single arm: " + best["policy"].str.removeprefix("treat_all_"))
+    keep = values[values["policy"].isin([*models, "treat_none"])]
+    columns = ["policy", "value", "se", "ci_lower", "ci_upper", "diff"]
+    columns += ["diff_ci_lower", "diff_ci_upper"]
+    return pd.concat([keep, best])[columns].reset_index(drop=True)
+
+
+class WeeklyJob:
+    """The steps of one week, sharing the store, the configuration and the progress callback."""
+
+    def __init__(self, config: WeeklyConfig, progress: Progress = _quiet) -> None:
+        self.config = config
+        self.store = Store(config.store)
+        self.say = progress
+        self.models_dir = config.store.parent / "models"
+
+    def run(self, week: str | None = None) -> WeeklyResult:
+        """Run every step for ``week`` (default: the newest week in the store)."""
+        cfg = self.config
+        ingested = tuple(ingest_inbox(self.store, cfg.inbox, self.say)) if cfg.inbox else ()
+        week = self._week(week)
+        weeks = [w for w in self.store.weeks() if w <= week][-cfg.window - 1 :]
+        frame = self.store.log_frame(weeks)
+        control = self.store.control()
+        current = frame[frame["week"] == week].reset_index(drop=True)
+        log = _as_log(current, control, f"{self.store.path}[{week}]")
+        if not log.has_order_value:
+            raise SchemaError(
+                f"{log.source}: the week's orders have no order_value; the weekly job values "
+                "policies in revenue, so ingest logs with the revenue at risk per order"
+            )
+        self.say(f"reading out {week}: {len(log):,} orders")
+        readout, segments = self._readouts(log)
+        before = self.store.champion(before=week)
+        champion = (before, load_registered(before)) if before else None
+        predicted = champion[1].predict_effects(log.frame) if champion else None
+        learn = self._learn(log, champion, predicted)
+        contest = self._compete(frame, week, log, champion, predicted)
+        queue, capacity = self._rank(contest.deployed)
+        if queue is not None:
+            self.store.save_assignment(week, contest.deployed[0].model_id, queue)
+        previous = frame[frame["week"] < week]
+        last = previous[previous["week"] == previous["week"].max()] if len(previous) else current
+        report = build_weekly_report(
+            week=week,
+            headline=measures.headline(log, cfg.costs),
+            readout=readout,
+            segments=segments,
+            arm_values=measures.arm_value(log, cfg.costs),
+            learn=learn,
+            models=contest.change,
+            qini=contest.qini,
+            qini_summary=contest.qini_summary,
+            policy_values=contest.values,
+            capacity=capacity,
+            mix=measures.mix_shift(last, current, log.features),
+            base_rates=measures.base_rates(self.store.cancel_rates(control, through=week)),
+        )
+        self.say(f"writing the report of {week}")
+        paths = save_report(report, cfg.out / week)
+        self.store.record_report(week, paths["html"], asdict(report.headline))
+        return WeeklyResult(
+            week,
+            report,
+            paths,
+            contest.deployed[0].model_id,
+            contest.change.promoted,
+            ingested,
+            queue,
+        )
+
+    def _week(self, week: str | None) -> str:
+        weeks = self.store.weeks()
+        if not weeks:
+            raise StoreError(f"{self.store.path}: the store holds no orders; ingest a log first")
+        if week is None:
+            return weeks[-1]
+        if check_week(week) not in weeks:
+            raise ConfigError(
+                f"{self.store.path}: no orders stored for week {week}; weeks held: "
+                f"{', '.join(weeks)}"
+            )
+        return week
+
+    def _readouts(self, log: ExperimentLog) -> tuple[Readout, list[Readout]]:
+        """The week's readout, and one per segment column (text features with few levels)."""
+        from uplift.experiment.readout import readout
+
+        columns = self.config.segments
+        if columns is None:
+            columns = tuple(
+                c
+                for c in log.features
+                if not pd.api.types.is_numeric_dtype(log.frame[c])
+                and log.frame[c].nunique() <= MAX_SEGMENT_LEVELS
+            )
+        return readout(log), [readout(log, segment=c) for c in columns]
+
+    def _learn(
+        self, log: ExperimentLog, champion: Deployed | None, predicted: pd.DataFrame | None
+    ) -> LearnCheck | None:
+        """The predictions of the champion in place during the week against its holdout."""
+        if champion is None or predicted is None:
+            return None
+        record = champion[0]
+        self.say(f"checking {record.model_id} against the holdout")
+        return measures.learn_check(
+            log,
+            predicted,
+            model_id=record.model_id,
+            trained_through=record.week,
+            train_orders=int(record.card["training"]["orders"]),
+        )
+
+    def _compete(
+        self,
+        frame: pd.DataFrame,
+        week: str,
+        log: ExperimentLog,
+        champion: Deployed | None,
+        predicted: pd.DataFrame | None,
+    ) -> _Contest:
+        """Train the challenger, value both on the held-out part of the week, promote or keep.
+
+        ``predicted`` holds the champion's effects for every order of the week.
+        """
+        from uplift.models import model_digest, read_card, save_model, train_uplift
+
+        cfg = self.config
+        held = frame["week"].eq(week).to_numpy() & eval_mask(frame["order_id"])
+        train = _as_log(frame[~held], log.control, f"{self.store.path}[training]")
+        held_out = eval_mask(log.frame["order_id"])
+        evaluation = log.subset(held_out)
+        challenger = train_uplift(
+            train, learner=cfg.learner, costs=cfg.costs, seed=cfg.seed, progress=self.say
+        )
+        model_id = f"{week}-{challenger.learner}-s{cfg.seed}"
+        effects = {"challenger": challenger.predict_effects(evaluation.frame)}
+        if predicted is not None:
+            effects["champion"] = predicted.loc[held_out].set_axis(evaluation.frame.index)
+        self.say(f"valuing the policies on {len(evaluation):,} held-out orders")
+        args: dict[str, Any] = {
+            "arms": log.treatment_arms,
+            "control": log.control,
+            "costs": cfg.costs,
+        }
+        values = value_policies(evaluation.frame, effects, **args).set_index("policy")
+        diff = diff_se = math.nan
+        if champion is None:
+            promoted, reason = True, f"{model_id} is the first model; it becomes the champion."
+        else:
+            paired = value_policies(evaluation.frame, effects, baseline="champion", **args)
+            row = paired.set_index("policy").loc["challenger", ["diff", "diff_se"]]
+            diff, diff_se = (float(v) for v in row.to_numpy(float))
+            promoted = bool(diff > 0)
+            reason = _decision_words(model_id, champion[0].model_id, diff, diff_se, promoted)
+        value, value_se = (
+            float(v) for v in values.loc["challenger", ["value", "se"]].to_numpy(float)
+        )
+        path = save_model(
+            challenger,
+            self.models_dir / model_id,
+            metrics={"week": week, "policy_value_dr": value, "policy_value_se": value_se},
+        )
+        record = ModelRecord(
+            model_id=model_id,
+            week=week,
+            learner=challenger.learner,
+            path=str(path),
+            card=read_card(path),
+            policy_value=value,
+            policy_value_se=value_se,
+            promoted_week=week if promoted else None,
+            digest=model_digest(path),
+        )
+        self.store.register_model(record)
+        roles = [("challenger", record)] + ([("champion", champion[0])] if champion else [])
+        deployed = (record, challenger) if promoted or champion is None else champion
+        winner = effects["challenger" if deployed[0] is record else "champion"]
+        return _Contest(
+            change=ModelChange(_change_table(roles, values), diff, diff_se, promoted, reason),
+            values=policy_value_rows(values.reset_index(), list(effects)),
+            qini=measures.qini_points(evaluation, winner),
+            qini_summary=_qini_summary(evaluation, winner),
+            deployed=deployed,
+        )
+
+    def _rank(self, deployed: Deployed) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+        """Rank the pending orders with the deployed model: the queue and its capacity use."""
+        from uplift.data.log import read_frame
+        from uplift.policy.ranking import explain_queue, rank_orders
+
+        cfg = self.config
+        if cfg.pending is None:
+            return None, pd.DataFrame(columns=["arm", "capacity", "used", "shadow_price"])
+        orders = read_frame(cfg.pending)
+        self.say(f"ranking {len(orders):,} pending orders with {deployed[0].model_id}")
+        effects = deployed[1].predict_effects(orders)
+        if "order_id" in orders.columns:
+            effects.insert(0, "order_id", orders["order_id"].to_numpy())
+        assignment = rank_orders(
+            effects,
+            costs=cfg.costs,
+            capacity=cfg.capacity,
+            budget=cfg.budget if math.isfinite(cfg.budget) else None,
+            holdout=cfg.holdout,
+            seed=cfg.seed,
+            control=deployed[1].control,
+        )
+        summary = assignment.summary.iloc[1:]  # the control arm first: it has no capacity
+        capacity = pd.DataFrame(
+            {
+                "arm": summary["arm"],
+                "capacity": summary["capacity"],
+                "used": summary["orders"],
+                "shadow_price": summary["shadow_price"],
+            }
+        )
+        model = deployed[1]
+        queue = explain_queue(assignment, orders[list(model.features)], effects, cfg.costs)
+        return queue, capacity.reset_index(drop=True)
+
+
+def _as_log(frame: pd.DataFrame, control: str, source: str) -> ExperimentLog:
+    rows = frame.drop(columns="week").reset_index(drop=True)
+    return ExperimentLog.from_frame(rows, control=control, source=source)
+
+
+def load_registered(record: ModelRecord) -> UpliftModel:
+    """The model of a registry record, refused when its folder changed since registration."""
+    from uplift.models import load_model
+
+    # The digest recorded at registration: a model folder edited since is refused.
+    return load_model(record.path, digest=record.digest)
+
+
+def _decision_words(new: str, old: str, diff: float, se: float, promoted: bool) -> str:
+    lower, upper = diff - Z95 * se, diff + Z95 * se
+    verdict = f"{new} replaces {old} as champion" if promoted else f"{old} stays champion"
+    return (
+        f"{verdict}: the challenger's policy earns {diff:+.3f} per order against the "
+        f"champion's ({lower:+.3f} to {upper:+.3f}) on held-out orders of the week."
+    )
+
+
+def _change_table(roles: Sequence[tuple[str, ModelRecord]], values: pd.DataFrame) -> pd.DataFrame:
+    rows = [
+        {
+            "role": role,
+            "model_id": record.model_id,
+            "learner": record.learner,
+            "trained_in": record.week,
+            "train_orders": record.card["training"]["orders"],
+            "policy_value": values.at[role, "value"],
+            "ci_lower": values.at[role, "ci_lower"],
+            "ci_upper": values.at[role, "ci_upper"],
+        }
+        for role, record in roles
+    ]
+    return pd.DataFrame(rows)
+
+
+def _qini_summary(log: ExperimentLog, effects: pd.DataFrame) -> pd.DataFrame:
+    from uplift.experiment.metrics import uplift_metrics_by_arm
+
+    return uplift_metrics_by_arm(effects, log.frame, control=log.control)
+
+
+def run_weekly(
+    config: WeeklyConfig, week: str | None = None, progress: Progress = _quiet
+) -> WeeklyResult:
+    """Run the weekly job for ``week`` (default: the newest week in the store)."""
+    return WeeklyJob(config, progress).run(week)

@@ -1,0 +1,205 @@
+"""Assemble a :class:`WeeklyReport` from result objects: readouts, checks, values, queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from uplift.reports.results import (
+    Action,
+    Headline,
+    LearnCheck,
+    ModelChange,
+    SampleRatio,
+    WeeklyReport,
+)
+
+if TYPE_CHECKING:
+    from uplift.experiment.readout import Readout
+
+#: A shadow price below this (currency per extra use) is not worth a sentence.
+MIN_SHADOW_PRICE = 0.01
+
+
+def arm_table(readout: Readout, values: pd.DataFrame) -> pd.DataFrame:
+    """Per treatment arm: the readout's retained uplift beside the revenue it protected.
+
+    ``values`` is :func:`uplift.reports.measures.arm_value`'s table (totals of the week).
+    """
+    effects = readout.effects
+    retained = effects[effects["metric"] == "retained_rate"].set_index("arm")
+    arms = readout.arms.set_index("arm")
+    table = pd.DataFrame(
+        {
+            "orders": arms["n"],
+            "retention": arms["retained_rate"],
+            "uplift": retained["difference"],
+            "ci_lower": retained["ci_lower"],
+            "ci_upper": retained["ci_upper"],
+            "p_value": retained["p_value_adjusted"],
+        }
+    )
+    extra = values.set_index("arm").drop(columns="orders")
+    return table.join(extra).rename_axis("arm").reset_index()
+
+
+def segment_table(readouts: Sequence[Readout]) -> pd.DataFrame:
+    """Retained uplift per segment level and arm, from readouts broken down by a segment."""
+    frames = []
+    for r in readouts:
+        if r.segments is None:
+            continue
+        rows = r.segments[r.segments["metric"] == "retained_rate"]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "segment": r.segment_column,
+                    "level": rows["segment"],
+                    "arm": rows["arm"],
+                    "orders": rows["n_arm"] + rows["n_control"],
+                    "uplift": rows["difference"],
+                    "ci_lower": rows["ci_lower"],
+                    "ci_upper": rows["ci_upper"],
+                    "p_value": rows["p_value_adjusted"],
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(
+            columns=["segment", "level", "arm", "orders", "uplift", "ci_lower", "ci_upper"]
+        )
+    table = pd.concat(frames, ignore_index=True)
+    return table.sort_values("p_value", kind="stable").reset_index(drop=True)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def recommend(
+    arms: pd.DataFrame,
+    segments: pd.DataFrame,
+    capacity: pd.DataFrame,
+    alpha: float,
+) -> tuple[Action, ...]:
+    """What to change, in plain words, from the week's measured effects and shadow prices.
+
+    Scale up an arm whose protected revenue clears its cost even at the interval's lower end
+    (use less one that misses it even at the upper end); stop an arm for a segment where it
+    raises cancellations beyond noise (Bonferroni over all segment levels shown); add capacity
+    to an arm whose limit binds with a positive price.
+    """
+    actions = []
+    paying = arms[(arms["p_value"] < alpha) & (arms["net_ci_lower"] > 0)]
+    for row in _records(paying.sort_values("net_value", ascending=False)):
+        actions.append(
+            Action(
+                "scale_up",
+                str(row["arm"]),
+                f"Scale up {row['arm']}: it keeps {row['uplift']:.1%} more orders "
+                f"({row['ci_lower']:.1%} to {row['ci_upper']:.1%}) and this week protected "
+                f"{row['protected']:,.0f} of revenue for a cost of {row['cost']:,.0f}, "
+                f"{row['net_value']:,.0f} net ({row['net_ci_lower']:,.0f} to "
+                f"{row['net_ci_upper']:,.0f}).",
+                float(row["net_value"]),
+            )
+        )
+    for row in _records(arms[arms["net_ci_upper"] < 0]):
+        actions.append(
+            Action(
+                "stop",
+                str(row["arm"]),
+                f"Stop giving {row['arm']} at random: in the holdout test it cost "
+                f"{row['cost']:,.0f} this week but protected only {row['protected']:,.0f} of "
+                f"revenue (at most {row['protected_ci_upper']:,.0f}); keep it for the orders "
+                "the model ranks.",
+                float(row["net_value"]),
+            )
+        )
+    if not segments.empty:
+        levels = max(len(segments[["segment", "level"]].drop_duplicates()), 1)
+        harmful = segments[(segments["ci_upper"] < 0) & (segments["p_value"] < alpha / levels)]
+        for row in _records(harmful.sort_values("uplift")):
+            actions.append(
+                Action(
+                    "stop",
+                    str(row["arm"]),
+                    f"Stop {row['arm']} for {row['segment']} = {row['level']}: it raises "
+                    f"cancellations there by {-row['uplift']:.1%} "
+                    f"({-row['ci_upper']:.1%} to {-row['ci_lower']:.1%}).",
+                    float(row["uplift"]),
+                )
+            )
+    binding = (
+        capacity[capacity["shadow_price"] > MIN_SHADOW_PRICE] if not capacity.empty else capacity
+    )
+    for row in _records(binding):
+        actions.append(
+            Action(
+                "add_capacity",
+                str(row["arm"]),
+                f"Add {row['arm']} capacity: the queue filled all {row['capacity']:,.0f} uses, "
+                f"and one more, given to the next best order, would earn about "
+                f"{row['shadow_price']:.2f} net of its cost: capacity that costs less than "
+                "that per use pays for itself.",
+                float(row["shadow_price"]),
+            )
+        )
+    return tuple(actions)
+
+
+def build_weekly_report(
+    *,
+    week: str,
+    headline: Headline,
+    readout: Readout,
+    segments: Sequence[Readout],
+    arm_values: pd.DataFrame,
+    learn: LearnCheck | None,
+    models: ModelChange | None,
+    qini: pd.DataFrame,
+    qini_summary: pd.DataFrame,
+    policy_values: pd.DataFrame,
+    capacity: pd.DataFrame,
+    mix: pd.DataFrame,
+    base_rates: pd.DataFrame,
+    notes: Sequence[str] = (),
+) -> WeeklyReport:
+    """The weekly report of ``week`` from its result objects; nothing is fitted here."""
+    arms = arm_table(readout, arm_values)
+    segment_rows = segment_table(segments)
+    srm = readout.srm
+    sample_ratio = (
+        SampleRatio(srm.statistic, srm.p_value, srm.passed)
+        if srm is not None
+        else SampleRatio(np.nan, np.nan, True)
+    )
+    all_notes = list(dict.fromkeys([*readout.notes, *notes]))
+    if srm is not None and not srm.passed:
+        all_notes.insert(
+            0,
+            "The sample-ratio check failed: the week's arms are not the "
+            "designed sizes, so its effects are not trustworthy until that is fixed.",
+        )
+    return WeeklyReport(
+        week=week,
+        created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        headline=headline,
+        srm=sample_ratio,
+        arms=arms,
+        segments=segment_rows,
+        learn=learn,
+        models=models,
+        qini=qini,
+        qini_summary=qini_summary,
+        policy_values=policy_values,
+        capacity=capacity,
+        mix=mix,
+        base_rates=base_rates,
+        actions=recommend(arms, segment_rows, capacity, readout.alpha),
+        notes=tuple(all_notes),
+    )

@@ -1,0 +1,186 @@
+"""What a weekly report holds: frozen dataclasses of raw, unrounded numbers.
+
+Only :mod:`uplift.reports.render` rounds and formats; ``to_dict`` gives the same numbers for
+``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from uplift.data.files import to_json_ready
+from uplift.exceptions import SchemaError
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What the interventions of the week did, measured against the randomised holdout.
+
+    ``retained_revenue_protected`` and ``cancellations_avoided`` are totals over the treated
+    orders of the week (see :func:`uplift.reports.measures.headline`); intervals are normal
+    95%. ``return_per_cost`` is the protected revenue per unit of ``cost`` (NaN when nothing
+    was spent).
+    """
+
+    orders: int
+    treated_orders: int
+    holdout_orders: int
+    retained_revenue_protected: float
+    protected_ci_lower: float
+    protected_ci_upper: float
+    cancellations_avoided: float
+    avoided_ci_lower: float
+    avoided_ci_upper: float
+    cost: float
+    return_per_cost: float
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    """The week's sample-ratio check: chi-square of orders per arm against the logged design."""
+
+    statistic: float
+    p_value: float
+    passed: bool
+
+
+@dataclass(frozen=True, eq=False)
+class LearnCheck:
+    """Last week's champion's predicted uplift against this week's measured uplift.
+
+    ``by_arm``: ``arm``, ``n_treated``, ``n_control``, ``predicted``, ``measured``, ``se``,
+    ``ci_lower``, ``ci_upper``, ``z`` ((measured - predicted) / se_total) and ``flagged``.
+    ``by_decile``: ``arm``, ``bucket``, ``predicted``, ``measured``, ``se``, ``ci_lower``,
+    ``ci_upper``, ``covers`` (one row per arm and decile of predicted uplift).
+    ``flagged`` is True when any arm's ``|z|`` passes ``threshold_z``.
+    """
+
+    model_id: str
+    trained_through: str
+    by_arm: pd.DataFrame
+    by_decile: pd.DataFrame
+    threshold_z: float
+    flagged: bool
+
+
+@dataclass(frozen=True, eq=False)
+class ModelChange:
+    """Champion against challenger by doubly-robust policy value on the newest week.
+
+    ``table``: ``role``, ``model_id``, ``learner``, ``trained_through``, ``policy_value``,
+    ``se``, ``ci_lower``, ``ci_upper`` (mean net revenue per order). ``diff`` is challenger
+    minus champion on the same orders (paired) with ``diff_se``.
+    """
+
+    table: pd.DataFrame
+    diff: float
+    diff_se: float
+    promoted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing to change, in plain words: ``kind`` is scale_up, stop, or add_capacity."""
+
+    kind: str
+    arm: str
+    text: str
+    value: float
+
+
+@dataclass(frozen=True, eq=False)
+class WeeklyReport:
+    """Everything the weekly report shows; every table a DataFrame with snake_case columns.
+
+    ``arms``: per-arm readout of the week (``arm``, ``orders``, ``share``, ``expected_share``,
+    ``retention``, ``uplift``, ``ci_lower``, ``ci_upper``, ``p_value``, ``revenue_uplift``).
+    ``segments``: ``segment``, ``level``, ``arm``, ``orders``, ``uplift``, ``ci_lower``,
+    ``ci_upper``. ``qini``: ``arm``, ``share``, ``value`` points; ``qini_summary`` per arm.
+    ``policy_values``: ``policy``, ``value``, ``se``, ``ci_lower``, ``ci_upper``, ``diff``,
+    ``diff_ci_lower``, ``diff_ci_upper`` (against treat-none). ``capacity``: ``arm``,
+    ``capacity``, ``used``, ``shadow_price``. ``mix``: ``feature``, ``level``, ``previous``,
+    ``current``, ``change``. ``base_rates``: ``week``, ``orders``, ``cancel_rate``,
+    ``ci_lower``, ``ci_upper`` of the control arm.
+    """
+
+    week: str
+    created_at: str
+    headline: Headline
+    srm: SampleRatio
+    arms: pd.DataFrame
+    segments: pd.DataFrame
+    learn: LearnCheck | None
+    models: ModelChange | None
+    qini: pd.DataFrame
+    qini_summary: pd.DataFrame
+    policy_values: pd.DataFrame
+    capacity: pd.DataFrame
+    mix: pd.DataFrame
+    base_rates: pd.DataFrame
+    actions: tuple[Action, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every figure of the report as JSON-ready values (unrounded; NaN becomes null)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WeeklyReport:
+        """The report that ``to_dict`` (``report.json``) was made from."""
+        learn, models = data["learn"], data["models"]
+        return cls(
+            week=data["week"],
+            created_at=data["created_at"],
+            headline=_restore(Headline, data["headline"]),
+            srm=_restore(SampleRatio, data["srm"]),
+            arms=pd.DataFrame(data["arms"]),
+            segments=pd.DataFrame(data["segments"]),
+            learn=None if learn is None else _restore(LearnCheck, learn),
+            models=None if models is None else _restore(ModelChange, models),
+            qini=pd.DataFrame(data["qini"]),
+            qini_summary=pd.DataFrame(data["qini_summary"]),
+            policy_values=pd.DataFrame(data["policy_values"]),
+            capacity=pd.DataFrame(data["capacity"]),
+            mix=pd.DataFrame(data["mix"]),
+            base_rates=pd.DataFrame(data["base_rates"]),
+            actions=tuple(Action(**action) for action in data["actions"]),
+            notes=tuple(data["notes"]),
+        )
+
+
+def _restore(kind: type[Any], data: Mapping[str, Any]) -> Any:
+    """A dataclass from its ``_plain`` form: tables back to frames, null floats back to NaN."""
+    values = {}
+    for f in fields(kind):
+        value = data[f.name]
+        if f.type == "pd.DataFrame":
+            value = pd.DataFrame(value)
+        elif f.type == "float" and value is None:
+            value = math.nan
+        values[f.name] = value
+    return kind(**values)
+
+
+def read_report(path: str | Path) -> WeeklyReport:
+    """Read a written report back: ``path`` is its ``report.json`` or the folder holding it."""
+    source = Path(path)
+    source = source / "report.json" if source.is_dir() else source
+    if not source.is_file():
+        raise SchemaError(f"{source}: no report here (write one with `uplift weekly`)")
+    return WeeklyReport.from_dict(json.loads(source.read_text()))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return to_json_ready(value)
