@@ -34,11 +34,13 @@ import pandas as pd
 
 from uplift.data.datasets import IHDP_FEATURES, IHDP_REPLICATIONS, hillstrom_log, load_ihdp
 from uplift.data.log import ExperimentLog
-from uplift.data.simulate import ARM_COSTS, TREATMENT_ARMS, oracle_policy, simulate, true_uplift
+from uplift.data.simulate import ARM_COSTS, TREATMENT_ARMS, simulate, true_uplift
 from uplift.experiment.metrics import sqrt_pehe, uplift_metrics_by_arm
-from uplift.models.bundle import model_inputs, train_uplift
 from uplift.models.catalog import LEARNERS, make_learner
-from uplift.models.diagnose import arm_uplift
+from uplift.models.effects import Effects
+from uplift.models.oracle import oracle_policy
+from uplift.models.training import train_uplift
+from uplift.models.uplift_model import model_inputs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("order", "ihdp", "hillstrom", "speed")
@@ -220,7 +222,7 @@ def part_order(args: argparse.Namespace) -> None:
     train = ExperimentLog.from_frame(simulate(args.orders, seed=1).log)
     world = simulate(args.test_orders, seed=2)
     test = ExperimentLog.from_frame(world.log)
-    true = arm_uplift(true_uplift(world.truth)).set_axis(test.frame.index)
+    true = true_uplift(world.truth).set_axis(test.frame.index)
     value = test.frame["order_value"].to_numpy(float)
     oracle = oracle_policy(world.truth, value)["net_value"].sum()
     data = training(train, "retained")
@@ -234,7 +236,7 @@ def part_order(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
         if model.selection is not None:
             selections.append(model.selection.scores)
-        uplift = arm_uplift(model.predict_effects(X_test))
+        uplift = model.predict_effects(X_test).uplift("retained")
         return {**order_row(uplift, true, value, oracle), "fit s": seconds, "note": model.learner}
 
     def contract(name: str, rows: int | None = None) -> Callable[[], dict[str, Any]]:
@@ -381,16 +383,15 @@ def part_ihdp(args: argparse.Namespace) -> None:
 # Part (c): Hillstrom
 
 
-def hillstrom_qini(effects: pd.DataFrame, test: ExperimentLog) -> dict[str, float]:
+def hillstrom_qini(effects: Effects, test: ExperimentLog) -> dict[str, float]:
     """Held-out Qini coefficient per arm for visit (retained) and spend (revenue)."""
     row = {}
     for outcome, label in (("retained", "visit"), ("revenue", "spend")):
         scores = uplift_metrics_by_arm(
-            effects.set_axis(test.frame.index),
+            effects.uplift(outcome).set_axis(test.frame.index),
             test.frame,
             outcome=outcome,
             control=test.control,
-            prefix=f"{outcome}_uplift_",
         )
         for arm, qini in zip(scores["arm"], scores["qini_coefficient"], strict=True):
             row[f"Qini {label} {arm}"] = float(qini)
@@ -416,12 +417,14 @@ def part_hillstrom(args: argparse.Namespace) -> None:
         }
 
     def contract(name: str) -> dict[str, Any]:
-        parts, seconds = [], 0.0
+        uplifts, seconds = {}, 0.0
         for outcome in ("retained", "revenue"):
-            uplift, took = fit_predict(name, training(train, outcome), X_test)
-            parts.append(uplift.add_prefix(f"{outcome}_uplift_"))
+            uplifts[outcome], took = fit_predict(name, training(train, outcome), X_test)
             seconds += took
-        return {**hillstrom_qini(pd.concat(parts, axis=1), test), "fit s": seconds}
+        effects = Effects(
+            test.control, test.treatment_arms, uplifts["retained"], uplifts["revenue"]
+        )
+        return {**hillstrom_qini(effects, test), "fit s": seconds}
 
     rows = [attempt(f"ours ({DEFAULT})", ours)]
     rows += [attempt(name, partial(contract, name)) for name in CONTRACT_LEARNERS]

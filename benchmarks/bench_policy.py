@@ -28,12 +28,13 @@ HIGHS_ORDERS = 2_000
 
 
 def effects_file(orders: int, folder: Path) -> Path:
-    from uplift.data.simulate import simulate, true_effects
+    from uplift.data.simulate import simulate
+    from uplift.models.oracle import true_effects
 
     world = simulate(orders, weeks=1, seed=2026)
     effects = true_effects(world.truth, world.log["order_value"])
     path = folder / "effects.parquet"
-    effects.to_parquet(path, index=False)
+    effects.to_frame().to_parquet(path, index=False)
     return path
 
 
@@ -65,8 +66,8 @@ def highs_agreement(path: Path, samples: int = 5) -> float:
     from scipy.sparse import coo_matrix, vstack
 
     from uplift.data.simulate import ARM_COSTS
+    from uplift.models.effects import Effects
     from uplift.policy.allocation import allocate
-    from uplift.policy.value import net_value
 
     costs = {a: c for a, c in ARM_COSTS.items() if a != "control"}
     effects = pd.read_parquet(path)
@@ -74,7 +75,7 @@ def highs_agreement(path: Path, samples: int = 5) -> float:
     worst = 0.0
     for _ in range(samples):
         rows = rng.choice(len(effects), HIGHS_ORDERS, replace=False)
-        values = net_value(effects.iloc[rows], costs)
+        values = Effects.from_frame(effects.iloc[rows]).net_value(costs)
         cap = np.array([CAPACITY.get(a, math.inf) / 500 for a in values.arms])  # same tightness
         value = values.value
         n, k = value.shape

@@ -8,6 +8,7 @@ a warning, and that each notebook drew the figures it promises.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -93,3 +94,15 @@ def test_notebook_runs_cleanly(
     assert any(
         "image/png" in o.get("data", {}) or "text/html" in o.get("data", {}) for o in last
     ), f"notebooks/{name}: the last cell shows neither a figure nor a table"
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_notebook_uses_the_public_api_only(name: str) -> None:
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    for cell in _code_cells(notebook):
+        source = "\n".join(
+            line for line in cell.source.splitlines() if not line.startswith(("%", "!"))
+        )
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("uplift"):
+                assert node.module == "uplift", f"{name} imports from {node.module}"

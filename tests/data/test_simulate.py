@@ -20,7 +20,6 @@ from uplift.data.simulate import (
     FEATURES,
     TREATMENT_ARMS,
     SimulatedWorld,
-    oracle_policy,
     pending_orders,
     propensity_matrix,
     simulate,
@@ -28,6 +27,7 @@ from uplift.data.simulate import (
     true_uplift,
 )
 from uplift.exceptions import ConfigError
+from uplift.models.oracle import oracle_policy, true_effects
 
 # Four standard errors: a correct simulator fails one such two-sided check with probability
 # about 6e-5, while a systematic error of a few tenths of a point on 10k+ orders exceeds it.
@@ -196,7 +196,7 @@ def test_logged_policy_targets_payment_problems(logged: SimulatedWorld) -> None:
 
 
 def test_payment_rescue_only_helps_payment_friction(randomised: SimulatedWorld) -> None:
-    uplift = true_uplift(randomised.truth)["retained_uplift_payment_rescue"]
+    uplift = true_uplift(randomised.truth)["payment_rescue"]
     status = randomised.log["payment_status"]
     settled = status.isin(["confirmed", "cash_on_delivery"])
     np.testing.assert_allclose(uplift[settled], 0.0, atol=1e-12)
@@ -205,7 +205,7 @@ def test_payment_rescue_only_helps_payment_friction(randomised: SimulatedWorld) 
 
 
 def test_expedite_only_helps_delayed_orders_with_stock(randomised: SimulatedWorld) -> None:
-    uplift = true_uplift(randomised.truth)["retained_uplift_expedite"]
+    uplift = true_uplift(randomised.truth)["expedite"]
     log = randomised.log
     delay, stock = log["dispatch_delay_days"], log["stock_confidence"]
     no_lever = (delay == 0) | (stock <= 0.5)
@@ -217,11 +217,11 @@ def test_some_actions_harm_some_orders(randomised: SimulatedWorld) -> None:
     uplift = true_uplift(randomised.truth)
     log = randomised.log
     loyal_no_issue = (log["prior_orders"] >= 5) & (log["serviceability"] == "serviceable")
-    assert (uplift["retained_uplift_agent_call"][loyal_no_issue] < 0).mean() > 0.9
-    assert uplift["retained_uplift_agent_call"][log["serviceability"] == "unverified"].mean() > 0.05
+    assert (uplift["agent_call"][loyal_no_issue] < 0).mean() > 0.9
+    assert uplift["agent_call"][log["serviceability"] == "unverified"].mean() > 0.05
     # Announcing a long delay backfires, unless the address is remote (then it sets expectations).
     long_delay = (log["dispatch_delay_days"] >= 5) & (log["serviceability"] != "remote")
-    assert (uplift["retained_uplift_delivery_update"][long_delay] < 0).all()
+    assert (uplift["delivery_update"][long_delay] < 0).all()
 
 
 def test_effects_are_learnable_but_realistic(randomised: SimulatedWorld) -> None:
@@ -235,8 +235,8 @@ def test_revenue_uplift_and_oracle(randomised: SimulatedWorld) -> None:
     truth, value = randomised.truth, randomised.log["order_value"]
     revenue = true_revenue_uplift(truth, value)
     np.testing.assert_allclose(
-        revenue["revenue_uplift_expedite"],
-        true_uplift(truth)["retained_uplift_expedite"] * value,
+        revenue["expedite"],
+        true_uplift(truth)["expedite"] * value,
     )
     oracle = oracle_policy(truth, value)
     net = revenue.to_numpy() - [ARM_COSTS[a] for a in TREATMENT_ARMS]
@@ -395,10 +395,8 @@ def test_log_reads_as_a_canonical_experiment_log(tmp_path: Path) -> None:
 
 
 def test_true_effects_are_what_a_model_that_knew_the_truth_would_predict() -> None:
-    from uplift.data.simulate import true_effects
-
     world = simulate(500, weeks=1, seed=4)
-    effects = true_effects(world.truth, world.log["order_value"])
+    effects = true_effects(world.truth, world.log["order_value"]).to_frame()
     p = world.truth
     np.testing.assert_allclose(effects["retained_base"], 1 - p["p_cancel_control"])
     np.testing.assert_allclose(

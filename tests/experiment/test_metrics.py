@@ -304,9 +304,7 @@ def test_uplift_metrics_by_arm_scores_each_arm_against_control() -> None:
             "propensity": rng.uniform(0.2, 0.6, n),
         }
     )
-    effects = pd.DataFrame(
-        {"retained_uplift_sms": rng.random(n), "retained_uplift_call": rng.random(n)}
-    )
+    effects = pd.DataFrame({"sms": rng.random(n), "call": rng.random(n)})
     table = uplift_metrics_by_arm(effects, log, ks=(0.1, 0.25))
     assert list(table.columns) == [
         "arm",
@@ -321,7 +319,7 @@ def test_uplift_metrics_by_arm_scores_each_arm_against_control() -> None:
     for arm in ("sms", "call"):
         rows = log["arm"].isin([arm, "control"]).to_numpy()
         args = (
-            effects[f"retained_uplift_{arm}"][rows],
+            effects[arm][rows],
             log["retained"][rows],
             log["arm"][rows] == arm,
         )
@@ -336,10 +334,10 @@ def test_uplift_metrics_by_arm_scores_each_arm_against_control() -> None:
 
 def test_uplift_metrics_by_arm_rejects_misaligned_effects() -> None:
     log = pd.DataFrame({"arm": ["control", "sms"], "retained": [1, 0]})
-    effects = pd.DataFrame({"retained_uplift_sms": [0.1, 0.2]}, index=[5, 6])
+    effects = pd.DataFrame({"sms": [0.1, 0.2]}, index=[5, 6])
     with pytest.raises(SchemaError, match="indexed like the log"):
         uplift_metrics_by_arm(effects, log)
-    with pytest.raises(SchemaError, match="no column 'retained_uplift_sms'"):
+    with pytest.raises(SchemaError, match="no column for arm 'sms'"):
         uplift_metrics_by_arm(effects.reset_index(drop=True).rename(columns=str.upper), log)
     with pytest.raises(SchemaError, match=r"control arm 'ctrl'; arms: \['control', 'sms'\]"):
         uplift_metrics_by_arm(effects.reset_index(drop=True), log, control="ctrl")

@@ -165,8 +165,8 @@ def test_killed_commands_rerun_to_the_same_state(tmp_path: Path) -> None:
     assert len(boosters(killed)) >= 12  # both models: six arms each
     orders = pending.head(10_000)
     pd.testing.assert_frame_equal(
-        load_model(killed / "model").predict_effects(orders),
-        load_model(reference / "model").predict_effects(orders),
+        load_model(killed / "model").predict_effects(orders).to_frame(),
+        load_model(reference / "model").predict_effects(orders).to_frame(),
         check_exact=True,
     )
     pd.testing.assert_frame_equal(

@@ -14,8 +14,6 @@ from uplift.data.simulate import FEATURES, simulate, true_uplift
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.models.diagnose import (
     ArmReasons,
-    arm_uplift,
-    best_arms,
     explain_arms,
     segment_table,
 )
@@ -36,7 +34,7 @@ EFFECT_KEPT = 0.80
 def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     sim = simulate(ORDERS, weeks=2, seed=7)
     features = sim.log[[*FEATURES, "order_value"]]
-    return features, arm_uplift(true_uplift(sim.truth))
+    return features, true_uplift(sim.truth)
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +156,6 @@ def test_chosen_arms_are_explained_as_given(world: tuple[pd.DataFrame, pd.DataFr
     pd.testing.assert_frame_equal(result.orders, again.orders)
 
 
-def test_best_arms_uses_control_when_nothing_helps() -> None:
-    effects = pd.DataFrame({"a": [0.1, -0.2, 0.0], "b": [0.3, -0.1, 0.0]}, index=[5, 6, 7])
-    best = best_arms(effects, control="none")
-    assert best.tolist() == ["b", "none", "none"]
-    assert best.index.tolist() == [5, 6, 7]
-
-
 def test_numeric_bins_are_quantiles_with_counts() -> None:
     features = pd.DataFrame({"stock_confidence": np.linspace(0.0, 1.0, 400)})
     effects = pd.DataFrame({"expedite": features["stock_confidence"] - 0.5})
@@ -176,17 +167,6 @@ def test_numeric_bins_are_quantiles_with_counts() -> None:
     assert worst["mean_effect"] == pytest.approx(effects["expedite"].iloc[:100].mean())
 
 
-def test_arm_uplift_selects_outcome_columns() -> None:
-    effects = pd.DataFrame(
-        {"retained_uplift_a": [0.1], "revenue_uplift_a": [5.0], "retained_base": [0.9]}
-    )
-    assert arm_uplift(effects, "revenue").to_dict("list") == {"a": [5.0]}
-    with pytest.raises(SchemaError, match="no column starts with 'retained_uplift_'"):
-        arm_uplift(effects[["revenue_uplift_a"]])
-    with pytest.raises(ConfigError, match="outcome must be one of"):
-        arm_uplift(effects, "cancelled")  # type: ignore[arg-type]
-
-
 def test_inputs_are_checked() -> None:
     features = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
     effects = pd.DataFrame({"a": [0.1, np.nan, 0.2]})
@@ -195,7 +175,7 @@ def test_inputs_are_checked() -> None:
     with pytest.raises(SchemaError, match="must share the same index"):
         segment_table(features, effects.iloc[:2])
     with pytest.raises(SchemaError, match="'control' is the control arm"):
-        best_arms(pd.DataFrame({"control": [0.1]}))
+        explain_arms(features.iloc[:1], pd.DataFrame({"control": [0.1]}))
     clean = effects.fillna(0.0)
     with pytest.raises(SchemaError, match=r"chosen: arms outside \['control', 'a'\]"):
         explain_arms(features, clean, chosen=pd.Series(["a", "b", "a"]))

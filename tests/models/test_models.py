@@ -15,6 +15,7 @@ from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, NotFittedError, SchemaError
 from uplift.models import LEARNERS, make_learner, train_uplift
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FitData
+from uplift.models.effects import Effects
 from uplift.models.learners import (
     DRLearner,
     TLearner,
@@ -22,7 +23,6 @@ from uplift.models.learners import (
     inverse_propensity_weights,
 )
 from uplift.models.propensity import arm_probabilities, pairwise
-from uplift.models.select import best_arms
 
 OURS = ("t_lgbm", "s_lgbm", "dr_lgbm")
 THIRD_PARTY = tuple(name for name in LEARNERS if name not in OURS)
@@ -191,11 +191,11 @@ def test_arm_probabilities_targeting_log_keeps_logged_propensity() -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
 
-def test_best_arms_picks_highest_net_value_or_control() -> None:
-    effects = pd.DataFrame(
-        {"revenue_uplift_a": [5.0, 1.0, 3.0], "revenue_uplift_b": [4.0, 0.5, 9.0]}
+def test_best_arm_picks_highest_net_value_or_control() -> None:
+    effects = Effects.from_frame(
+        pd.DataFrame({"revenue_uplift_a": [5.0, 1.0, 3.0], "revenue_uplift_b": [4.0, 0.5, 9.0]})
     )
-    arms = best_arms(effects, {"a": 2.0, "b": 5.5}, "control", "revenue_uplift_")
+    arms = effects.best_arm({"a": 2.0, "b": 5.5})
     # Net values: a = 3, -1, 1; b = -1.5, -5, 3.5.
     assert list(arms) == ["a", "control", "b"]
 
@@ -212,7 +212,7 @@ def log() -> ExperimentLog:
 
 def test_predict_effects_columns_and_revenue_identity(log: ExperimentLog) -> None:
     model = train_uplift(log, learner="dr_lgbm")
-    effects = model.predict_effects(log.frame)
+    effects = model.predict_effects(log.frame).to_frame()
     arms = log.treatment_arms
     assert list(effects.columns) == [
         *(f"retained_uplift_{a}" for a in arms),
@@ -280,7 +280,7 @@ def test_revenue_only_log_gives_revenue_uplift_only() -> None:
     frame = world.log.drop(columns=["cancelled", "order_value"])
     revenue_log = ExperimentLog.from_frame(frame)
     model = train_uplift(revenue_log, learner="t_lgbm")
-    effects = model.predict_effects(revenue_log.frame)
+    effects = model.predict_effects(revenue_log.frame).to_frame()
     assert list(effects.columns) == [f"revenue_uplift_{a}" for a in revenue_log.treatment_arms]
     assert np.isfinite(effects.to_numpy()).all()
     with pytest.raises(SchemaError, match="no retained outcome"):

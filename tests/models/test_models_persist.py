@@ -72,7 +72,10 @@ def _as_categories(frame: pd.DataFrame) -> pd.DataFrame:
 def _assert_same_predictions(a: UpliftModel, b: UpliftModel, frame: pd.DataFrame) -> None:
     for orders in (frame, _as_categories(frame)):
         pd.testing.assert_frame_equal(
-            a.predict_effects(orders), b.predict_effects(orders), rtol=0, atol=1e-12
+            a.predict_effects(orders).to_frame(),
+            b.predict_effects(orders).to_frame(),
+            rtol=0,
+            atol=1e-12,
         )
         outcomes = ("retained", "revenue") if a.revenue_model is None else ("revenue",)
         for outcome in outcomes:
@@ -145,7 +148,7 @@ def test_round_trip_predicts_the_same(log: ExperimentLog, model: UpliftModel, sa
     assert loaded.training == model.training
     again = train_uplift(log, learner="t_lgbm", costs={"expedite": 5.0})
     pd.testing.assert_frame_equal(
-        loaded.predict_effects(log.frame), again.predict_effects(log.frame)
+        loaded.predict_effects(log.frame).to_frame(), again.predict_effects(log.frame).to_frame()
     )
 
 

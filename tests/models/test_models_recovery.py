@@ -14,14 +14,14 @@ from uplift.data.simulate import (
     ARM_COSTS,
     TREATMENT_ARMS,
     SimulatedWorld,
-    oracle_policy,
     simulate,
     true_revenue_uplift,
     true_uplift,
 )
 from uplift.models import make_learner, train_uplift
+from uplift.models.effects import Effects
 from uplift.models.evaluate import evaluate_model
-from uplift.models.select import best_arms
+from uplift.models.oracle import oracle_policy
 
 COSTS = {arm: cost for arm, cost in ARM_COSTS.items() if arm != "control"}
 # Correlation of predicted with true uplift on fresh orders, per arm. A model that learned only
@@ -43,14 +43,12 @@ def fresh() -> SimulatedWorld:
     return simulate(20_000, weeks=1, seed=99, start_week="2026-W45")
 
 
-def _net_value_captured(effects: pd.DataFrame, world: SimulatedWorld) -> tuple[float, float]:
+def _net_value_captured(effects: Effects, world: SimulatedWorld) -> tuple[float, float]:
     """True net value of the model's policy and of the oracle's, summed over the orders."""
     log, truth = world.log, world.truth
-    chosen = best_arms(effects, COSTS, "control", "revenue_uplift_")
+    chosen = effects.best_arm(COSTS)
     revenue = true_revenue_uplift(truth, log["order_value"])
-    net = np.column_stack(
-        [np.zeros(len(log))] + [revenue[f"revenue_uplift_{a}"] - COSTS[a] for a in TREATMENT_ARMS]
-    )
+    net = np.column_stack([np.zeros(len(log))] + [revenue[a] - COSTS[a] for a in TREATMENT_ARMS])
     column = pd.Index(["control", *TREATMENT_ARMS]).get_indexer(chosen)
     model = float(net[np.arange(len(log)), column].sum())
     oracle = float(oracle_policy(truth, log["order_value"], ARM_COSTS)["net_value"].sum())
@@ -67,8 +65,7 @@ def test_default_learner_recovers_uplift_and_value(
     effects = model.predict_effects(fresh.log)
     truth = true_uplift(fresh.truth)
     correlation = [
-        np.corrcoef(effects[f"retained_uplift_{arm}"], truth[f"retained_uplift_{arm}"])[0, 1]
-        for arm in TREATMENT_ARMS
+        np.corrcoef(effects.uplift("retained")[arm], truth[arm])[0, 1] for arm in TREATMENT_ARMS
     ]
     assert min(correlation) > MIN_CORRELATION, correlation
     assert np.mean(correlation) > MIN_MEAN_CORRELATION, correlation
@@ -88,7 +85,7 @@ def test_targeting_log_is_not_biased_with_its_propensities(learner: str) -> None
         # Tolerance: 3 standard errors of a difference in retention rates between the arm's
         # and control's orders; the estimate cannot be more precise than that comparison.
         se = np.sqrt(rate * (1 - rate) * (1 / (arms == arm).sum() + 1 / (arms == "control").sum()))
-        bias = effects[f"retained_uplift_{arm}"].mean() - truth[f"retained_uplift_{arm}"].mean()
+        bias = effects.uplift("retained")[arm].mean() - truth[arm].mean()
         assert abs(bias) < 3 * se, (arm, bias, se)
 
 

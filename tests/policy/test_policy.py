@@ -17,11 +17,13 @@ from scipy.sparse import coo_matrix, vstack
 from typer.testing import CliRunner
 
 from uplift.cli import app
-from uplift.data.simulate import ARM_COSTS, simulate, true_effects
+from uplift.data.simulate import ARM_COSTS, simulate
 from uplift.exceptions import ConfigError, SchemaError
+from uplift.models.effects import Effects, NetValue, as_effects
+from uplift.models.oracle import true_effects
 from uplift.policy.allocation import allocate
+from uplift.policy.baselines import pending_payment_rule, treat_all, treat_none
 from uplift.policy.ranking import rank_orders, with_reasons
-from uplift.policy.value import best_arm, net_value, pending_payment_rule, treat_all, treat_none
 
 # HiGHS and our dual both solve to float precision; 1e-6 relative is the bar.
 LP_RTOL = 1e-6
@@ -119,6 +121,18 @@ def test_allocate_fills_identical_orders_exactly_to_capacity():
 
 # --------------------------------------------------------------------------------------------
 # Net value and the queue
+
+
+def net_value(
+    effects: Effects | pd.DataFrame,
+    costs: dict[str, float] | None = None,
+    vouchers: dict[str, float] | None = None,
+) -> NetValue:
+    return as_effects(effects).net_value(costs, vouchers)
+
+
+def best_arm(effects: Effects | pd.DataFrame, costs: dict[str, float]) -> np.ndarray:
+    return as_effects(effects).best_arm(costs)
 
 
 def _effects(n: int, seed: int, k: int = 3) -> pd.DataFrame:
@@ -247,7 +261,7 @@ def test_explore_share_respects_a_small_capacity_and_records_its_rationing():
 @pytest.fixture(scope="module")
 def world() -> tuple[pd.DataFrame, np.ndarray]:
     sim = simulate(20_000, weeks=1, seed=11)
-    effects = true_effects(sim.truth, sim.log["order_value"])
+    effects = true_effects(sim.truth, sim.log["order_value"]).to_frame()
     true_net = np.column_stack([np.zeros(len(effects)), net_value(effects, COSTS).value])
     return effects, true_net
 

@@ -37,12 +37,8 @@ def world() -> tuple[ExperimentLog, pd.DataFrame]:
 
 
 def truth_effects(log: ExperimentLog, truth: pd.DataFrame, shift: float = 0.0) -> pd.DataFrame:
-    """A model that knows the truth (plus ``shift``): retained and revenue uplift, base rate."""
-    uplift = true_uplift(truth) + shift
-    revenue = uplift.mul(log.frame["order_value"].to_numpy(), axis=0)
-    revenue.columns = [c.replace("retained_", "revenue_") for c in uplift.columns]
-    base = pd.DataFrame({"retained_base": 1 - truth[f"p_cancel_{CONTROL}"]})
-    return pd.concat([uplift, revenue, base], axis=1).set_axis(log.frame.index)
+    """A model that knows the truth (plus ``shift``): retained uplift per order and arm."""
+    return (true_uplift(truth) + shift).set_axis(log.frame.index)
 
 
 def test_headline_covers_the_true_protected_revenue(
@@ -82,7 +78,7 @@ def test_arm_values_cover_the_truth_and_add_up_to_the_headline(
     value = log.frame["order_value"]
     for arm, row in table.iterrows():
         rows = log.frame["arm"] == arm
-        target = float((uplift.loc[rows, f"retained_uplift_{arm}"] * value[rows]).sum())
+        target = float((uplift.loc[rows, arm] * value[rows]).sum())
         se = (row["protected_ci_upper"] - row["protected_ci_lower"]) / (2 * 1.959964)
         # Same 3-standard-error band as the headline: sampling noise only.
         assert abs(row["protected"] - target) < 3 * se, (arm, row["protected"], target)
@@ -144,7 +140,7 @@ def test_well_specified_model_is_rarely_flagged() -> None:
         model = train_uplift(train, learner="t_lgbm", seed=seed)
         check = measures.learn_check(
             week,
-            model.predict_effects(week.frame),
+            model.predict_effects(week.frame).uplift("retained"),
             model_id="m",
             trained_through="w",
             train_orders=len(train),

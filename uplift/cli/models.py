@@ -126,7 +126,7 @@ def predict(
     )
     from uplift.data.log import ColumnMap, read_frame
     from uplift.models import load_model
-    from uplift.models.bundle import predict_table
+    from uplift.models.uplift_model import predict_table
 
     check_table_suffix(out)
     inputs = {"ORDERS": orders_path, "--model-dir": model_dir}
@@ -134,12 +134,17 @@ def predict(
     model = load_model(model_dir, trust=trust_model)
     frame = ColumnMap.parse(mapping or []).apply(read_frame(orders_path), str(orders_path))
     effects = predict_table(model, frame, source=str(orders_path))
-    means = {str(k): float(v) for k, v in effects.drop(columns="order_id").mean().items()}
-    payload = {"orders": len(effects), "out": str(out), "mean": means}
+    table = effects.to_frame().reset_index(drop=True)
+    means = {str(k): float(v) for k, v in table.drop(columns="order_id").mean().items()}
+    payload = {"orders": len(table), "out": str(out), "mean": means, "control": model.control}
     write_outputs(
-        table_output(effects, out),
+        table_output(table, out, effects.metadata()),
         json_output(payload, json_path) if json_path is not None else None,
     )
-    make_console().print(
-        f"wrote {len(effects):,} orders x {len(model.treatment_arms)} arms to {out}"
-    )
+    console = make_console()
+    console.print(f"wrote {len(table):,} orders x {len(model.treatment_arms)} arms to {out}")
+    if out.suffix.lower() == ".csv" and model.control != "control":
+        console.print(
+            f"note: a CSV file cannot record the control arm; rank these effects with "
+            f"--control {model.control!r} (a .parquet file records it)"
+        )

@@ -15,6 +15,7 @@ from uplift.exceptions import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from uplift.models.effects import Effects
     from uplift.policy.ranking import Assignment
 
 
@@ -55,6 +56,14 @@ def rank(
     ] = None,
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control",
+            help="Control arm of an --effects file that does not record it (CSV, or written "
+            "before effects files named it); default: control.",
+        ),
+    ] = None,
 ) -> None:
     from uplift.data.files import (
         check_outputs,
@@ -66,7 +75,6 @@ def rank(
     from uplift.data.log import read_frame
     from uplift.models import read_card
     from uplift.policy.ranking import check_order_arms, check_unique_ids, explain_queue, rank_orders
-    from uplift.policy.value import effect_arms
 
     check_table_suffix(out)
     if (model_dir is None) == (effects_path is None):
@@ -81,8 +89,8 @@ def rank(
     orders = read_frame(orders_path)
     if "order_id" in orders.columns:
         check_unique_ids(orders["order_id"], str(orders_path))
-    effects, control = _effects(orders, orders_path, model_dir, effects_path, trust_model)
-    check_order_arms(orders, effect_arms(effects), control, source=str(orders_path))
+    effects = _effects(orders, orders_path, model_dir, effects_path, trust_model, control)
+    check_order_arms(orders, effects.treatment_arms, effects.control, source=str(orders_path))
     costs = {**_design_costs(design), **parse_numbers(cost, "--cost")}
     vouchers = parse_numbers(voucher, "--voucher")
     assignment = rank_orders(
@@ -94,7 +102,6 @@ def rank(
         holdout=holdout,
         explore=explore,
         seed=seed,
-        control=control,
     )
     queue = assignment.queue
     if model_dir is not None:
@@ -113,21 +120,25 @@ def _effects(
     model_dir: Path | None,
     effects_path: Path | None,
     trust_model: bool,
-) -> tuple[pd.DataFrame, str]:
-    """Predicted effects of every order, keyed by order_id, and the control arm's name."""
+    control: str | None,
+) -> Effects:
+    """Predicted effects of every order, keyed by order_id."""
     if model_dir is not None:
         from uplift.models import load_model
-        from uplift.models.bundle import predict_table
+        from uplift.models.uplift_model import predict_table
 
+        if control is not None:
+            raise ConfigError("--control names the control arm of an --effects file only")
         model = load_model(model_dir, trust=trust_model)
-        return predict_table(model, orders, source=str(source)), model.control
-    return _read_effects(orders, source, Path(str(effects_path))), "control"
+        return predict_table(model, orders, source=str(source))
+    return _read_effects(orders, source, Path(str(effects_path)), control)
 
 
-def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFrame:
+def _read_effects(orders: pd.DataFrame, source: Path, path: Path, control: str | None) -> Effects:
     """The rows of a precomputed effects file for the orders of ``source``, in their order."""
     from uplift.data.log import read_frame
     from uplift.exceptions import SchemaError, describe_rows
+    from uplift.models.effects import read_effects
     from uplift.policy.ranking import check_unique_ids
 
     effects = read_frame(path)
@@ -141,7 +152,8 @@ def _read_effects(orders: pd.DataFrame, source: Path, path: Path) -> pd.DataFram
             f"{path}: no effects for the orders of {source} in "
             f"{describe_rows(orders.index[missing] + 1)}"
         )
-    return effects.set_index("order_id").loc[orders["order_id"]].reset_index()
+    rows = effects.set_index("order_id").loc[orders["order_id"]].reset_index()
+    return read_effects(path, rows, control=control)
 
 
 def _design_costs(design: Path | None) -> dict[str, float]:

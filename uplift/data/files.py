@@ -205,13 +205,24 @@ def write_outputs(*outputs: Output | None) -> list[Path]:
 # Tables and JSON
 
 
-def table_output(frame: pd.DataFrame, path: str | Path) -> Output:
-    """``frame`` as CSV or Parquet (by suffix), for :func:`write_outputs`."""
+def table_output(
+    frame: pd.DataFrame, path: str | Path, metadata: Mapping[bytes, bytes] | None = None
+) -> Output:
+    """``frame`` as CSV or Parquet (by suffix), for :func:`write_outputs`.
+
+    ``metadata`` goes into a Parquet file's schema metadata (a CSV file has nowhere to keep it).
+    """
     check_table_suffix(path)
     parquet = Path(path).suffix.lower() == ".parquet"
 
     def write(tmp: Path) -> None:
-        if parquet:
+        if parquet and metadata:
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            merged = {**(table.schema.metadata or {}), **metadata}
+            pq.write_table(table.replace_schema_metadata(merged), tmp)
+        elif parquet:
             frame.to_parquet(tmp, index=False)
         else:
             # pyarrow's writer is about ten times faster than pandas' on million-row frames.

@@ -222,10 +222,12 @@ def simulate(
 
 
 def true_uplift(truth: pd.DataFrame) -> pd.DataFrame:
-    """True retained uplift per treatment arm: P(cancel | control) - P(cancel | arm)."""
+    """True retained uplift per treatment arm (a column per arm): P(cancel | control) -
+    P(cancel | arm)."""
     p_cancel = truth[[f"p_cancel_{a}" for a in ARMS]].to_numpy()
-    columns = [f"retained_uplift_{a}" for a in TREATMENT_ARMS]
-    return pd.DataFrame(p_cancel[:, :1] - p_cancel[:, 1:], index=truth.index, columns=columns)
+    return pd.DataFrame(
+        p_cancel[:, :1] - p_cancel[:, 1:], index=truth.index, columns=list(TREATMENT_ARMS)
+    )
 
 
 def true_revenue_uplift(truth: pd.DataFrame, order_value: pd.Series | np.ndarray) -> pd.DataFrame:
@@ -235,52 +237,12 @@ def true_revenue_uplift(truth: pd.DataFrame, order_value: pd.Series | np.ndarray
         raise ConfigError(
             f"order_value must hold one value per truth row ({len(truth)}); got shape {value.shape}"
         )
-    revenue = true_uplift(truth).to_numpy() * value[:, None]
-    columns = [f"revenue_uplift_{a}" for a in TREATMENT_ARMS]
-    return pd.DataFrame(revenue, index=truth.index, columns=columns)
+    return true_uplift(truth).mul(value, axis=0)
 
 
-def true_effects(truth: pd.DataFrame, order_value: pd.Series | np.ndarray) -> pd.DataFrame:
-    """What a model that knew the truth would predict: the columns ``uplift predict`` writes.
-
-    ``order_id``, ``retained_uplift_<arm>`` and ``revenue_uplift_<arm>`` for every treatment
-    arm, and ``retained_base`` (P(retained | control)), indexed like ``truth``.
-    """
-    return pd.concat(
-        [
-            truth[["order_id"]],
-            true_uplift(truth),
-            true_revenue_uplift(truth, order_value),
-            (1 - truth[f"p_cancel_{CONTROL}"]).rename("retained_base"),
-        ],
-        axis=1,
-    )
-
-
-def oracle_policy(
-    truth: pd.DataFrame,
-    order_value: pd.Series | np.ndarray,
-    costs: dict[str, float] | None = None,
-) -> pd.DataFrame:
-    """The best arm per order by true net value (revenue uplift - cost); control when none pays.
-
-    Returns ``order_id``, ``arm`` and ``net_value`` (0 for control), indexed like ``truth``.
-    """
-    costs = ARM_COSTS if costs is None else costs
-    unknown = sorted(set(TREATMENT_ARMS) - set(costs))
-    if unknown:
-        raise ConfigError(f"costs must name every treatment arm; missing {unknown}")
-    revenue = true_revenue_uplift(truth, order_value).to_numpy()
-    net = np.column_stack([np.zeros(len(truth)), revenue - [costs[a] for a in TREATMENT_ARMS]])
-    best = net.argmax(axis=1)
-    return pd.DataFrame(
-        {
-            "order_id": truth["order_id"].to_numpy(),
-            "arm": _labels(ARMS, best),
-            "net_value": net[np.arange(len(truth)), best],
-        },
-        index=truth.index,
-    )
+def true_retention(truth: pd.DataFrame) -> pd.Series:
+    """True P(retained | control) per order."""
+    return (1 - truth[f"p_cancel_{CONTROL}"]).rename("retained_base")
 
 
 def propensity_matrix(truth: pd.DataFrame) -> pd.DataFrame:

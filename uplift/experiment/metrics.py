@@ -26,6 +26,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
+from uplift.experiment.weighted import estimates, sufficient_statistics
 
 FloatArray = NDArray[np.float64]
 
@@ -229,21 +230,20 @@ def _k_column(k: float) -> str:
 
 
 def uplift_metrics_by_arm(
-    effects: pd.DataFrame,
+    uplift: pd.DataFrame,
     log: pd.DataFrame,
     *,
     outcome: str = "retained",
     control: str = "control",
-    prefix: str = "retained_uplift_",
     ks: Sequence[float] = (0.1, 0.2, 0.3),
 ) -> pd.DataFrame:
     """Score every treatment arm's predicted uplift against that arm's and control's rows.
 
     Parameters
     ----------
-    effects
-        Predicted uplift per order, one column ``f"{prefix}{arm}"`` per treatment arm, indexed
-        like ``log`` (e.g. the output of ``UpliftModel.predict_effects``).
+    uplift
+        Predicted uplift per order, one column per treatment arm (named by the arm), indexed
+        like ``log`` (e.g. ``UpliftModel.predict_effects(log).uplift("retained")``).
     log
         The log: columns ``arm``, ``outcome`` and, when present, ``propensity`` (the logged
         arm's probability), which gives weights ``1 / propensity``.
@@ -260,7 +260,7 @@ def uplift_metrics_by_arm(
     for column in ("arm", outcome):
         if column not in log.columns:
             raise SchemaError(f"log has no column {column!r}; columns: {list(log.columns)}")
-    if not effects.index.equals(log.index):
+    if not uplift.index.equals(log.index):
         raise SchemaError(
             "effects must be indexed like the log (same rows, same order); "
             "predict on the log's rows or align both frames before scoring"
@@ -272,12 +272,11 @@ def uplift_metrics_by_arm(
     weights = 1 / log["propensity"].to_numpy(float) if "propensity" in log.columns else None
     rows = []
     for arm in sorted({str(a) for a in arms} - {control}):
-        column = f"{prefix}{arm}"
-        if column not in effects.columns:
-            raise SchemaError(f"effects has no column {column!r} for arm {arm!r}")
+        if arm not in uplift.columns:
+            raise SchemaError(f"predicted uplift has no column for arm {arm!r}")
         mask = (arms == arm) | (arms == control)
         cum = _cumulative(
-            effects[column].to_numpy(float)[mask],
+            uplift[arm].to_numpy(float)[mask],
             log[outcome].to_numpy(float)[mask],
             arms[mask] == arm,
             None if weights is None else weights[mask],
@@ -339,16 +338,10 @@ class Calibration:
 
 
 def _group_stats(frame: pd.DataFrame, keys: str) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Weighted mean, sandwich variance of that mean, and count per group of ``keys``."""
-    grouped = frame.groupby(keys, sort=True)
-    sums = grouped[["w", "wy"]].sum()
-    mean = sums["wy"] / sums["w"]
-    resid2 = frame["w"] ** 2 * (frame["y"] - frame[keys].map(mean)) ** 2
-    count = grouped["w"].size()
-    # Sandwich variance of a weighted mean, scaled by n / (n - 1): with equal weights it is
-    # exactly the Welch term s^2 / n.
-    var = resid2.groupby(frame[keys]).sum() / sums["w"] ** 2 * count / (count - 1)
-    return mean, var.where(count > 1), count
+    """Weighted mean, sandwich variance of that mean (NaN for one row), and count per group."""
+    moments = sufficient_statistics(frame[[keys, "w", "y"]], [keys], {"y": "y"}, weight="w")
+    stats = estimates(moments, ["y"]).set_index(keys)
+    return stats["mean_y"], stats["var_y"], stats["n"]
 
 
 def calibration_by_bucket(
@@ -380,7 +373,7 @@ def calibration_by_bucket(
             "w": w,
         }
     )
-    frame["wy"], frame["wp"] = w * yv, w * pred
+    frame["wp"] = w * pred
     frame["key"] = frame["bucket"] * 2 + t  # one key per bucket and arm
     mean, var, count = _group_stats(frame, "key")
     by_bucket = frame.groupby("bucket", sort=True)

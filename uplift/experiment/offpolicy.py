@@ -28,7 +28,7 @@ Swaminathan and Joachims (2015), "The self-normalized estimator for counterfactu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -271,6 +271,109 @@ def baseline_policies(
     return policies
 
 
+@dataclass(frozen=True, eq=False)
+class PolicyComparison:
+    """Several named policies valued on one log, each against any other, paired.
+
+    Per-order contributions are computed once per policy and estimator, so a difference to
+    any baseline (:meth:`versus`) averages the per-order differences of the two policies'
+    contributions: its interval accounts for their being measured on the same orders (it is
+    much narrower than combining the two intervals as if independent).
+    """
+
+    setup: _Setup
+    estimators: tuple[Estimator, ...]
+    control: str
+    _memo: dict[tuple[str, Estimator], FloatArray] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """The names of the policies, in the order given."""
+        return tuple(self.setup.matrices)
+
+    def contributions(self, name: str, estimator: Estimator) -> FloatArray:
+        """Per-order contributions of policy ``name`` to its ``estimator`` value."""
+        return self._cached(name, estimator)
+
+    def versus(self, baseline: str) -> pd.DataFrame:
+        """Every policy's value and its paired difference to ``baseline``.
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per policy and estimator: ``policy``, ``estimator``, ``value``, ``se``,
+            ``ci_lower``, ``ci_upper`` (mean value per order net of costs, normal 95%),
+            ``diff``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (against
+            ``baseline``), ``treated_share`` (expected share of orders given a non-control
+            arm), ``cost`` (mean cost per order), ``n_matched`` (expected number of logged
+            orders whose arm the policy would also pick: the orders IPW learns from) and ``n``.
+        """
+        if baseline not in self.setup.matrices:
+            raise ConfigError(
+                f"baseline policy {baseline!r} is not among the policies {list(self.policies)}; "
+                "add it (see baseline_policies) or pass baseline=<name>"
+            )
+        treated = np.array([arm != self.control for arm in self.setup.data.arms])
+        rows = []
+        for estimator in self.estimators:
+            reference = self._cached(baseline, estimator)
+            for name, matrix in self.setup.matrices.items():
+                contributions = self._cached(name, estimator)
+                value, se, lower, upper = _summary(contributions)
+                diff, diff_se, diff_lower, diff_upper = _summary(contributions - reference)
+                rows.append(
+                    {
+                        "policy": name,
+                        "estimator": estimator,
+                        "value": value,
+                        "se": se,
+                        "ci_lower": lower,
+                        "ci_upper": upper,
+                        "diff": diff,
+                        "diff_se": diff_se,
+                        "diff_ci_lower": diff_lower,
+                        "diff_ci_upper": diff_upper,
+                        "treated_share": float(matrix[:, treated].sum(axis=1).mean()),
+                        "cost": float((matrix @ self.setup.cost).mean()),
+                        "n_matched": float(
+                            matrix[np.arange(len(matrix)), self.setup.data.logged].sum()
+                        ),
+                        "n": len(matrix),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def best(self, among: Sequence[str], estimator: Estimator = "dr") -> str:
+        """The policy of highest ``estimator`` value among ``among``."""
+        values = [float(self._cached(name, estimator).mean()) for name in among]
+        return among[int(np.argmax(values))]
+
+    def _cached(self, name: str, estimator: Estimator) -> FloatArray:
+        key = (name, estimator)
+        if key not in self._memo:
+            self._memo[key] = self.setup.contributions(name, estimator)
+        return self._memo[key]
+
+
+def value_policies(
+    log: pd.DataFrame,
+    policies: Mapping[str, PolicyLike],
+    *,
+    outcome: str = "revenue",
+    mu: pd.DataFrame | None = None,
+    costs: Mapping[str, float] | None = None,
+    estimators: Sequence[Estimator] = ESTIMATORS,
+    control: str = "control",
+) -> PolicyComparison:
+    """Value several named policies on one log (see :class:`PolicyComparison`)."""
+    for estimator in estimators:
+        check_option("estimator", estimator, ESTIMATORS)
+    setup = _setup(log, policies, outcome, mu, costs)
+    return PolicyComparison(setup, tuple(estimators), control)
+
+
 def compare_policies(
     log: pd.DataFrame,
     policies: Mapping[str, PolicyLike],
@@ -284,50 +387,15 @@ def compare_policies(
 ) -> pd.DataFrame:
     """Value several named policies on one log, each also as a difference to ``baseline``.
 
-    The difference of a policy to the baseline averages the per-order differences of the two
-    policies' contributions, so its interval accounts for their being measured on the same
-    orders (it is much narrower than combining the two intervals as if independent).
-
-    Returns
-    -------
-    pd.DataFrame
-        One row per policy and estimator: ``policy``, ``estimator``, ``value``, ``se``,
-        ``ci_lower``, ``ci_upper`` (mean value per order net of costs, normal 95%),
-        ``diff``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (against ``baseline``),
-        ``treated_share`` (expected share of orders given a non-control arm), ``cost``
-        (mean cost per order), ``n_matched`` (expected number of logged orders whose arm the
-        policy would also pick: the orders IPW learns from) and ``n``.
+    The table of :meth:`PolicyComparison.versus`.
     """
-    if baseline not in policies:
-        raise ConfigError(
-            f"baseline policy {baseline!r} is not among the policies {list(policies)}; "
-            "add it (see baseline_policies) or pass baseline=<name>"
-        )
-    setup = _setup(log, policies, outcome, mu, costs)
-    treated = np.array([arm != control for arm in setup.data.arms])
-    rows = []
-    for estimator in estimators:
-        reference = setup.contributions(baseline, estimator)
-        for name, matrix in setup.matrices.items():
-            contributions = setup.contributions(name, estimator)
-            value, se, lower, upper = _summary(contributions)
-            diff, diff_se, diff_lower, diff_upper = _summary(contributions - reference)
-            rows.append(
-                {
-                    "policy": name,
-                    "estimator": estimator,
-                    "value": value,
-                    "se": se,
-                    "ci_lower": lower,
-                    "ci_upper": upper,
-                    "diff": diff,
-                    "diff_se": diff_se,
-                    "diff_ci_lower": diff_lower,
-                    "diff_ci_upper": diff_upper,
-                    "treated_share": float(matrix[:, treated].sum(axis=1).mean()),
-                    "cost": float((matrix @ setup.cost).mean()),
-                    "n_matched": float(matrix[np.arange(len(matrix)), setup.data.logged].sum()),
-                    "n": len(matrix),
-                }
-            )
-    return pd.DataFrame(rows)
+    comparison = value_policies(
+        log,
+        policies,
+        outcome=outcome,
+        mu=mu,
+        costs=costs,
+        estimators=estimators,
+        control=control,
+    )
+    return comparison.versus(baseline)

@@ -8,9 +8,10 @@ randomised test) the weights cancel: the estimates are the plain means and the i
 Welch's, exactly.
 
 The variance of a weighted mean is the linearised (sandwich) one, sum(w^2 (y - mean)^2) /
-sum(w)^2, scaled by n / (n - 1) so that it equals Welch's s^2 / n for equal weights. All sums
-come from one DuckDB pass over the log, so ten million rows read out in seconds. Regression
-adjustment and always-valid intervals are in :mod:`uplift.experiment.inference`.
+sum(w)^2, scaled by n / (n - 1) so that it equals Welch's s^2 / n for equal weights; both come
+from :mod:`uplift.experiment.weighted`. All sums come from one DuckDB pass over the log, so ten
+million rows read out in seconds. Regression adjustment and always-valid intervals are in
+:mod:`uplift.experiment.inference`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from uplift.data.log import ExperimentLog
-from uplift.data.sql import quote_identifier
 from uplift.exceptions import ConfigError, SchemaError, check_option
 from uplift.experiment.design import Design
 from uplift.experiment.inference import adjusted_effects, confidence_sequence, interval, too_large
 from uplift.experiment.power import CORRECTIONS, Correction
 from uplift.experiment.sample_ratio import SampleRatioCheck, check_sample_ratio
+from uplift.experiment.weighted import estimates, sufficient_statistics
 
 #: Metric name -> SQL expression of its per-order outcome.
 METRIC_OUTCOMES: dict[str, str] = {
@@ -227,44 +228,21 @@ def _metrics(log: ExperimentLog) -> list[str]:
 def outcome_moments(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Per group of ``by``: n, the sums of w and w^2, and per metric sums of w y, w^2 y, w^2 y^2.
 
-    ``w`` is 1 / propensity. Uses compensated (Kahan) sums, so results do not depend on how
-    DuckDB splits the work between threads.
+    ``w`` is 1 / propensity; see :func:`uplift.experiment.weighted.sufficient_statistics`.
+    ``propensity_min`` and ``propensity_max`` tell whether the weights vary within a group.
     """
-    import duckdb
-
-    keys = ", ".join(quote_identifier(k) for k in by)
-    outcomes = ", ".join(f"{METRIC_OUTCOMES[m]} AS {quote_identifier(m)}" for m in metrics)
-    sums = ", ".join(
-        f"fsum(w * {q}) AS {quote_identifier('sw_' + m)}, "
-        f"fsum(w * w * {q}) AS {quote_identifier('sw2_' + m)}, "
-        f"fsum(w * w * {q} * {q}) AS {quote_identifier('sw2y2_' + m)}"
-        for m in metrics
-        for q in [quote_identifier(m)]
-    )
     columns = [*by, "propensity", *(c for c in ("retained", "revenue") if c in frame.columns)]
-    query = (
-        f"SELECT {keys}, count(*) AS n, fsum(w) AS sw, fsum(w * w) AS sw2, "
-        f"min(propensity) AS propensity_min, max(propensity) AS propensity_max, {sums} "
-        f"FROM (SELECT {keys}, propensity, 1.0 / propensity AS w, {outcomes} FROM log_frame) "
-        f"GROUP BY {keys} ORDER BY {keys}"
+    return sufficient_statistics(
+        frame[list(dict.fromkeys(columns))],
+        by,
+        {m: METRIC_OUTCOMES[m] for m in metrics},
+        extra={"propensity_min": "min(propensity)", "propensity_max": "max(propensity)"},
     )
-    with duckdb.connect() as con:
-        con.register("log_frame", frame[list(dict.fromkeys(columns))])
-        return con.execute(query).df()
 
 
 def arm_statistics(moments: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Add ``mean_<metric>`` and ``var_<metric>`` (the variance of that mean) to the moments."""
-    stats = moments.copy()
-    n, sw, sw2 = (stats[c].to_numpy(dtype=float) for c in ("n", "sw", "sw2"))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for m in metrics:
-            mean = stats[f"sw_{m}"].to_numpy(dtype=float) / sw
-            squares = stats[f"sw2y2_{m}"] - 2 * mean * stats[f"sw2_{m}"] + mean**2 * sw2
-            stats[f"mean_{m}"] = mean
-            # Rounding can leave a tiny negative sum of squares for a constant outcome.
-            stats[f"var_{m}"] = np.maximum(squares, 0.0) / sw**2 * n / (n - 1)
-    return stats
+    return estimates(moments, metrics)
 
 
 # --------------------------------------------------------------------------------------------

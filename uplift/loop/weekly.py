@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,14 +31,16 @@ import pandas as pd
 from uplift.data.log import ExperimentLog
 from uplift.data.normalize import check_week
 from uplift.exceptions import ConfigError, SchemaError, StoreError
-from uplift.experiment.metrics import Z95
+from uplift.experiment.offpolicy import PolicyComparison
 from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
+from uplift.models.contest import TREAT_NONE, compare_models, decide
+from uplift.models.effects import Effects
+from uplift.models.uplift_model import UpliftModel
 from uplift.reports import build_weekly_report, measures, save_report
 from uplift.reports.results import LearnCheck, ModelChange, WeeklyReport
 
 if TYPE_CHECKING:
     from uplift.experiment.readout import Readout
-    from uplift.models import UpliftModel
 
 Progress = Callable[[str], None]
 Deployed = tuple[ModelRecord, "UpliftModel"]
@@ -119,48 +121,18 @@ def eval_mask(order_ids: pd.Series, share: float = EVAL_SHARE) -> np.ndarray:
     return np.asarray(hash_unit(order_ids, _SPLIT_SALT) < share)
 
 
-def outcome_model(
-    effects: pd.DataFrame, frame: pd.DataFrame, arms: Sequence[str], control: str
-) -> pd.DataFrame:
-    """Predicted revenue under every arm (columns), for the doubly-robust estimator."""
-    base = effects["retained_base"].to_numpy(float) * frame["order_value"].to_numpy(float)
-    mu = {control: base}
-    mu.update({a: base + effects[f"revenue_uplift_{a}"].to_numpy(float) for a in arms})
-    return pd.DataFrame(mu, index=frame.index)
-
-
-def value_policies(
-    frame: pd.DataFrame,
-    effects: Mapping[str, pd.DataFrame],
-    *,
-    arms: Sequence[str],
-    control: str,
-    costs: Mapping[str, float],
-    baseline: str = "treat_none",
-) -> pd.DataFrame:
-    """Doubly-robust net revenue per order of each model's policy, treat-none and every arm.
+def value_models(
+    evaluation: ExperimentLog, effects: Mapping[str, Effects], costs: Mapping[str, float]
+) -> PolicyComparison:
+    """Net revenue per order of each model's policy, treat-none and every arm, doubly robust.
 
     All policies share one outcome model (the first of ``effects``), so their paired
-    differences to ``baseline`` measure the policies, not the outcome models.
+    differences measure the policies, not the outcome models.
     """
-    from uplift.experiment.offpolicy import baseline_policies, compare_policies
-    from uplift.policy.value import best_arm
-
-    policies: dict[str, Any] = dict(baseline_policies([control, *arms], len(frame), control))
-    for name, eff in effects.items():
-        policies[name] = best_arm(eff, costs, control=control)
-    mu = outcome_model(next(iter(effects.values())), frame, arms, control)
-    table = compare_policies(
-        frame,
-        policies,
-        outcome="revenue",
-        mu=mu,
-        costs=costs,
-        estimators=("dr",),
-        control=control,
-        baseline=baseline,
-    )
-    return table.drop(columns="estimator").reset_index(drop=True)
+    frame = evaluation.frame
+    first = next(iter(effects.values())).with_index(frame.index)
+    mu = first.outcomes("revenue", frame["order_value"].to_numpy(np.float64))
+    return compare_models(frame, effects, outcome="revenue", mu=mu, costs=costs)
 
 
 def policy_value_rows(values: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
@@ -266,7 +238,7 @@ class WeeklyJob:
         return readout(log), [readout(log, segment=c) for c in columns]
 
     def _learn(
-        self, log: ExperimentLog, champion: Deployed | None, predicted: pd.DataFrame | None
+        self, log: ExperimentLog, champion: Deployed | None, predicted: Effects | None
     ) -> LearnCheck | None:
         """The predictions of the champion in place during the week against its holdout."""
         if champion is None or predicted is None:
@@ -275,7 +247,7 @@ class WeeklyJob:
         self.say(f"checking {record.model_id} against the holdout")
         return measures.learn_check(
             log,
-            predicted,
+            predicted.uplift("retained"),
             model_id=record.model_id,
             trained_through=record.week,
             train_orders=int(record.card["training"]["orders"]),
@@ -287,72 +259,87 @@ class WeeklyJob:
         week: str,
         log: ExperimentLog,
         champion: Deployed | None,
-        predicted: pd.DataFrame | None,
+        predicted: Effects | None,
     ) -> _Contest:
         """Train the challenger, value both on the held-out part of the week, promote or keep.
 
         ``predicted`` holds the champion's effects for every order of the week.
         """
-        from uplift.models import model_digest, read_card, save_model, train_uplift
+        held_out = eval_mask(log.frame["order_id"])
+        evaluation = log.subset(held_out)
+        challenger = self._train_challenger(frame, week, log.control)
+        model_id = f"{week}-{challenger.learner}-s{self.config.seed}"
+        effects = {"challenger": challenger.predict_effects(evaluation.frame)}
+        if predicted is not None:
+            effects["champion"] = predicted.subset(held_out).with_index(evaluation.frame.index)
+        self.say(f"valuing the policies on {len(evaluation):,} held-out orders")
+        comparison = value_models(evaluation, effects, self.config.costs)
+        verdict = decide(comparison, model_id, champion[0].model_id if champion else None)
+        values = comparison.versus(TREAT_NONE).drop(columns="estimator").set_index("policy")
+        record = self._register(challenger, model_id, week, values, verdict.promoted)
+        roles = [("challenger", record)] + ([("champion", champion[0])] if champion else [])
+        deployed = (record, challenger) if verdict.promoted or champion is None else champion
+        winner = effects["challenger" if deployed[0] is record else "champion"]
+        change = ModelChange(
+            _change_table(roles, values),
+            verdict.diff,
+            verdict.diff_se,
+            verdict.promoted,
+            verdict.reason,
+        )
+        return _Contest(
+            change=change,
+            values=policy_value_rows(values.reset_index(), list(effects)),
+            qini=measures.qini_points(evaluation, winner.uplift("retained")),
+            qini_summary=_qini_summary(evaluation, winner),
+            deployed=deployed,
+        )
+
+    def _train_challenger(self, frame: pd.DataFrame, week: str, control: str) -> UpliftModel:
+        """The challenger: trained on the window and the part of ``week`` kept for training."""
+        from uplift.models import train_uplift
 
         cfg = self.config
         held = frame["week"].eq(week).to_numpy() & eval_mask(frame["order_id"])
-        train = _as_log(frame[~held], log.control, f"{self.store.path}[training]")
-        held_out = eval_mask(log.frame["order_id"])
-        evaluation = log.subset(held_out)
-        challenger = train_uplift(
+        train = _as_log(frame[~held], control, f"{self.store.path}[training]")
+        return train_uplift(
             train, learner=cfg.learner, costs=cfg.costs, seed=cfg.seed, progress=self.say
         )
-        model_id = f"{week}-{challenger.learner}-s{cfg.seed}"
-        effects = {"challenger": challenger.predict_effects(evaluation.frame)}
-        if predicted is not None:
-            effects["champion"] = predicted.loc[held_out].set_axis(evaluation.frame.index)
-        self.say(f"valuing the policies on {len(evaluation):,} held-out orders")
-        args: dict[str, Any] = {
-            "arms": log.treatment_arms,
-            "control": log.control,
-            "costs": cfg.costs,
-        }
-        values = value_policies(evaluation.frame, effects, **args).set_index("policy")
-        diff = diff_se = math.nan
-        if champion is None:
-            promoted, reason = True, f"{model_id} is the first model; it becomes the champion."
-        else:
-            paired = value_policies(evaluation.frame, effects, baseline="champion", **args)
-            row = paired.set_index("policy").loc["challenger", ["diff", "diff_se"]]
-            diff, diff_se = (float(v) for v in row.to_numpy(float))
-            promoted = bool(diff > 0)
-            reason = _decision_words(model_id, champion[0].model_id, diff, diff_se, promoted)
-        value, value_se = (
-            float(v) for v in values.loc["challenger", ["value", "se"]].to_numpy(float)
-        )
+
+    def _register(
+        self,
+        model: UpliftModel,
+        model_id: str,
+        week: str,
+        values: pd.DataFrame,
+        promoted: bool,
+    ) -> ModelRecord:
+        """Save the challenger and add it to the store's registry."""
+        from uplift.models import model_digest, read_card, save_model
+
+        value, value_se = values.loc["challenger", ["value", "se"]].to_numpy(np.float64)
         path = save_model(
-            challenger,
+            model,
             self.models_dir / model_id,
-            metrics={"week": week, "policy_value_dr": value, "policy_value_se": value_se},
+            metrics={
+                "week": week,
+                "policy_value_dr": float(value),
+                "policy_value_se": float(value_se),
+            },
         )
         record = ModelRecord(
             model_id=model_id,
             week=week,
-            learner=challenger.learner,
+            learner=model.learner,
             path=str(path),
             card=read_card(path),
-            policy_value=value,
-            policy_value_se=value_se,
+            policy_value=float(value),
+            policy_value_se=float(value_se),
             promoted_week=week if promoted else None,
             digest=model_digest(path),
         )
         self.store.register_model(record)
-        roles = [("challenger", record)] + ([("champion", champion[0])] if champion else [])
-        deployed = (record, challenger) if promoted or champion is None else champion
-        winner = effects["challenger" if deployed[0] is record else "champion"]
-        return _Contest(
-            change=ModelChange(_change_table(roles, values), diff, diff_se, promoted, reason),
-            values=policy_value_rows(values.reset_index(), list(effects)),
-            qini=measures.qini_points(evaluation, winner),
-            qini_summary=_qini_summary(evaluation, winner),
-            deployed=deployed,
-        )
+        return record
 
     def _rank(self, deployed: Deployed) -> tuple[pd.DataFrame | None, pd.DataFrame]:
         """Rank the pending orders with the deployed model: the queue and its capacity use."""
@@ -366,7 +353,7 @@ class WeeklyJob:
         self.say(f"ranking {len(orders):,} pending orders with {deployed[0].model_id}")
         effects = deployed[1].predict_effects(orders)
         if "order_id" in orders.columns:
-            effects.insert(0, "order_id", orders["order_id"].to_numpy())
+            effects = effects.with_order_ids(orders["order_id"])
         assignment = rank_orders(
             effects,
             costs=cfg.costs,
@@ -403,15 +390,6 @@ def load_registered(record: ModelRecord) -> UpliftModel:
     return load_model(record.path, digest=record.digest)
 
 
-def _decision_words(new: str, old: str, diff: float, se: float, promoted: bool) -> str:
-    lower, upper = diff - Z95 * se, diff + Z95 * se
-    verdict = f"{new} replaces {old} as champion" if promoted else f"{old} stays champion"
-    return (
-        f"{verdict}: the challenger's policy earns {diff:+.3f} per order against the "
-        f"champion's ({lower:+.3f} to {upper:+.3f}) on held-out orders of the week."
-    )
-
-
 def _change_table(roles: Sequence[tuple[str, ModelRecord]], values: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
@@ -429,10 +407,11 @@ def _change_table(roles: Sequence[tuple[str, ModelRecord]], values: pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _qini_summary(log: ExperimentLog, effects: pd.DataFrame) -> pd.DataFrame:
+def _qini_summary(log: ExperimentLog, effects: Effects) -> pd.DataFrame:
     from uplift.experiment.metrics import uplift_metrics_by_arm
 
-    return uplift_metrics_by_arm(effects, log.frame, control=log.control)
+    uplift = effects.uplift("retained").set_axis(log.frame.index)
+    return uplift_metrics_by_arm(uplift, log.frame, control=log.control)
 
 
 def run_weekly(

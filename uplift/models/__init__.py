@@ -1,16 +1,19 @@
 """Uplift models: one fit/predict contract, our own learners, causalml and econml adapters.
 
-``train_uplift(log)`` gives an :class:`UpliftModel` whose ``predict_effects`` returns retained
-and revenue uplift per order and treatment arm; ``save_model`` / ``load_model`` persist it with
-its model card (JSON and LightGBM text for our learners, a signed pickle for the rest).
+``train_uplift(log)`` gives an :class:`UpliftModel` whose ``predict_effects`` returns the
+:class:`Effects` of every treatment arm on every order; ``save_model`` / ``load_model``
+persist it with its model card; ``evaluate_model`` and ``compare_models`` judge models by the
+policies they imply.
 """
 
 from uplift.models.base import BaseUpliftModel
-from uplift.models.bundle import UpliftModel, train_uplift
 from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, make_learner
+from uplift.models.contest import Verdict, compare_models, decide
 from uplift.models.diagnose import ArmReasons, explain_arms, segment_table
+from uplift.models.effects import Effects, NetValue, read_effects
 from uplift.models.evaluate import Evaluation, evaluate_model
-from uplift.models.learners import DRLearner, TLearner
+from uplift.models.learners import DRLearner, SLearner, TLearner
+from uplift.models.oracle import oracle_policy, true_effects
 from uplift.models.persist import (
     ModelVersionWarning,
     load_model,
@@ -18,7 +21,8 @@ from uplift.models.persist import (
     read_card,
     save_model,
 )
-from uplift.models.select import Selection
+from uplift.models.training import train_uplift
+from uplift.models.uplift_model import Selection, UpliftModel
 
 __all__ = [
     "AUTO",
@@ -27,18 +31,27 @@ __all__ = [
     "ArmReasons",
     "BaseUpliftModel",
     "DRLearner",
+    "Effects",
     "Evaluation",
     "ModelVersionWarning",
+    "NetValue",
+    "SLearner",
     "Selection",
     "TLearner",
     "UpliftModel",
+    "Verdict",
+    "compare_models",
+    "decide",
     "evaluate_model",
     "explain_arms",
     "load_model",
     "make_learner",
     "model_digest",
+    "oracle_policy",
     "read_card",
+    "read_effects",
     "save_model",
     "segment_table",
     "train_uplift",
+    "true_effects",
 ]

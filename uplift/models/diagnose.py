@@ -23,10 +23,9 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
 from uplift.data.texts import text_per_pair
-from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
+from uplift.exceptions import ConfigError, SchemaError, describe_rows
+from uplift.models.effects import best_arm
 
-Outcome = Literal["retained", "revenue"]
-OUTCOMES: tuple[Outcome, ...] = ("retained", "revenue")
 Direction = Literal["helps", "harms"]
 
 # Columns with at most this many distinct values are read as categories, not as numbers.
@@ -89,25 +88,10 @@ class _Column:
     levels: tuple[str, ...] = ()  # every category of the feature, when all are encoded
 
 
-def arm_uplift(effects: pd.DataFrame, outcome: Outcome = "retained") -> pd.DataFrame:
-    """Select ``<outcome>_uplift_<arm>`` columns of predicted effects, renamed to the arm names."""
-    check_option("outcome", outcome, OUTCOMES)
-    prefix = f"{outcome}_uplift_"
-    picked = [c for c in effects.columns if str(c).startswith(prefix)]
-    if not picked:
-        raise SchemaError(
-            f"effects: no column starts with {prefix!r}; got {list(effects.columns)}. "
-            "Pass the frame from UpliftModel.predict_effects, or one column per arm."
-        )
-    return effects[picked].rename(columns=lambda c: str(c)[len(prefix) :])
-
-
-def best_arms(effects: pd.DataFrame, *, control: str = "control") -> pd.Series:
+def _best_arms(effects: pd.DataFrame, control: str) -> pd.Series:
     """The arm with the largest effect per order; the control arm where no effect is above 0."""
     _check_effects(effects, control)
-    values = effects.to_numpy(dtype=float)
-    best = np.asarray(effects.columns, dtype=object)[values.argmax(axis=1)]
-    best = np.where(values.max(axis=1) > 0, best, control)
+    best = best_arm(effects.to_numpy(dtype=float), [str(c) for c in effects.columns], control)
     return pd.Series(best, index=effects.index, name="arm", dtype=object)
 
 
@@ -135,7 +119,7 @@ def explain_arms(
         Name of the control arm ("no action").
     chosen : Series, optional
         The arm given to each order (e.g. by a policy with capacities); by default the arm with
-        the largest positive effect (:func:`best_arms`).
+        the largest positive effect.
     max_depth : int
         Depth of the tree: at most this many conditions per reason.
     min_leaf_share : float
@@ -157,9 +141,7 @@ def explain_arms(
             f"got max_depth={max_depth!r}, min_leaf_share={min_leaf_share!r}"
         )
     arms = (
-        best_arms(effects, control=control)
-        if chosen is None
-        else _check_chosen(chosen, effects, control)
+        _best_arms(effects, control) if chosen is None else _check_chosen(chosen, effects, control)
     )
     # The control arm's effect is 0 by definition: uplift is measured against it.
     with_control = effects.assign(**{control: 0.0})

@@ -22,13 +22,14 @@ import pandas as pd
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
 from uplift.experiment.metrics import calibration_by_bucket, uplift_metrics_by_arm
-from uplift.experiment.offpolicy import baseline_policies, compare_policies
-from uplift.models.bundle import UpliftModel, data_hash
+from uplift.experiment.offpolicy import ESTIMATORS
+from uplift.models.contest import TREAT_NONE, best_single_arm, compare_models
 from uplift.models.diagnose import explain_arms, segment_table
-from uplift.models.select import best_arms
+from uplift.models.effects import Effects, Outcome
+from uplift.models.training import data_hash
+from uplift.models.uplift_model import UpliftModel
 
 MODEL_POLICY = "model"
-TREAT_NONE = "treat_none"
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,20 +121,17 @@ def evaluate_model(
         )
     applied = dict(model.training.get("costs", {}) if costs is None else costs)
     effects = model.predict_effects(log.frame)
-    outcome = "retained" if model.retained_model is not None else "revenue"
-    prefix = f"{outcome}_uplift_"
-    by_arm = uplift_metrics_by_arm(
-        effects, log.frame, outcome=outcome, control=log.control, prefix=prefix, ks=ks
-    )
-    calibration, summary = _calibration(effects, log, outcome, prefix, buckets)
-    has_value = f"revenue_uplift_{model.treatment_arms[0]}" in effects and log.has_revenue
-    policy_outcome = "revenue" if has_value else "retained"
+    outcome: Outcome = "retained" if effects.retained is not None else "revenue"
+    uplift = effects.uplift(outcome)
+    by_arm = uplift_metrics_by_arm(uplift, log.frame, outcome=outcome, control=log.control, ks=ks)
+    calibration, summary = _calibration(uplift, log, outcome, buckets)
+    has_value = effects.revenue is not None and log.has_revenue
+    policy_outcome: Outcome = "revenue" if has_value else "retained"
     if policy_outcome == "retained":
         applied = {}  # costs are currency; they cannot be netted from a retention rate
     policies, versus, best = _policies(model, log, effects, policy_outcome, applied)
     in_sample = data_hash(log) == model.training.get("data_hash")
-    uplift = _by_arm(effects, prefix, model.treatment_arms)
-    value = _by_arm(effects, f"{policy_outcome}_uplift_", model.treatment_arms) - pd.Series(
+    value = effects.uplift(policy_outcome) - pd.Series(
         {arm: applied.get(arm, 0.0) for arm in model.treatment_arms}
     )
     return Evaluation(
@@ -152,13 +150,8 @@ def evaluate_model(
     )
 
 
-def _by_arm(effects: pd.DataFrame, prefix: str, arms: Sequence[str]) -> pd.DataFrame:
-    """One column per treatment arm, named by the arm."""
-    return effects[[f"{prefix}{arm}" for arm in arms]].set_axis(list(arms), axis=1)
-
-
 def _calibration(
-    effects: pd.DataFrame, log: ExperimentLog, outcome: str, prefix: str, buckets: int
+    uplift: pd.DataFrame, log: ExperimentLog, outcome: str, buckets: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     arms = log.frame["arm"].to_numpy()
     weights = 1.0 / log.frame["propensity"].to_numpy(np.float64)
@@ -167,7 +160,7 @@ def _calibration(
     for arm in log.treatment_arms:
         rows = (arms == arm) | (arms == log.control)
         result = calibration_by_bucket(
-            effects[f"{prefix}{arm}"].to_numpy()[rows],
+            uplift[arm].to_numpy()[rows],
             y[rows],
             arms[rows] == arm,
             buckets=buckets,
@@ -194,34 +187,23 @@ def _calibration(
 def _policies(
     model: UpliftModel,
     log: ExperimentLog,
-    effects: pd.DataFrame,
-    outcome: str,
+    effects: Effects,
+    outcome: Outcome,
     costs: Mapping[str, float],
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    arms = [model.control, *model.treatment_arms]
-    policies: dict[str, Any] = {
-        MODEL_POLICY: best_arms(effects, costs, model.control, f"{outcome}_uplift_"),
-        **baseline_policies(arms, len(log), model.control),
-    }
-    mu = model.predict_outcomes(log.frame, outcome)
-
-    def compare(baseline: str) -> pd.DataFrame:
-        return compare_policies(
-            log.frame,
-            policies,
-            outcome=outcome,
-            mu=mu,
-            costs=costs,
-            control=model.control,
-            baseline=baseline,
-        )
-
-    table = compare(TREAT_NONE)
-    singles = table[(table["estimator"] == "dr") & table["policy"].str.startswith("treat_all_")]
-    best = str(singles["policy"].iloc[int(singles["value"].to_numpy().argmax())])
-    paired = compare(best)
+    """The model's policy against treat-none and every single arm, and against the best arm."""
+    comparison = compare_models(
+        log.frame,
+        {MODEL_POLICY: effects},
+        outcome=outcome,
+        mu=model.predict_outcomes(log.frame, outcome),
+        costs=costs,
+        estimators=ESTIMATORS,
+    )
+    best = best_single_arm(comparison)
+    paired = comparison.versus(best)
     versus = paired.loc[
         paired["policy"] == MODEL_POLICY,
         ["estimator", "diff", "diff_se", "diff_ci_lower", "diff_ci_upper"],
     ].reset_index(drop=True)
-    return table, versus, best
+    return comparison.versus(TREAT_NONE), versus, best

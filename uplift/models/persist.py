@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uplift
+from uplift._version import __version__
 from uplift.data.files import atomic_path, to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError, ModelVersionWarning
 from uplift.models import serialize, signing
-from uplift.models.bundle import UpliftModel
+from uplift.models.uplift_model import UpliftModel
 
 CARD_FILE = "model_card.json"
 JSON_FILE = serialize.JSON_FILE
@@ -81,7 +81,7 @@ def model_card(model: UpliftModel, *, form: str, files: dict[str, str]) -> dict[
             "criterion": "doubly robust policy value net of costs; Qini breaks ties",
             "candidates": selection.scores,
         },
-        "package_version": uplift.__version__,
+        "package_version": __version__,
         "package_versions": _versions(),
         "python": platform.python_version(),
         "created_at": datetime.now(UTC).isoformat(),
@@ -309,9 +309,9 @@ def load_model(
                 "(train the model again)"
             )
     saved_by = card.get("package_version")
-    if saved_by != uplift.__version__:
+    if saved_by != __version__:
         warnings.warn(
-            f"{folder}: model saved by uplift {saved_by}, loaded by {uplift.__version__}; "
+            f"{folder}: model saved by uplift {saved_by}, loaded by {__version__}; "
             "predictions may differ, retrain to be sure",
             ModelVersionWarning,
             stacklevel=2,

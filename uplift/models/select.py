@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,32 +25,16 @@ from numpy.typing import NDArray
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
 from uplift.experiment.metrics import uplift_metrics_by_arm
-from uplift.experiment.offpolicy import compare_policies
 from uplift.models.catalog import t_learner
+from uplift.models.contest import compare_models
+from uplift.models.effects import Effects, Outcome, concat_effects
+from uplift.models.uplift_model import Selection, fit_models, model_inputs
 
 #: Selection looks at no more orders than this (drawn at random): the ranking of candidates is
 #: settled long before a million orders, and the chosen learner is refitted on the whole log.
 MAX_SELECTION_ORDERS = 200_000
 #: Share of the log, by decision time, that a time-based split holds out.
 VALIDATION_SHARE = 0.25
-
-
-@dataclass(frozen=True, eq=False)
-class Selection:
-    """How ``auto`` chose its learner.
-
-    ``scores`` has one row per candidate: ``learner``, ``policy_value`` (doubly robust mean
-    net value per held-out order), ``se``, ``ci_lower``, ``ci_upper``, ``diff_to_best``,
-    ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (paired, against the candidate of highest
-    value), ``qini`` (mean Qini coefficient over arms), ``treated_share``, ``fit_seconds``,
-    ``tied`` (within one standard error of the best) and ``chosen``.
-    """
-
-    chosen: str
-    method: str
-    outcome: str
-    n_orders: int
-    scores: pd.DataFrame
 
 
 def select_learner(
@@ -63,12 +46,10 @@ def select_learner(
     progress: Callable[[str], None],
 ) -> Selection:
     """Fit every candidate on held-in orders and score its policy on held-out ones."""
-    from uplift.models.bundle import fit_models
-
     sample = _sample(log, seed)
     method, folds = _folds(sample, seed)
-    outcome = "revenue" if sample.has_revenue else "retained"
-    effects: dict[str, list[pd.DataFrame]] = {name: [] for name in candidates}
+    outcome: Outcome = "revenue" if sample.has_revenue else "retained"
+    effects: dict[str, list[Effects]] = {name: [] for name in candidates}
     seconds = dict.fromkeys(candidates, 0.0)
     mu_parts = []
     for train, held_out in folds:
@@ -82,8 +63,8 @@ def select_learner(
             effects[name].append(model.predict_effects(test_log.frame))
     scored = pd.concat([sample.frame[held_out] for _, held_out in folds], ignore_index=True)
     mu = pd.concat(mu_parts, ignore_index=True)
-    effect = {name: pd.concat(parts, ignore_index=True) for name, parts in effects.items()}
-    scores = score_candidates(scored, effect, mu, costs, sample.control, outcome)
+    effect = {name: concat_effects(parts) for name, parts in effects.items()}
+    scores = score_candidates(scored, effect, mu, costs, outcome)
     scores["fit_seconds"] = scores["learner"].map(seconds)
     chosen = str(scores.loc[scores["chosen"], "learner"].iloc[0])
     return Selection(chosen, method, outcome, len(scored), scores)
@@ -125,8 +106,6 @@ def _outcome_model(
     train: ExperimentLog, outcome: str, seed: int, test: ExperimentLog
 ) -> pd.DataFrame:
     """The doubly robust estimator's outcome model: the same for every candidate."""
-    from uplift.models.bundle import model_inputs
-
     inputs = list(model_inputs(train))
     model = t_learner(seed)
     model.fit(
@@ -139,52 +118,23 @@ def _outcome_model(
     return model.predict_outcomes(test.frame[inputs]).reset_index(drop=True)
 
 
-def best_arms(
-    effects: pd.DataFrame, costs: Mapping[str, float], control: str, prefix: str
-) -> NDArray[np.object_]:
-    """Per order, the arm of highest net value (``prefix`` uplift - cost); control if none > 0."""
-    columns = [c for c in effects.columns if c.startswith(prefix)]
-    arms = np.array([c.removeprefix(prefix) for c in columns], dtype=object)
-    net = effects[columns].to_numpy(np.float64) - np.array([costs.get(a, 0.0) for a in arms])
-    best = net.argmax(axis=1)
-    positive = net[np.arange(len(net)), best] > 0
-    return np.where(positive, arms[best], control)
-
-
 def score_candidates(
     log: pd.DataFrame,
-    effects: Mapping[str, pd.DataFrame],
+    effects: Mapping[str, Effects],
     mu: pd.DataFrame,
     costs: Mapping[str, float],
-    control: str,
-    outcome: str,
+    outcome: Outcome,
 ) -> pd.DataFrame:
     """Doubly robust value and Qini of every candidate's policy on held-out ``log`` rows."""
-    # Costs are in currency: they only apply when the outcome is revenue.
-    applied = dict(costs) if outcome == "revenue" else {}
-    prefix = "revenue_uplift_" if outcome == "revenue" else "retained_uplift_"
-    policies = {name: best_arms(e, applied, control, prefix) for name, e in effects.items()}
-
-    def doubly_robust(baseline: str) -> pd.DataFrame:
-        return compare_policies(
-            log,
-            policies,
-            outcome=outcome,
-            mu=mu,
-            costs=applied,
-            estimators=("dr",),
-            control=control,
-            baseline=baseline,
-        )
-
+    comparison = compare_models(log, effects, outcome=outcome, mu=mu, costs=costs, baselines=False)
     # Values first, then differences paired against the best (their SE is what ties use).
-    values = doubly_robust(next(iter(policies)))
-    paired = doubly_robust(str(values["policy"].iloc[int(values["value"].to_numpy().argmax())]))
+    paired = comparison.versus(comparison.best(comparison.policies))
+    control = next(iter(effects.values())).control
     qini = {
         name: float(
-            uplift_metrics_by_arm(e, log, outcome=outcome, control=control, prefix=prefix)[
-                "qini_coefficient"
-            ].mean()
+            uplift_metrics_by_arm(
+                e.uplift(outcome).set_axis(log.index), log, outcome=outcome, control=control
+            )["qini_coefficient"].mean()
         )
         for name, e in effects.items()
     }

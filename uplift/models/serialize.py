@@ -22,9 +22,8 @@ import pandas as pd
 from uplift.data.files import to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError
 from uplift.models.base import FeatureEncoder
-from uplift.models.bundle import ControlOutcomeModel, UpliftModel
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner
-from uplift.models.select import Selection
+from uplift.models.uplift_model import ControlOutcomeModel, Selection, UpliftModel
 
 JSON_FILE = "model.json"
 JSON_VERSION = 1

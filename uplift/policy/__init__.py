@@ -1,7 +1,7 @@
-"""The policy: net value per order and arm, exact allocation within capacities and budget,
-the ranked queue with holdout, exploration and reasons."""
+"""The policy: exact allocation within capacities and budget, the ranked queue with holdout,
+exploration and reasons, and simple policies to compare with."""
 
+from uplift.models.effects import NetValue
 from uplift.policy.ranking import Assignment, rank_orders
-from uplift.policy.value import NetValue, best_arm, net_value
 
-__all__ = ["Assignment", "NetValue", "best_arm", "net_value", "rank_orders"]
+__all__ = ["Assignment", "NetValue", "rank_orders"]

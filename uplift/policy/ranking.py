@@ -1,6 +1,6 @@
 """The queue: which orders to act on, with which arm, in which order, within real capacity.
 
-Orders are valued by net value (:mod:`uplift.policy.value`); the allocation (see
+Orders are valued by net value (:mod:`uplift.models.effects`); the allocation (see
 :mod:`uplift.policy.allocation`) is exact, not greedy by rank. A random holdout stays on
 control and a random exploration share gets a random arm; every row of the queue records the
 probability with which this procedure gives it its arm, so next week's log can evaluate any
@@ -20,8 +20,9 @@ from numpy.typing import NDArray
 
 from uplift.data.texts import text_per_pair
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
+from uplift.models.diagnose import explain_arms
+from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.policy.allocation import Allocation, allocate
-from uplift.policy.value import NetValue, net_value
 
 FloatArray = NDArray[np.float64]
 QUEUE_COLUMNS = (
@@ -79,7 +80,7 @@ class Assignment:
 
 
 def rank_orders(
-    effects: pd.DataFrame,
+    effects: Effects | pd.DataFrame,
     *,
     costs: Mapping[str, float] | None = None,
     vouchers: Mapping[str, float] | None = None,
@@ -92,14 +93,17 @@ def rank_orders(
 ) -> Assignment:
     """Allocate arms to orders exactly within capacities and budget, and rank the queue.
 
-    ``effects`` is the output of ``UpliftModel.predict_effects`` (or a file written by
-    ``uplift predict``); order ids come from its ``order_id`` column, else its index.
+    ``effects`` is the output of ``UpliftModel.predict_effects`` (or a frame of the columns
+    ``uplift predict`` writes, whose control arm is ``control``); order ids come from its
+    order ids, else its index.
     ``capacity`` caps the number of orders per arm. ``holdout`` keeps a random share of all
     orders on control; ``explore`` gives a random share an arm drawn uniformly from all arms
     (control included). Same seed, same queue.
     """
-    check_unique_ids(_order_ids(effects), "effects")
-    values = net_value(effects, costs, vouchers, control)
+    effects = as_effects(effects, control)
+    control = effects.control
+    check_unique_ids(order_ids(effects), "effects")
+    values = effects.net_value(costs, vouchers)
     caps = _capacities(capacity, values.arms, control)
     _check_shares(holdout, explore)
     if budget is not None and (not math.isfinite(budget) or budget < 0):
@@ -205,7 +209,7 @@ def _policy_arms(values: NetValue, solved: Allocation) -> NDArray[np.int64]:
 
 
 def _queue(
-    effects: pd.DataFrame,
+    effects: Effects,
     values: NetValue,
     arm: NDArray[np.int64],
     labels: NDArray[np.object_],
@@ -218,7 +222,7 @@ def _queue(
     revenue = np.where(acted, values.revenue[rows, pick], 0.0)
     cost = np.where(acted, values.cost[rows, pick], 0.0)
     net = revenue - cost
-    ids = effects["order_id"].to_numpy() if "order_id" in effects.columns else effects.index
+    ids = order_ids(effects).to_numpy()
     # Acted-on orders by net value (ties by input order), then the rest in input order.
     ranked = np.lexsort((rows, np.where(acted, -net, np.inf)))
     rank = pd.array(np.full(n, pd.NA), dtype="Int64")
@@ -270,7 +274,7 @@ def _reason(labels: NDArray[np.object_], given: int, wanted: int, limited: bool)
 def explain_queue(
     assignment: Assignment,
     features: pd.DataFrame,
-    effects: pd.DataFrame,
+    effects: Effects | pd.DataFrame,
     costs: Mapping[str, float] | None = None,
     vouchers: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
@@ -282,10 +286,9 @@ def explain_queue(
     status is pending: payment rescue". Held-out and explored orders keep their reason:
     chance, not the order, decided their arm.
     """
-    from uplift.models.diagnose import explain_arms
-
-    values = net_value(effects, costs, vouchers, assignment.control)
-    ids = effects["order_id"].to_numpy() if "order_id" in effects.columns else effects.index
+    effects = as_effects(effects, assignment.control)
+    values = effects.net_value(costs, vouchers)
+    ids = order_ids(effects).to_numpy()
     net = pd.DataFrame(values.value, columns=list(values.arms))
     chosen = assignment.arm_by_order().reindex(ids).reset_index(drop=True)
     rows = features.reset_index(drop=True)
@@ -322,8 +325,9 @@ def _summary(
     return summary
 
 
-def _order_ids(frame: pd.DataFrame) -> pd.Series:
-    ids = frame["order_id"] if "order_id" in frame.columns else frame.index
+def order_ids(effects: Effects) -> pd.Series:
+    """The effects' order ids, else their index, as a series numbered from 0."""
+    ids = effects.order_ids if effects.order_ids is not None else effects.index
     return pd.Series(np.asarray(ids))
 
 

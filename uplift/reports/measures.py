@@ -15,6 +15,7 @@ import pandas as pd
 
 from uplift.data.log import ExperimentLog
 from uplift.experiment.metrics import Z95, calibration_by_bucket, qini_curve
+from uplift.experiment.weighted import estimates, sufficient_statistics
 from uplift.reports.results import Headline, LearnCheck
 
 #: Family-wise error rate of the learn check across arms (Bonferroni).
@@ -26,21 +27,25 @@ MIX_SHIFT = 0.1
 def ratio_stats(frame: pd.DataFrame, outcome: str, scale: np.ndarray) -> pd.DataFrame:
     """Per arm: orders, summed ``scale``, ratio ``sum(w y) / sum(w scale)`` and its variance.
 
-    The ratio's variance is the linearised (sandwich) one, built from the residuals
-    ``y - ratio * scale``, scaled by n / (n - 1). With ``scale`` = 1 it is the Hajek mean.
+    The ratio's variance is the linearised (sandwich) one of
+    :func:`uplift.experiment.weighted.ratio_estimate`. With ``scale`` = 1 it is the Hajek mean.
     """
-    w = 1.0 / frame["propensity"].to_numpy(float)
-    y = frame[outcome].to_numpy(float)
-    arm = pd.Series(frame["arm"].to_numpy(), name="arm")
-    grouped = pd.DataFrame({"wy": w * y, "ws": w * scale, "s": scale}).groupby(arm, sort=True)
-    sums = grouped.sum()
-    count = grouped.size()
-    ratio = sums["wy"] / sums["ws"]
-    resid = w * (y - arm.map(ratio).to_numpy(float) * scale)
-    var = (
-        pd.Series(resid**2).groupby(arm).sum() / sums["ws"] ** 2 * count / (count - 1).clip(lower=1)
+    data = pd.DataFrame(
+        {
+            "arm": frame["arm"].to_numpy(),
+            "propensity": frame["propensity"].to_numpy(float),
+            "y": frame[outcome].to_numpy(float),
+            "s": np.asarray(scale, dtype=float),
+        }
     )
-    return pd.DataFrame({"orders": count, "scale": sums["s"], "ratio": ratio, "var": var})
+    moments = sufficient_statistics(data, ["arm"], {"y": "y"}, scale="s", extra={"s": "fsum(s)"})
+    stats = estimates(moments, ["y"]).set_index("arm")
+    # An arm of one order has no spread to measure: it counts as exact (variance 0) rather
+    # than blanking every interval it enters, as the report has always done.
+    var = stats["var_y"].where(stats["n"] > 1, 0.0)
+    return pd.DataFrame(
+        {"orders": stats["n"], "scale": stats["s"], "ratio": stats["mean_y"], "var": var}
+    )
 
 
 def _protected(stats: pd.DataFrame, control: str) -> tuple[float, float]:
@@ -141,9 +146,10 @@ def learn_check(
 ) -> LearnCheck:
     """Compare a model's predicted retained uplift with what the week's holdout measured.
 
-    ``predicted`` holds ``retained_uplift_<arm>`` per treatment arm, indexed like
-    ``log.frame``. Per arm, the measured uplift is the weighted difference in means between
-    the arm's and the control's orders; ``predicted`` its weighted mean over the same orders.
+    ``predicted`` holds the retained uplift per order and treatment arm (a column per arm),
+    indexed like ``log.frame``. Per arm, the measured uplift is the weighted difference in
+    means between the arm's and the control's orders; ``predicted`` its weighted mean over the
+    same orders.
     The model's mean prediction is itself an estimate from ``train_orders`` orders, about as
     noisy as the same difference measured on them: with the arms in the same shares, its
     variance is ``se^2 * len(log) / train_orders``, added to the measured one. An arm is
@@ -155,7 +161,7 @@ def learn_check(
     for arm in log.treatment_arms:
         rows = frame["arm"].isin([arm, log.control]).to_numpy()
         args = (
-            predicted[f"retained_uplift_{arm}"].to_numpy(float)[rows],
+            predicted[arm].to_numpy(float)[rows],
             frame["retained"].to_numpy(float)[rows],
             (frame["arm"] == arm).to_numpy()[rows],
         )
@@ -190,7 +196,7 @@ def qini_points(log: ExperimentLog, predicted: pd.DataFrame, points: int = 50) -
     for arm in log.treatment_arms:
         rows = frame["arm"].isin([arm, log.control]).to_numpy()
         curve = qini_curve(
-            predicted[f"retained_uplift_{arm}"].to_numpy(float)[rows],
+            predicted[arm].to_numpy(float)[rows],
             frame["retained"].to_numpy(float)[rows],
             (frame["arm"] == arm).to_numpy()[rows],
             weights[rows],

@@ -2,14 +2,13 @@
 
 ``train_uplift(log)`` fits one learner for the binary outcome (``retained``) and, when the
 revenue at risk is not known at decision time, one for revenue; ``predict_effects`` returns
-``retained_uplift_<arm>``, ``revenue_uplift_<arm>`` and ``retained_base`` (P(retained | control,
-x), which the policy needs for costs paid only when an order is kept).
+their :class:`~uplift.models.effects.Effects`: retained and revenue uplift per order and arm,
+and P(retained | control, x), which the policy needs for costs paid only when an order is kept.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from uplift.data.log import ExperimentLog
-from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
+from uplift.exceptions import SchemaError, check_option, describe_rows
 from uplift.models import catalog
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FloatArray
-from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, make_learner
+from uplift.models.catalog import make_learner
+from uplift.models.effects import BASE_COLUMN, Effects, effect_column
 from uplift.models.learners import (
     OutcomeLearner,
     inverse_propensity_weights,
@@ -30,7 +30,6 @@ from uplift.models.learners import (
     predict_booster,
     train_lgbm,
 )
-from uplift.models.select import Selection, select_learner
 
 Progress = Callable[[str], None]
 
@@ -70,6 +69,24 @@ class ControlOutcomeModel:
     def predict(self, X: pd.DataFrame) -> FloatArray:
         """Expected outcome without action, per order."""
         return predict_booster(self.booster, self.encoder.transform(X))
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """How ``auto`` chose its learner.
+
+    ``scores`` has one row per candidate: ``learner``, ``policy_value`` (doubly robust mean
+    net value per held-out order), ``se``, ``ci_lower``, ``ci_upper``, ``diff_to_best``,
+    ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (paired, against the candidate of highest
+    value), ``qini`` (mean Qini coefficient over arms), ``treated_share``, ``fit_seconds``,
+    ``tied`` (within one standard error of the best) and ``chosen``.
+    """
+
+    chosen: str
+    method: str
+    outcome: str
+    n_orders: int
+    scores: pd.DataFrame
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,34 +135,31 @@ class UpliftModel:
 
     @property
     def effect_columns(self) -> tuple[str, ...]:
-        """The columns ``predict_effects`` returns, in order."""
+        """The columns of ``predict_effects(...).to_frame()``, in order."""
         columns: list[str] = []
         if self.retained_model is not None:
-            columns += [f"retained_uplift_{a}" for a in self.treatment_arms]
+            columns += [effect_column("retained", a) for a in self.treatment_arms]
         if self.revenue_from_order_value or self.revenue_model is not None:
-            columns += [f"revenue_uplift_{a}" for a in self.treatment_arms]
+            columns += [effect_column("revenue", a) for a in self.treatment_arms]
         if self.retained_model is not None:
-            columns.append("retained_base")
+            columns.append(BASE_COLUMN)
         return tuple(columns)
 
-    def predict_effects(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Uplift per order (index of ``frame``) for every treatment arm; see ``effect_columns``.
+    def predict_effects(self, frame: pd.DataFrame) -> Effects:
+        """The effects of every treatment arm on every order of ``frame`` (rows keep its index).
 
         ``frame`` is an orders table or a log's ``frame``: it needs the columns in ``inputs``.
         """
         X = check_inputs(frame, self.inputs)
-        parts: list[pd.DataFrame] = []
+        retained = revenue = base = None
         if self.retained_model is not None:
-            uplift, base = self._retained(X)
-            parts.append(uplift.add_prefix("retained_uplift_"))
-        if self.revenue_from_order_value:
-            revenue = uplift.mul(X["order_value"].to_numpy(np.float64), axis=0)
-            parts.append(revenue.add_prefix("revenue_uplift_"))
+            retained, base_values = self._retained(X)
+            base = pd.Series(base_values, index=X.index)
+        if retained is not None and self.revenue_from_order_value:
+            revenue = retained.mul(X["order_value"].to_numpy(np.float64), axis=0)
         elif self.revenue_model is not None:
-            parts.append(self.revenue_model.predict(X).add_prefix("revenue_uplift_"))
-        if self.retained_model is not None:
-            parts.append(pd.DataFrame({"retained_base": base}, index=X.index))
-        return pd.concat(parts, axis=1)
+            revenue = self.revenue_model.predict(X)[list(self.treatment_arms)]
+        return Effects(self.control, self.treatment_arms, retained, revenue, base)
 
     def predict_outcomes(self, frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
         """E[``outcome`` | arm, x] per order and arm (control first): base plus uplift.
@@ -157,20 +171,18 @@ class UpliftModel:
         X = check_inputs(frame, self.inputs)
         effects = self.predict_effects(X)
         if outcome == "retained" or self.revenue_from_order_value:
-            if "retained_base" not in effects:
-                raise SchemaError("this model has no retained outcome; it predicts revenue only")
-            base = effects["retained_base"].to_numpy()
-            if outcome == "revenue":
-                base = base * X["order_value"].to_numpy(np.float64)
-        elif self.revenue_model is None:
+            value = X["order_value"] if outcome == "revenue" else None
+            kept = effects.outcomes("retained" if outcome == "retained" else "revenue", value)
+            return kept.set_axis(frame.index)
+        if self.revenue_model is None:
             raise SchemaError("this model has no revenue outcome; the log had no revenue")
-        elif isinstance(self.revenue_model, OutcomeLearner):
+        if isinstance(self.revenue_model, OutcomeLearner):
             base = self.revenue_model.predict_outcomes(X)[self.control].to_numpy()
         else:
             base = self._revenue_base(X)
-        uplift = effects[[f"{outcome}_uplift_{a}" for a in self.treatment_arms]].to_numpy()
-        levels = np.column_stack([base, base[:, None] + uplift])
-        return pd.DataFrame(levels, index=frame.index, columns=[self.control, *self.treatment_arms])
+        revenue = effects.uplift("revenue").to_numpy()
+        levels = np.column_stack([base, base[:, None] + revenue])
+        return pd.DataFrame(levels, index=frame.index, columns=list(effects.arms))
 
     def _revenue_base(self, X: pd.DataFrame) -> FloatArray:
         if self.revenue_base_model is None:
@@ -221,56 +233,6 @@ def check_inputs(frame: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DataFrame:
     return X
 
 
-def data_hash(log: ExperimentLog) -> str:
-    """SHA-256 of the log's canonical frame (values and column names)."""
-    digest = hashlib.sha256(",".join(map(str, log.frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(log.frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
-def train_uplift(
-    log: ExperimentLog,
-    learner: str = AUTO,
-    costs: Mapping[str, float] | None = None,
-    seed: int = 0,
-    *,
-    candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
-    validate: bool = False,
-    progress: Progress | None = None,
-) -> UpliftModel:
-    """Fit the uplift model of ``log`` with ``learner`` (``auto`` chooses by validation).
-
-    ``costs`` (currency per use of an arm, missing arms cost 0) enter the choice of ``auto``:
-    it picks the learner whose policy (best net value per order) has the highest doubly robust
-    value on held-out orders (see :mod:`uplift.models.select`). With ``validate`` a named
-    learner is scored the same way, so its card holds held-out figures too. ``progress``
-    receives a short line before each step.
-    """
-    check_option("learner", learner, (AUTO, *LEARNERS))
-    for name in candidates:
-        check_option("candidate learner", name, LEARNERS)
-    costs = check_costs(costs, log)
-    say = progress or (lambda _: None)
-    selection = None
-    if learner == AUTO or validate:
-        scored = candidates if learner == AUTO else (learner,)
-        selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
-        learner = selection.chosen
-    say(f"fitting {learner} on {len(log):,} orders")
-    return fit_models(log, learner, seed).model(
-        selection=selection,
-        training={
-            "source": log.source,
-            "orders": len(log),
-            "data_hash": data_hash(log),
-            "propensity_given": log.propensity_given,
-            "notes": list(log.notes),
-            "costs": costs,
-            "seed": seed,
-        },
-    )
-
-
 @dataclass(frozen=True, eq=False)
 class FittedModels:
     """The models fitted on one log, before they become an :class:`UpliftModel`."""
@@ -300,23 +262,8 @@ class FittedModels:
         )
 
 
-def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[str, float]:
-    """Costs per treatment arm as floats; unknown arms or negative costs are a ConfigError."""
-    costs = dict(costs or {})
-    unknown = sorted(set(costs) - set(log.arms))
-    if unknown:
-        raise ConfigError(
-            f"costs name arm(s) {', '.join(unknown)} that {log.source} does not have; "
-            f"arms: {', '.join(log.arms)}"
-        )
-    bad = {arm: c for arm, c in costs.items() if not (np.isfinite(c) and c >= 0)}
-    if bad:
-        raise ConfigError(f"costs must be finite numbers >= 0; got {bad}")
-    return {arm: float(c) for arm, c in costs.items()}
-
-
-def predict_table(model: UpliftModel, frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
-    """``order_id`` and the effects of every order of ``frame`` (an orders file's rows)."""
+def predict_table(model: UpliftModel, frame: pd.DataFrame, *, source: str) -> Effects:
+    """The effects of every order of ``frame`` (an orders file's rows), keyed by order_id."""
     if "order_id" not in frame.columns:
         raise SchemaError(
             f"{source}: no order_id column; the effects file keys every order by it "
@@ -326,7 +273,7 @@ def predict_table(model: UpliftModel, frame: pd.DataFrame, *, source: str) -> pd
         effects = model.predict_effects(frame)
     except SchemaError as error:
         raise SchemaError(f"{source}: {error}") from None
-    return pd.concat([frame[["order_id"]], effects], axis=1).reset_index(drop=True)
+    return effects.with_order_ids(frame["order_id"])
 
 
 def fit_models(log: ExperimentLog, learner: str, seed: int) -> FittedModels:

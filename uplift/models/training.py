@@ -1,0 +1,82 @@
+"""Training the uplift model of a log: ``auto`` selection, the fit, and what the card records."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from uplift.data.log import ExperimentLog
+from uplift.exceptions import ConfigError, check_option
+from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS
+from uplift.models.select import select_learner
+from uplift.models.uplift_model import UpliftModel, fit_models
+
+Progress = Callable[[str], None]
+
+
+def data_hash(log: ExperimentLog) -> str:
+    """SHA-256 of the log's canonical frame (values and column names)."""
+    digest = hashlib.sha256(",".join(map(str, log.frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(log.frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train_uplift(
+    log: ExperimentLog,
+    learner: str = AUTO,
+    costs: Mapping[str, float] | None = None,
+    seed: int = 0,
+    *,
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
+    validate: bool = False,
+    progress: Progress | None = None,
+) -> UpliftModel:
+    """Fit the uplift model of ``log`` with ``learner`` (``auto`` chooses by validation).
+
+    ``costs`` (currency per use of an arm, missing arms cost 0) enter the choice of ``auto``:
+    it picks the learner whose policy (best net value per order) has the highest doubly robust
+    value on held-out orders (see :mod:`uplift.models.select`). With ``validate`` a named
+    learner is scored the same way, so its card holds held-out figures too. ``progress``
+    receives a short line before each step.
+    """
+    check_option("learner", learner, (AUTO, *LEARNERS))
+    for name in candidates:
+        check_option("candidate learner", name, LEARNERS)
+    costs = check_costs(costs, log)
+    say = progress or (lambda _: None)
+    selection = None
+    if learner == AUTO or validate:
+        scored = candidates if learner == AUTO else (learner,)
+        selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
+        learner = selection.chosen
+    say(f"fitting {learner} on {len(log):,} orders")
+    return fit_models(log, learner, seed).model(
+        selection=selection,
+        training={
+            "source": log.source,
+            "orders": len(log),
+            "data_hash": data_hash(log),
+            "propensity_given": log.propensity_given,
+            "notes": list(log.notes),
+            "costs": costs,
+            "seed": seed,
+        },
+    )
+
+
+def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[str, float]:
+    """Costs per treatment arm as floats; unknown arms or negative costs are a ConfigError."""
+    costs = dict(costs or {})
+    unknown = sorted(set(costs) - set(log.arms))
+    if unknown:
+        raise ConfigError(
+            f"costs name arm(s) {', '.join(unknown)} that {log.source} does not have; "
+            f"arms: {', '.join(log.arms)}"
+        )
+    bad = {arm: c for arm, c in costs.items() if not (np.isfinite(c) and c >= 0)}
+    if bad:
+        raise ConfigError(f"costs must be finite numbers >= 0; got {bad}")
+    return {arm: float(c) for arm, c in costs.items()}
