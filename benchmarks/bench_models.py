@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 from uplift.data.datasets import IHDP_FEATURES, IHDP_REPLICATIONS, hillstrom_log, load_ihdp
+from uplift.data.files import atomic_path
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import ARM_COSTS, TREATMENT_ARMS, simulate, true_uplift
 from uplift.experiment.metrics import sqrt_pehe, uplift_metrics_by_arm
@@ -109,8 +111,6 @@ def report(
     args: argparse.Namespace, part: str, title: str, sections: Sequence[str], started: float
 ) -> None:
     """Print a part's results and write them to ``<results>/<part>.md`` atomically."""
-    from uplift.data.files import atomic_path
-
     command = ".venv/bin/python benchmarks/bench_models.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [
@@ -304,8 +304,6 @@ def _beaten_by(table: pd.DataFrame, selections: list[pd.DataFrame]) -> list[str]
 
 def logged_propensity(X: pd.DataFrame, treated: np.ndarray) -> np.ndarray:
     """P(own arm | x) from a logistic regression: IHDP is observational, no logged one exists."""
-    from sklearn.linear_model import LogisticRegression
-
     p = LogisticRegression(max_iter=2000).fit(X, treated).predict_proba(X)[:, 1]
     p = np.clip(p, 0.02, 0.98)
     return np.where(treated == 1, p, 1 - p)
@@ -517,7 +515,7 @@ def fit_for_speed(
 
 def fit_uplift_forest(log: ExperimentLog, X: pd.DataFrame) -> Callable[[], Any]:
     """causalml's UpliftRandomForestClassifier on integer-coded features (it needs numbers)."""
-    from causalml.inference.tree import UpliftRandomForestClassifier
+    from causalml.inference.tree import UpliftRandomForestClassifier  # noqa: PLC0415 - causalml: seconds to import; only this run uses it
 
     codes = np.column_stack(
         [

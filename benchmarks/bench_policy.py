@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,15 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix, vstack
+
+from uplift.data.simulate import ARM_COSTS, simulate
+from uplift.models.effects import Effects
+from uplift.models.oracle import true_effects
+from uplift.policy.allocation import allocate
+from uplift.policy.ranking import rank_orders
 
 CAPACITY = {"agent_call": 4_000, "expedite": 3_000}
 HIGHS_ORDERS = 2_000
 
 
 def effects_file(orders: int, folder: Path) -> Path:
-    from uplift.data.simulate import simulate
-    from uplift.models.oracle import true_effects
-
     world = simulate(orders, weeks=1, seed=2026)
     effects = true_effects(world.truth, world.log["order_value"])
     path = folder / "effects.parquet"
@@ -40,11 +46,6 @@ def effects_file(orders: int, folder: Path) -> Path:
 
 def rank_in_process(path: Path) -> dict[str, float]:
     """Read the effects, rank, and report time and peak memory (run in a child process)."""
-    import resource
-
-    from uplift.data.simulate import ARM_COSTS
-    from uplift.policy.ranking import rank_orders
-
     effects = pd.read_parquet(path)
     costs = {a: c for a, c in ARM_COSTS.items() if a != "control"}
     start = time.perf_counter()
@@ -62,13 +63,6 @@ def rank_in_process(path: Path) -> dict[str, float]:
 
 def highs_agreement(path: Path, samples: int = 5) -> float:
     """Largest relative gap between our objective and HiGHS's LP optimum on subsamples."""
-    from scipy.optimize import linprog
-    from scipy.sparse import coo_matrix, vstack
-
-    from uplift.data.simulate import ARM_COSTS
-    from uplift.models.effects import Effects
-    from uplift.policy.allocation import allocate
-
     costs = {a: c for a, c in ARM_COSTS.items() if a != "control"}
     effects = pd.read_parquet(path)
     rng = np.random.default_rng(0)

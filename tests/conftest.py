@@ -1,10 +1,23 @@
-"""Shared fixtures: the public data sets beside the repository, and small simulated logs."""
+"""Shared fixtures: the public data sets beside the repository, and the command line.
+
+Command-line tests run ``uplift`` in this process through ``uplift.cli.main``, the function the
+installed command runs (with its error handling and exit codes), via :func:`run_cli`. Tests
+that need a separate process (killing it, two writers at once) start ``python -m uplift``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+
+from uplift.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -19,3 +32,38 @@ def shared_data() -> Path:
             "experiments from ../shared/data beside the repository (see README, 'Data')."
         )
     return SHARED_DATA
+
+
+class CliResult(NamedTuple):
+    """What one run of the command line did (unpacks as exit code, stdout, stderr)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """stdout, then stderr."""
+        return self.stdout + self.stderr
+
+
+def run_cli(*args: str | Path) -> CliResult:
+    """``uplift ARGS`` in this process: exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, show = sys.argv, warnings.showwarning  # main() sets both for the command's run
+    sys.argv = ["uplift", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 0
+    finally:
+        sys.argv, warnings.showwarning = argv, show
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def uplift_cli() -> Callable[..., CliResult]:
+    """:func:`run_cli`, for tests."""
+    return run_cli

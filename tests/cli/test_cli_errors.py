@@ -1,7 +1,8 @@
 """One error path for every command, and outputs that never destroy inputs.
 
-Every test runs the real command line in process (``uplift.cli.main`` with ``sys.argv`` set),
-so a function can be patched to fail; the exit code and stderr are what a user would see.
+Every test runs the real command line in process (the ``uplift_cli`` fixture calls
+``uplift.cli.main``), so a function can be patched to fail; the exit code and stderr are what a
+user would see.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from uplift.cli import main
 from uplift.data.files import (
     Output,
     check_name,
@@ -31,18 +33,6 @@ from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.experiment.design import plan_design
 from uplift.policy.ranking import rank_orders
-
-
-def _run(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    """Run ``uplift ARGS``: its exit code, stdout and stderr."""
-    monkeypatch.setattr(sys, "argv", ["uplift", *args])
-    with pytest.raises(SystemExit) as done:
-        main()
-    captured = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 0), captured.out, captured.err
 
 
 def _one_line_error(err: str) -> str:
@@ -89,13 +79,14 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
+    uplift_cli: Callable[..., Any],
     args: list[str],
     expected: str,
     files: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = _run(args, monkeypatch, capsys)
+    code, out, err = uplift_cli(*args)
     assert code == 2
     assert expected in _one_line_error(err)
     assert "--help" in err
@@ -104,9 +95,12 @@ def test_usage_errors_are_one_line_and_exit_2(
 
 @pytest.mark.parametrize("args", [[], ["--help"], ["rank", "--help"]])
 def test_help_exits_0(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = _run(args, monkeypatch, capsys)
+    code, out, err = uplift_cli(*args)
     assert code == 0
     assert "Usage" in out
     assert err == ""
@@ -117,10 +111,13 @@ def _crash(*_: object, **__: object) -> None:
 
 
 def test_an_unexpected_error_is_one_line_with_exit_1(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("uplift.data.simulate.simulate", _crash)
-    code, _, err = _run(["simulate", "--out", "log.csv"], monkeypatch, capsys)
+    code, _, err = uplift_cli(*["simulate", "--out", "log.csv"])
     assert code == 1
     assert "RuntimeError: boom in the simulator" in _one_line_error(err)
     assert "--debug" in err
@@ -129,7 +126,11 @@ def test_an_unexpected_error_is_one_line_with_exit_1(
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_debug_shows_the_traceback(
-    how: str, files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    how: str,
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("uplift.data.simulate.simulate", _crash)
     args = ["simulate", "--out", "log.csv"]
@@ -137,49 +138,61 @@ def test_debug_shows_the_traceback(
         args.insert(0, "--debug")
     else:
         monkeypatch.setenv("UPLIFT_DEBUG", "1")
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert err.splitlines()[-1] == "error: RuntimeError: boom in the simulator"
 
 
 def test_ctrl_c_is_aborted_with_exit_130(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def interrupt(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("uplift.data.simulate.simulate", interrupt)
-    code, _, err = _run(["simulate", "--out", "log.csv"], monkeypatch, capsys)
+    code, _, err = uplift_cli(*["simulate", "--out", "log.csv"])
     assert code == 130
     assert err == "aborted\n"
 
 
 def test_an_os_error_names_the_path_with_exit_2(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def denied(*_: object, **__: object) -> None:
         raise PermissionError(13, "Permission denied", "/srv/shared/log.csv")
 
     monkeypatch.setattr("uplift.data.simulate.simulate", denied)
-    code, _, err = _run(["simulate", "--out", "log.csv"], monkeypatch, capsys)
+    code, _, err = uplift_cli(*["simulate", "--out", "log.csv"])
     assert code == 2
     assert _one_line_error(err) == "error: /srv/shared/log.csv: Permission denied\n"
 
 
 def test_a_folder_given_as_the_input_file_is_one_line(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (files / "folder.csv").mkdir()
     args = ["assign", "folder.csv", "--design", "design.toml", "--out", "a.csv"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert "folder.csv" in _one_line_error(err)
     assert not (files / "a.csv").exists()
 
 
 def test_an_unreadable_input_is_one_line(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Root reads a file whatever its mode, so the refusal is made by the reader itself.
     def refuse(path: object, *_: object, **__: object) -> None:
@@ -187,7 +200,7 @@ def test_an_unreadable_input_is_one_line(
 
     monkeypatch.setattr(pd, "read_csv", refuse)
     args = ["assign", "orders.csv", "--design", "design.toml", "--out", "a.csv"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert "orders.csv" in _one_line_error(err)
     assert "Permission denied" in err
@@ -227,25 +240,29 @@ def test_an_unreadable_input_is_one_line(
     ],
 )
 def test_an_output_over_an_input_is_refused_and_the_input_kept(
+    uplift_cli: Callable[..., Any],
     args: list[str],
     files: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     before = _snapshot(files)
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert re.search(r"is (the|inside the) input|are the same file|is a file", _one_line_error(err))
     assert _snapshot(files) == before
 
 
 def test_a_hard_link_to_the_input_is_the_input(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     os.link(files / "orders.csv", files / "link.csv")
     before = _snapshot(files)
     args = ["assign", "orders.csv", "--design", "design.toml", "--out", "link.csv"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert "is the input ORDERS" in _one_line_error(err)
     assert _snapshot(files) == before
@@ -253,31 +270,41 @@ def test_a_hard_link_to_the_input_is_the_input(
 
 @pytest.mark.parametrize("command", ["assign", "simulate"])
 def test_an_output_that_is_a_directory_is_refused(
-    command: str, files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    command: str,
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (files / "out.csv").mkdir()
     args = {
         "assign": ["assign", "orders.csv", "--design", "design.toml", "--out", "out.csv"],
         "simulate": ["simulate", "--orders", "100", "--out", "out.csv"],
     }[command]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert "--out out.csv is a directory" in _one_line_error(err)
     assert list((files / "out.csv").iterdir()) == []
 
 
 def test_an_output_whose_folder_cannot_be_made_is_refused_before_work(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("uplift.data.simulate.simulate", _crash)  # must not be reached
     args = ["simulate", "--orders", "100", "--out", "log.csv", "--json", "orders.csv/x.json"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert "orders.csv is a file" in _one_line_error(err)
 
 
 def test_a_failed_json_leaves_no_main_output_and_no_temporary_file(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Something in the way of the JSON's temporary file makes its write fail (like a full disk)
     # after the assigned orders were written to theirs.
@@ -286,7 +313,7 @@ def test_a_failed_json_leaves_no_main_output_and_no_temporary_file(
     (blocker / "keep").write_text("")
     before = _snapshot(files)
     args = ["assign", "orders.csv", "--design", "design.toml", "--out", "a.csv"]
-    code, _, err = _run([*args, "--json", "x.json"], monkeypatch, capsys)
+    code, _, err = uplift_cli(*[*args, "--json", "x.json"])
     assert code == 2
     assert str(blocker.name) in _one_line_error(err)
     assert _snapshot(files) == before
@@ -353,12 +380,15 @@ def test_unsafe_names_are_refused(name: str) -> None:
 
 
 def test_design_name_cannot_leave_the_experiments_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = ["design", "--baseline-cancel-rate", "0.08", "--mde", "0.01", "--arms", "1"]
     args += ["--daily-orders", "100", "--out-dir", "a/b", "--name", "../../x"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert "--name '../../x'" in _one_line_error(err)
     assert list(tmp_path.iterdir()) == []
@@ -369,6 +399,7 @@ def test_design_name_cannot_leave_the_experiments_folder(
     [("0.0001", "more than ten years"), ("1e300", "power calculation has no answer")],
 )
 def test_a_design_that_cannot_be_computed_writes_nothing(
+    uplift_cli: Callable[..., Any],
     daily_orders: str,
     expected: str,
     tmp_path: Path,
@@ -378,7 +409,7 @@ def test_a_design_that_cannot_be_computed_writes_nothing(
     monkeypatch.chdir(tmp_path)
     args = ["design", "--baseline-cancel-rate", "0.08", "--mde", "0.01", "--arms", "1"]
     args += ["--daily-orders", daily_orders, "--json", "d.json"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     assert expected in _one_line_error(err)
     assert list(tmp_path.rglob("*")) == []
@@ -388,12 +419,15 @@ def test_a_design_that_cannot_be_computed_writes_nothing(
 
 
 def test_rank_refuses_repeated_order_ids(
-    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     orders = pd.read_csv(files / "orders.csv")
     pd.concat([orders, orders.iloc[[2]]]).to_csv(files / "dup.csv", index=False)
     args = ["rank", "dup.csv", "--model-dir", "model", "--out", "q.csv"]
-    code, _, err = _run(args, monkeypatch, capsys)
+    code, _, err = uplift_cli(*args)
     assert code == 2
     message = _one_line_error(err)
     assert "dup.csv: order_id 3 appear(s) more than once, in 2 row(s): 3, 41" in message
@@ -422,6 +456,7 @@ def log_frame() -> pd.DataFrame:
     ],
 )
 def test_readout_adjust_with_a_huge_value(
+    uplift_cli: Callable[..., Any],
     column: str,
     extra: list[str],
     code: int,
@@ -435,7 +470,7 @@ def test_readout_adjust_with_a_huge_value(
     frame.loc[5, column] = 1e300
     frame.to_parquet(tmp_path / "log.parquet")
     args = ["readout", str(tmp_path / "log.parquet"), "--adjust", *extra]
-    exit_code, out, err = _run(args, monkeypatch, capsys)
+    exit_code, out, err = uplift_cli(*args)
     assert exit_code == code
     if code == 2:
         assert expected in _one_line_error(err)

@@ -9,9 +9,7 @@ passed to the command line.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -205,32 +203,18 @@ def test_a_refused_ingest_leaves_the_store_unchanged(
     assert len(snapshot(store)["experiment_log"]) == 40 + result.n_new
 
 
-def run_cli(*args: str) -> tuple[int, str]:
-    """``uplift ARGS`` in process: the exit code and what it wrote to stderr."""
-    from uplift.cli import main
-
-    err = io.StringIO()
-    argv = sys.argv
-    sys.argv = ["uplift", *args]
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            main()
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    finally:
-        sys.argv = argv
-    return code, err.getvalue()
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frame=st.one_of(frames(), frames(core=True)), suffix=st.sampled_from([".csv", ".parquet"]))
 def test_the_command_line_ends_in_a_summary_or_one_error_line(
-    tmp_path_factory: pytest.TempPathFactory, base_store: Path, frame: pd.DataFrame, suffix: str
+    uplift_cli: Callable[..., Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    base_store: Path,
+    frame: pd.DataFrame,
+    suffix: str,
 ) -> None:
     folder = tmp_path_factory.mktemp("cli")
     path = write(frame, folder, suffix)
-    code, err = run_cli("validate", str(path))
+    code, _, err = uplift_cli("validate", path)
     assert code in (0, 2), err
     if code == 2:
         assert len(err.strip().splitlines()) == 1, err
@@ -239,7 +223,7 @@ def test_the_command_line_ends_in_a_summary_or_one_error_line(
     store = folder / "s.duckdb"
     store.write_bytes(base_store.read_bytes())
     before = snapshot(Store(store))
-    code, err = run_cli("ingest", str(path), "--store", str(store), "--week", "2026-W02")
+    code, _, err = uplift_cli("ingest", path, "--store", store, "--week", "2026-W02")
     assert code in (0, 2), err
     if code == 2:
         errors = [line for line in err.strip().splitlines() if line.startswith("error: ")]

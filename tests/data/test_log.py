@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -52,15 +52,12 @@ def test_bad_log_raises_its_message(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["duplicate_order_id", "control_absent", "ragged_rows"])
-def test_bad_log_on_the_command_line_exits_2_with_one_line(name: str) -> None:
+def test_bad_log_on_the_command_line_exits_2_with_one_line(
+    uplift_cli: Callable[..., Any], name: str
+) -> None:
     case = CASES[name]
-    result = subprocess.run(
-        [sys.executable, "-m", "uplift", "validate", str(BAD / case["file"])],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
+    result = uplift_cli("validate", BAD / case["file"])
+    assert result.exit_code == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

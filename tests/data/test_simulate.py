@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import skew
 
-from uplift.cli import main
+from uplift.data.log import read_log
 from uplift.data.simulate import (
     ARM_COSTS,
     ARMS,
@@ -320,21 +321,18 @@ def test_bad_arguments_raise_config_error(kwargs: dict[str, object], message: st
 # ---------------------------------------------------------------------------- command line
 
 
-def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["uplift", *argv])
-    with pytest.raises(SystemExit) as done:
-        main()
-    return int(done.value.code or 0)
-
-
 def test_cli_writes_log_truth_and_json(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    uplift_cli: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out, truth, summary = tmp_path / "log.parquet", tmp_path / "t.csv", tmp_path / "s.json"
     argv = ["simulate", "--orders", "2000", "--weeks", "2", "--seed", "3", "--out", str(out)]
     argv += ["--truth-out", str(truth), "--logged-policy", "--json", str(summary)]
-    assert _run(argv, monkeypatch) == 0
-    printed = capsys.readouterr().out
+    result = uplift_cli(*argv)
+    assert result.exit_code == 0
+    printed = result.stdout
     assert "payment_rescue" in printed
     assert str(truth) in printed
     log, truth_frame = pd.read_parquet(out), pd.read_csv(truth)
@@ -351,9 +349,12 @@ def test_cli_writes_log_truth_and_json(
 
 
 def test_cli_default_truth_path_sits_beside_the_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    uplift_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _run(["simulate", "--orders", "300", "--out", str(tmp_path / "o.csv")], monkeypatch) == 0
+    assert (
+        uplift_cli(*["simulate", "--orders", "300", "--out", str(tmp_path / "o.csv")]).exit_code
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.truth.csv"]
 
 
@@ -366,6 +367,7 @@ def test_cli_default_truth_path_sits_beside_the_log(
     ],
 )
 def test_cli_bad_arguments_exit_2_without_files(
+    uplift_cli: Callable[..., Any],
     extra: list[str],
     message: str,
     tmp_path: Path,
@@ -373,16 +375,15 @@ def test_cli_bad_arguments_exit_2_without_files(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert _run(["simulate", *extra], monkeypatch) == 2
-    err = capsys.readouterr().err
+    result = uplift_cli("simulate", *extra)
+    assert result.exit_code == 2
+    err = result.stderr
     assert err.startswith("error: ")
     assert message in err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_log_reads_as_a_canonical_experiment_log(tmp_path: Path) -> None:
-    from uplift.data.log import read_log
-
     world = simulate(3_000, weeks=2, seed=4, logged_policy=True)
     path = tmp_path / "log.parquet"
     world.log.to_parquet(path, index=False)

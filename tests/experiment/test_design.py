@@ -6,16 +6,16 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
-from typer.testing import CliRunner
 
-from uplift.cli import app
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.experiment.assignment import assign_arms, hash_unit
 from uplift.experiment.design import Design, plan_design
@@ -268,13 +268,14 @@ def test_srm_detects_a_one_point_skew_at_100k_orders(
 # Command line
 
 
-def test_cli_design_writes_a_design_that_assign_reads(tmp_path: Path) -> None:
-    runner = CliRunner()
+def test_cli_design_writes_a_design_that_assign_reads(
+    uplift_cli: Callable[..., Any], tmp_path: Path
+) -> None:
     args = ["design", "--baseline-cancel-rate", "0.075", "--mde", "0.01", "--arm", "reassurance"]
     args += ["--arm", "expedite", "--daily-orders", "4000", "--holdout", "0.2", "--name", "w40"]
     args += ["--out-dir", str(tmp_path), "--start-date", "2026-10-05", "--cost", "expedite=5"]
     args += ["--json", str(tmp_path / "design.json")]
-    result = runner.invoke(app, args)
+    result = uplift_cli(*args)
     assert result.exit_code == 0, result.output
     design = Design.read(tmp_path / "w40" / "design.toml")
     assert design == _design(costs={"expedite": 5.0}, name="w40")
@@ -286,20 +287,21 @@ def test_cli_design_writes_a_design_that_assign_reads(tmp_path: Path) -> None:
     orders = tmp_path / "orders.csv"
     pd.DataFrame({"order_id": np.arange(1_000), "v": 1.0}).to_csv(orders, index=False)
     out = tmp_path / "assigned.parquet"
-    result = runner.invoke(
-        app, ["assign", str(orders), "--design", str(tmp_path / "w40" / "design.toml"),
-              "--out", str(out)],
-    )  # fmt: skip
+    result = uplift_cli(
+        "assign", orders, "--design", tmp_path / "w40" / "design.toml", "--out", out
+    )
     assert result.exit_code == 0, result.output
     assigned = pd.read_parquet(out)
     expected = assign_arms(pd.read_csv(orders), design)
     pd.testing.assert_frame_equal(assigned, expected)
 
 
-def test_cli_design_refuses_to_overwrite_a_running_test(tmp_path: Path) -> None:
+def test_cli_design_refuses_to_overwrite_a_running_test(
+    uplift_cli: Callable[..., Any], tmp_path: Path
+) -> None:
     args = ["design", "--baseline-cancel-rate", "0.075", "--mde", "0.01"]
     args += ["--arms", "2", "--daily-orders", "4000", "--out-dir", str(tmp_path)]
-    assert CliRunner().invoke(app, args).exit_code == 0
+    assert uplift_cli(*args).exit_code == 0
     second = subprocess.run([str(UPLIFT), *args], capture_output=True, text=True, check=False)
     assert second.returncode == 2
     assert "design.toml exists" in second.stderr

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,12 +17,10 @@ from scipy.stats import ttest_ind
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from threadpoolctl import threadpool_limits
-from typer.testing import CliRunner
 
-from uplift.cli import app
 from uplift.data.log import ColumnMap, ExperimentLog
 from uplift.data.simulate import ARMS, simulate
-from uplift.exceptions import ConfigError, DataWarning, SchemaError
+from uplift.exceptions import ConfigError, SchemaError
 from uplift.experiment.design import plan_design
 from uplift.experiment.inference import confidence_sequence, covariate_matrix, lin_estimate
 from uplift.experiment.power import Correction
@@ -408,14 +407,20 @@ def test_readout_is_frozen(hillstrom_log: ExperimentLog) -> None:
         result.alpha = 0.1  # type: ignore[misc]
 
 
-def test_cli_readout_of_hillstrom_writes_every_figure(shared_data: Path, tmp_path: Path) -> None:
+# Warnings are errors in the suite; here the command must print its warning, as for a user.
+@pytest.mark.filterwarnings("default::uplift.exceptions.DataWarning")
+def test_cli_readout_of_hillstrom_writes_every_figure(
+    uplift_cli: Callable[..., Any], shared_data: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "readout.json"
     args = ["readout", str(shared_data / "hillstrom" / "hillstrom.csv"), "--control", "No E-Mail"]
     args += [f"--map={m}" for m in HILLSTROM_MAP] + ["--ignore", "conversion", "--json", str(out)]
-    with pytest.warns(DataWarning, match="no order_id column"):
-        result = CliRunner().invoke(app, args)
+    result = uplift_cli(*args)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("sample ratio: ok")
+    # The command line prints a warning as one line on stderr, as a user sees it.
+    assert "warning: " in result.stderr
+    assert "no order_id column" in result.stderr
+    assert result.stdout.startswith("sample ratio: ok")
     figures = json.loads(out.read_text())
     arms = {row["arm"]: row for row in figures["arms"]}
     assert abs(arms["Mens E-Mail"]["retained_rate"] * 100 - 18.2757) < HALF_UNIT
@@ -423,7 +428,9 @@ def test_cli_readout_of_hillstrom_writes_every_figure(shared_data: Path, tmp_pat
     assert len(figures["effects"]) == 6
 
 
-def test_cli_readout_fails_on_a_sample_ratio_mismatch(tmp_path: Path) -> None:
+def test_cli_readout_fails_on_a_sample_ratio_mismatch(
+    uplift_cli: Callable[..., Any], tmp_path: Path
+) -> None:
     # 52/48 on 20,000 orders designed 50/50: chi-square 64, p ~ 1e-15.
     rng = np.random.default_rng(6)
     n = 20_000
@@ -437,7 +444,7 @@ def test_cli_readout_fails_on_a_sample_ratio_mismatch(tmp_path: Path) -> None:
     )
     path, out = tmp_path / "log.csv", tmp_path / "r.json"
     frame.to_csv(path, index=False)
-    result = CliRunner().invoke(app, ["readout", str(path), "--json", str(out)])
+    result = uplift_cli("readout", path, "--json", out)
     assert result.exit_code == 1
     assert result.output.startswith("sample ratio: MISMATCH")
     assert json.loads(out.read_text())["srm"]["passed"] is False

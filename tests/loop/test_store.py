@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from uplift.data.log import ExperimentLog
-from uplift.exceptions import SchemaError, StoreError
+from uplift.data.log import ExperimentLog, read_log
+from uplift.exceptions import ConfigError, SchemaError, StoreError
 from uplift.loop.store import ModelRecord, Store
 
 
@@ -292,10 +293,6 @@ def test_a_hostile_header_is_stored_as_a_name_and_runs_nothing(tmp_path: Path) -
 
 
 def test_a_hostile_duckdb_table_name_is_read_as_a_name(tmp_path: Path) -> None:
-    import duckdb
-
-    from uplift.data.log import read_log
-
     path = tmp_path / "logs.duckdb"
     name = 'weird"; DROP TABLE other; --'
     with duckdb.connect(str(path)) as con:
@@ -368,8 +365,6 @@ def test_a_week_given_twice_differently_is_a_conflict(tmp_path: Path) -> None:
 
 
 def test_a_week_label_that_is_a_path_is_refused(tmp_path: Path) -> None:
-    from uplift.exceptions import ConfigError
-
     store = Store(tmp_path / "s.duckdb")
     with pytest.raises(ConfigError, match=r"--week must be an ISO week"):
         store.ingest(make_log(range(100)), week="../../x")

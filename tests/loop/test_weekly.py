@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import subprocess
-import sys
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from uplift.cli import app
 from uplift.data.files import write_table
 from uplift.data.log import ExperimentLog, read_log
 from uplift.data.simulate import ARM_COSTS, CONTROL, simulate
+from uplift.exceptions import ConfigError, ModelLoadError, SchemaError, StoreError
+from uplift.loop import demo
 from uplift.loop.store import Store
-from uplift.loop.weekly import WeeklyConfig, WeeklyJob, WeeklyResult
+from uplift.loop.weekly import WeeklyConfig, WeeklyJob, WeeklyResult, load_registered
 
 ORDERS = 15_000
 COSTS = {arm: cost for arm, cost in ARM_COSTS.items() if arm != CONTROL}
@@ -127,8 +129,6 @@ def test_running_a_week_again_replaces_its_records(
 
 
 def test_unknown_week_is_refused(tmp_path: Path) -> None:
-    from uplift.exceptions import ConfigError, StoreError
-
     job = WeeklyJob(WeeklyConfig(store=tmp_path / "s.duckdb"))
     with pytest.raises(StoreError, match="holds no orders"):
         job.run()
@@ -140,52 +140,44 @@ def test_unknown_week_is_refused(tmp_path: Path) -> None:
         job.run("2026-W01")
 
 
-runner = CliRunner()
-UPLIFT = Path(sys.executable).parent / "uplift"
-
-
-def test_ingest_command_is_idempotent_and_names_conflicts(tmp_path: Path) -> None:
+def test_ingest_command_is_idempotent_and_names_conflicts(
+    uplift_cli: Callable[..., Any], tmp_path: Path
+) -> None:
     world = simulate(3000, weeks=1, seed=3, start_week="2026-W40")
     log = write_table(world.log, tmp_path / "week.csv")
     store = tmp_path / "s.duckdb"
-    first = runner.invoke(app, ["ingest", str(log), "--store", str(store)])
+    first = uplift_cli("ingest", log, "--store", store)
     assert first.exit_code == 0, first.output
     assert "3,000 orders read, 3,000 new" in first.output
-    again = runner.invoke(
-        app, ["ingest", str(log), "--store", str(store), "--json", str(tmp_path / "i.json")]
-    )
+    again = uplift_cli("ingest", log, "--store", store, "--json", tmp_path / "i.json")
     assert "3,000 orders read, 0 new" in again.output
     assert json.loads((tmp_path / "i.json").read_text())["n_new"] == 0
     changed = world.log.assign(cancelled=1 - world.log["cancelled"]).drop(columns="revenue")
     bad = write_table(changed.iloc[:600], tmp_path / "bad.csv")
-    command = [str(UPLIFT), "ingest", str(bad), "--store", str(store)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
+    result = uplift_cli("ingest", bad, "--store", store)
+    assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {bad}: 600 row(s): 1, 10, 100, 101, 102 and 595 more")
     assert "nothing of this log was written" in result.stderr
 
 
 @pytest.mark.slow
 def test_weekly_command_prints_the_report_path(
-    steady: tuple[Path, list[WeeklyResult]], tmp_path: Path
+    uplift_cli: Callable[..., Any], steady: tuple[Path, list[WeeklyResult]], tmp_path: Path
 ) -> None:
     folder, _ = steady
     out = tmp_path / "reports"
-    result = runner.invoke(
-        app,
-        [
-            "weekly",
-            "--store",
-            str(folder / "uplift.duckdb"),
-            "--out",
-            str(out),
-            "--cost",
-            "expedite=5",
-            "--segment",
-            "category",
-            "--json",
-            str(tmp_path / "w.json"),
-        ],
+    result = uplift_cli(
+        "weekly",
+        "--store",
+        folder / "uplift.duckdb",
+        "--out",
+        out,
+        "--cost",
+        "expedite=5",
+        "--segment",
+        "category",
+        "--json",
+        tmp_path / "w.json",
     )
     assert result.exit_code == 0, result.output
     assert f"report: {out / '2026-W41' / 'index.html'}" in result.output
@@ -197,10 +189,8 @@ def test_weekly_command_prints_the_report_path(
 
 @pytest.mark.slow
 def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
-    from uplift.loop.demo import main, week_labels
-
-    assert week_labels("2026-W52", 3) == ["2026-W52", "2026-W53", "2027-W01"]
-    assert main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
+    assert demo.week_labels("2026-W52", 3) == ["2026-W52", "2026-W53", "2027-W01"]
+    assert demo.main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
     latest = tmp_path / "reports" / "2026-W41" / "index.html"
     assert latest.is_file()
     store = Store(tmp_path / "uplift.duckdb")
@@ -212,7 +202,7 @@ def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
     assert decided.str.contains(": .*; ").all()
     stamp = latest.stat().st_mtime_ns
     models = len(store.models())
-    assert main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
+    assert demo.main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
     # The second run finds every week done: nothing is simulated, trained or rewritten.
     assert latest.stat().st_mtime_ns == stamp
     assert len(store.models()) == models
@@ -221,8 +211,6 @@ def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
 
 
 def test_week_without_order_value_is_refused(tmp_path: Path) -> None:
-    from uplift.exceptions import SchemaError
-
     world = simulate(2000, weeks=1, seed=2, start_week="2026-W40")
     job = WeeklyJob(WeeklyConfig(store=tmp_path / "s.duckdb"))
     job.store.ingest(ExperimentLog.from_frame(world.log.drop(columns=["order_value", "revenue"])))
@@ -234,12 +222,6 @@ def test_week_without_order_value_is_refused(tmp_path: Path) -> None:
 def test_a_champion_folder_edited_after_registration_is_refused(
     steady: tuple[Path, list[WeeklyResult]],
 ) -> None:
-    import dataclasses
-    import shutil
-
-    from uplift.exceptions import ModelLoadError
-    from uplift.loop.weekly import load_registered
-
     folder, _ = steady
     champion = Store(folder / "uplift.duckdb").champion(before="2026-W41")
     assert champion is not None

@@ -10,8 +10,7 @@ import os
 import pickle
 import re
 import stat
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from uplift.cli import app
 from uplift.data.files import to_json_ready
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import pending_orders, simulate
@@ -157,7 +154,10 @@ def test_round_trip_predicts_the_same(log: ExperimentLog, model: UpliftModel, sa
     [("s_lgbm", True), ("dr_lgbm", True), ("t_lgbm", False), ("dr_lgbm", False)],
 )
 def test_our_learners_round_trip_exactly(
-    log: ExperimentLog, learner: str, order_value: bool, tmp_path: Path
+    log: ExperimentLog,
+    learner: str,
+    order_value: bool,
+    tmp_path: Path,
 ) -> None:
     frame = log.frame if order_value else log.frame.drop(columns="order_value")
     original = train_uplift(ExperimentLog.from_frame(frame), learner=learner, seed=3)
@@ -506,7 +506,10 @@ def test_failed_save_leaves_nothing(
 
 
 def test_half_finished_save_is_refused(
-    log: ExperimentLog, saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    log: ExperimentLog,
+    saved: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder = _copy(saved, tmp_path / "m")
     other = train_uplift(log, learner="t_lgbm", seed=1)
@@ -560,15 +563,6 @@ def test_save_refuses_a_directory_that_is_not_a_model(saved: Path, tmp_path: Pat
 # --------------------------------------------------------------------------------------------
 
 
-def _uplift(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uplift", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
@@ -578,22 +572,22 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_cli_train_evaluate_predict(files: Path) -> None:
+def test_cli_train_evaluate_predict(uplift_cli: Callable[..., Any], files: Path) -> None:
     model_dir = files / "model"
-    train = _uplift(
+    train = uplift_cli(
         "train", files / "log.csv", "--model-dir", model_dir, "--learner", "s_lgbm",
         "--cost", "expedite=5", "--json", files / "card.json",
     )  # fmt: skip
-    assert train.returncode == 0, train.stderr
+    assert train.exit_code == 0, train.stderr
     assert "trained s_lgbm on 3,000 orders" in train.stdout
     card = json.loads((files / "card.json").read_text())
     assert card["learner"] == "s_lgbm"
     assert card["selection"]["candidates"][0]["policy_value"] > 0
 
-    evaluate = _uplift(
+    evaluate = uplift_cli(
         "evaluate", files / "log.csv", "--model-dir", model_dir, "--json", files / "eval.json"
     )
-    assert evaluate.returncode == 0, evaluate.stderr
+    assert evaluate.exit_code == 0, evaluate.stderr
     result = json.loads((files / "eval.json").read_text())
     assert {row["arm"] for row in result["by_arm"]} == set(card["treatment_arms"])
     assert {row["estimator"] for row in result["policies"]} == {"ipw", "snipw", "dr"}
@@ -603,8 +597,10 @@ def test_cli_train_evaluate_predict(files: Path) -> None:
     assert "trained on; its scores are optimistic" in evaluate.stdout
 
     out = files / "effects.csv"
-    predict = _uplift("predict", files / "orders.parquet", "--model-dir", model_dir, "--out", out)
-    assert predict.returncode == 0, predict.stderr
+    predict = uplift_cli(
+        "predict", files / "orders.parquet", "--model-dir", model_dir, "--out", out
+    )
+    assert predict.exit_code == 0, predict.stderr
     effects = pd.read_csv(out)
     arms = card["treatment_arms"]
     assert list(effects.columns) == [
@@ -617,20 +613,22 @@ def test_cli_train_evaluate_predict(files: Path) -> None:
     assert np.isfinite(effects.to_numpy()).all()
 
 
-def test_cli_trust_model(files: Path, model: UpliftModel, tmp_path: Path) -> None:
+def test_cli_trust_model(
+    uplift_cli: Callable[..., Any], files: Path, model: UpliftModel, tmp_path: Path
+) -> None:
     folder = _pickled(model, tmp_path / "m", described=model)
     out = tmp_path / "effects.csv"
     args = ("predict", files / "orders.parquet", "--model-dir", folder, "--out", out)
-    refused = _uplift(*args)
-    assert refused.returncode == 2
+    refused = uplift_cli(*args)
+    assert refused.exit_code == 2
     assert re.match(r"error: .*model\.pkl: was not signed with your key", refused.stderr)
     assert "--trust-model" in refused.stderr
     assert not out.exists()
-    trusted = _uplift(*args, "--trust-model")
-    assert trusted.returncode == 0, trusted.stderr
+    trusted = uplift_cli(*args, "--trust-model")
+    assert trusted.exit_code == 0, trusted.stderr
     assert len(pd.read_csv(out)) == 3_000
     for command in ("evaluate", "predict", "rank"):
-        shown = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+        shown = uplift_cli(command, "--help")
         assert "--trust-model" in shown.output, command
 
 
@@ -647,9 +645,11 @@ def test_cli_trust_model(files: Path, model: UpliftModel, tmp_path: Path) -> Non
         (("evaluate", "{dir}/log.csv", "--model-dir", "{dir}/none"), "no model_card.json"),
     ],
 )  # fmt: skip
-def test_cli_bad_input_exits_2_without_output(files: Path, args: tuple, message: str) -> None:
-    result = _uplift(*(a.format(dir=files) for a in args))
-    assert result.returncode == 2
+def test_cli_bad_input_exits_2_without_output(
+    uplift_cli: Callable[..., Any], files: Path, args: tuple, message: str
+) -> None:
+    result = uplift_cli(*(a.format(dir=files) for a in args))
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
     assert re.search(message, result.stderr), result.stderr
     assert not (files / "m").exists()

@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import coo_matrix, vstack
-from typer.testing import CliRunner
 
-from uplift.cli import app
-from uplift.data.simulate import ARM_COSTS, simulate
+from uplift.data.log import ExperimentLog
+from uplift.data.simulate import ARM_COSTS, pending_orders, simulate
 from uplift.exceptions import ConfigError, SchemaError
+from uplift.models import save_model, train_uplift
 from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.models.oracle import true_effects
 from uplift.policy.allocation import allocate
@@ -401,12 +401,12 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return orders_path, effects_path
 
 
-def test_cli_rank_writes_the_queue_and_json(files, tmp_path):
+def test_cli_rank_writes_the_queue_and_json(uplift_cli, files, tmp_path):
     orders_path, effects_path = files
     out, report = tmp_path / "queue.parquet", tmp_path / "rank.json"
     args = ["rank", str(orders_path), "--effects", str(effects_path), "--out", str(out)]
     args += ["--cost", "arm0=1", "--capacity", "arm1=25", "--holdout", "0.1", "--json", str(report)]
-    result = CliRunner().invoke(app, args)
+    result = uplift_cli(*args)
     assert result.exit_code == 0, result.output
     queue = pd.read_parquet(out)
     assert list(queue.columns) == [
@@ -437,23 +437,23 @@ def test_cli_rank_writes_the_queue_and_json(files, tmp_path):
         (["--cost", "arm0"], "--cost expects key=value"),
     ],
 )
-def test_cli_rank_bad_input_exits_2_without_output(files, tmp_path, extra, match):
+def test_cli_rank_bad_input_exits_2_without_output(uplift_cli, files, tmp_path, extra, match):
     orders_path, effects_path = files
     out = tmp_path / "queue.csv"
     args = ["rank", str(orders_path), "--effects", str(effects_path), "--out", str(out), *extra]
-    code, stderr = _run(args)
+    code, _, stderr = uplift_cli(*args)
     assert code == 2
     assert match in stderr
     assert not out.exists()
 
 
-def test_cli_rank_rejects_an_arm_the_model_never_saw(files, tmp_path):
+def test_cli_rank_rejects_an_arm_the_model_never_saw(uplift_cli, files, tmp_path):
     orders_path, effects_path = files
     orders = pd.read_csv(orders_path).assign(arm="control")
     orders.loc[4, "arm"] = "teleport"
     orders.to_csv(orders_path, index=False)
-    code, stderr = _run(
-        ["rank", str(orders_path), "--effects", str(effects_path), "--out", str(tmp_path / "q.csv")]
+    code, _, stderr = uplift_cli(
+        "rank", orders_path, "--effects", effects_path, "--out", tmp_path / "q.csv"
     )
     assert code == 2
     assert "teleport" in stderr
@@ -461,35 +461,15 @@ def test_cli_rank_rejects_an_arm_the_model_never_saw(files, tmp_path):
     assert "row(s): 5" in stderr
 
 
-def _run(args: list[str]) -> tuple[int, str]:
-    """Run the command line as `uplift` does, so that input errors become exit code 2."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", "from uplift.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.returncode, done.stderr
-
-
 @pytest.mark.slow
-def test_cli_rank_predicts_with_a_saved_model(tmp_path):
-    from uplift.data.log import ExperimentLog
-    from uplift.data.simulate import pending_orders
-    from uplift.models import save_model, train_uplift
-
+def test_cli_rank_predicts_with_a_saved_model(uplift_cli, tmp_path):
     log = simulate(3_000, weeks=1, seed=5).log
     model = train_uplift(ExperimentLog.from_frame(log), learner="t_lgbm", seed=0)
     save_model(model, tmp_path / "model")
     orders_path, out = tmp_path / "orders.csv", tmp_path / "queue.csv"
     pending_orders(simulate(500, weeks=1, seed=6).log).to_csv(orders_path, index=False)
     args = ["rank", str(orders_path), "--model-dir", str(tmp_path / "model"), "--out", str(out)]
-    result = CliRunner().invoke(
-        app, [*args, "--capacity", "agent_call=5", "--voucher", "expedite=1"]
-    )
+    result = uplift_cli(*args, "--capacity", "agent_call=5", "--voucher", "expedite=1")
     assert result.exit_code == 0, result.output
     queue = pd.read_csv(out)
     assert len(queue) == 500

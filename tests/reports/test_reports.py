@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.image import imread
 
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import ARM_COSTS, ARMS, CONTROL, simulate, true_uplift
@@ -125,7 +126,7 @@ def test_learn_check_allows_for_the_models_own_noise(
 
 @pytest.mark.slow
 def test_well_specified_model_is_rarely_flagged() -> None:
-    from uplift.models import train_uplift
+    from uplift.models import train_uplift  # noqa: PLC0415 - lightgbm+sklearn add 1.2 s to collecting this file
 
     # Eight independent steady worlds (nothing drifts): train the real learner on one week,
     # check it on the next. The check is built to flag a well-specified model in 5% of weeks;
@@ -291,8 +292,6 @@ CHROMIUM_FLAGS = [
 def test_report_renders_in_chromium(report: WeeklyReport, tmp_path: Path) -> None:
     if CHROMIUM is None:
         pytest.fail("chromium not found: install it with `apt-get install -y chromium`")
-    from matplotlib.image import imread
-
     page = save_report(report, tmp_path / "r")["html"]
     base = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(

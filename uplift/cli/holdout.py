@@ -11,7 +11,7 @@ import typer
 from uplift.cli.app import app, parse_numbers
 from uplift.cli.options import CostOption, IgnoreOption, JsonOption, MapOption, TableOption
 from uplift.cli.render import make_console
-from uplift.exceptions import ConfigError
+from uplift.exceptions import ConfigError, check_option
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,7 +78,6 @@ def design(
 ) -> None:
     from uplift.data.files import check_name, check_outputs, json_output, text_output, write_outputs
     from uplift.data.log import read_log
-    from uplift.exceptions import check_option
     from uplift.experiment.design import baselines_from_log, plan_design
     from uplift.experiment.power import CORRECTIONS, METRICS
 

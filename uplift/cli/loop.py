@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,8 +34,6 @@ def ingest(
     ] = None,
     json_path: JsonOption = None,
 ) -> None:
-    from dataclasses import asdict
-
     from uplift.data.files import check_outputs, write_json
     from uplift.data.log import ColumnMap, read_log
     from uplift.loop.store import Store, file_sha256

@@ -10,7 +10,7 @@ import typer
 from uplift.cli.app import app, parse_numbers
 from uplift.cli.options import CapacityOption, CostOption, JsonOption, TrustModelOption
 from uplift.cli.render import make_console, print_frame
-from uplift.exceptions import ConfigError
+from uplift.exceptions import ConfigError, SchemaError, describe_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,7 +137,6 @@ def _effects(
 def _read_effects(orders: pd.DataFrame, source: Path, path: Path, control: str | None) -> Effects:
     """The rows of a precomputed effects file for the orders of ``source``, in their order."""
     from uplift.data.log import read_frame
-    from uplift.exceptions import SchemaError, describe_rows
     from uplift.models.effects import read_effects
     from uplift.policy.ranking import check_unique_ids
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from uplift.exceptions import ConfigError
 
@@ -217,8 +218,6 @@ def table_output(
 
     def write(tmp: Path) -> None:
         if parquet and metadata:
-            import pyarrow.parquet as pq
-
             table = pa.Table.from_pandas(frame, preserve_index=False)
             merged = {**(table.schema.metadata or {}), **metadata}
             pq.write_table(table.replace_schema_metadata(merged), tmp)

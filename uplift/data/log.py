@@ -241,7 +241,7 @@ def _first_line(error: Exception) -> str:
 
 
 def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
-    import duckdb
+    import duckdb  # noqa: PLC0415 - on `uplift --help`'s start-up path; only .duckdb input needs it
 
     try:
         with duckdb.connect(str(path), read_only=True) as con:

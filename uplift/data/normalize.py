@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 
@@ -199,8 +200,6 @@ def feature_values(column: pd.Series, name: str, source: str) -> pd.Series:
     if pd.api.types.is_timedelta64_dtype(column):
         return column.dt.total_seconds()
     if isinstance(column.dtype, pd.ArrowDtype):
-        import pyarrow as pa
-
         kind = column.dtype.pyarrow_dtype
         if pa.types.is_nested(kind) or pa.types.is_binary(kind):
             raise SchemaError(_nested_message(name, source))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -26,8 +27,6 @@ def hash_unit(order_ids: pd.Series, salt: str) -> np.ndarray:
     Equal to ``int(hashlib.md5(f"{salt}:{order_id}".encode()).hexdigest()[:13], 16) / 16**13``
     for every order, computed by DuckDB in one vectorised pass.
     """
-    import duckdb
-
     ids = pd.DataFrame({"order_id": order_ids.astype(str).to_numpy(dtype=object)})
     with duckdb.connect() as con:
         con.register("ids", ids)

@@ -400,7 +400,7 @@ def calibration_by_bucket(
 
 
 def _summarise_calibration(table: pd.DataFrame) -> Calibration:
-    from scipy import stats
+    from scipy import stats  # noqa: PLC0415 - scipy takes ~1 s to import; module light without it
 
     ok = table[np.isfinite(table["se"]) & (table["se"] > 0)]
     if ok.empty:

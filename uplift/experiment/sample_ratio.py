@@ -42,7 +42,7 @@ def check_sample_ratio(
     allocation_source: str = "design",
 ) -> SampleRatioCheck:
     """Compare orders per arm with ``allocation`` (shares summing to 1) by scipy's chi-square."""
-    from scipy.stats import chisquare
+    from scipy.stats import chisquare  # noqa: PLC0415 - scipy takes ~1 s; module light without it
 
     counts = pd.Series(observed, dtype=float)
     undesigned = sorted(set(counts.index) - set(allocation))

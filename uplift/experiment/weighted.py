@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import duckdb
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
@@ -55,8 +56,6 @@ def sufficient_statistics(
     are compensated (``fsum``), so results do not depend on how DuckDB splits the work between
     threads.
     """
-    import duckdb
-
     keys = ", ".join(quote_identifier(k) for k in by)
     s = "" if scale is None else " * _s"
     # The inner query keeps every column (``extra`` may use any); _w, _s, _y<i> are ours.

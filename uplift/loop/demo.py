@@ -19,7 +19,10 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
+
 from uplift.data.files import write_table
+from uplift.data.simulate import ARM_COSTS, CONTROL, pending_orders, simulate
 from uplift.loop.store import Store
 from uplift.loop.weekly import WeeklyConfig, WeeklyJob
 
@@ -45,8 +48,6 @@ def simulate_week(
     folder: Path, label: str, index: int, orders: int, seed: int, effect_drift: float
 ) -> Path:
     """Write the simulated log of one week (once) and return its path."""
-    from uplift.data.simulate import simulate
-
     path = folder / "weeks" / f"{label}.parquet"
     if not path.exists():
         world = simulate(
@@ -63,10 +64,6 @@ def simulate_week(
 
 def stage_week(folder: Path, weeks: Sequence[Path], index: int) -> Path:
     """Put week ``index``'s log into the inbox and the next week's orders into pending."""
-    import pandas as pd
-
-    from uplift.data.simulate import pending_orders
-
     inbox = folder / "inbox" / weeks[index].name
     if not inbox.exists():
         write_table(pd.read_parquet(weeks[index]), inbox)
@@ -89,8 +86,6 @@ def run_demo(
 
     ``effect_drift`` is the share of every arm's effect the last week loses.
     """
-    from uplift.data.simulate import ARM_COSTS, CONTROL
-
     labels = week_labels(START_WEEK, weeks + 1)
     store = Store(folder / "uplift.duckdb")
     done = set(store.reports()["week"])

@@ -33,19 +33,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import duckdb
 import pandas as pd
 
 from uplift.data.files import to_json_ready
+from uplift.data.log import ExperimentLog
 from uplift.data.normalize import check_week, order_id_kind
 from uplift.data.sql import quote_identifier
 from uplift.exceptions import SchemaError, StoreError, describe_rows
-
-if TYPE_CHECKING:
-    import duckdb
-
-    from uplift.data.log import ExperimentLog
 
 DEFAULT_STORE = Path("uplift.duckdb")
 SCHEMA_VERSION = "1"
@@ -154,8 +151,6 @@ class Store:
 
         A DuckDB error inside the block becomes a :class:`StoreError` naming the file.
         """
-        import duckdb
-
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no store here; run `uplift ingest LOG` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,8 +170,6 @@ class Store:
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """A connection, retried with growing pauses while another process holds the lock."""
-        import duckdb
-
         deadline = time.monotonic() + self.timeout
         pause = 0.05
         while True:
@@ -329,8 +322,6 @@ class Store:
 
     def read_log(self, weeks: Sequence[str] | None = None) -> ExperimentLog:
         """The stored orders of ``weeks`` as an :class:`~uplift.data.log.ExperimentLog`."""
-        from uplift.data.log import ExperimentLog
-
         frame = self.log_frame(weeks)
         if frame.empty:
             chosen = "any week" if weeks is None else ", ".join(weeks)

@@ -23,24 +23,26 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from uplift.data.log import ExperimentLog
+from uplift.data.log import ExperimentLog, read_frame, read_log
 from uplift.data.normalize import check_week
 from uplift.exceptions import ConfigError, SchemaError, StoreError
+from uplift.experiment.assignment import hash_unit
+from uplift.experiment.metrics import uplift_metrics_by_arm
 from uplift.experiment.offpolicy import PolicyComparison
+from uplift.experiment.readout import Readout
+from uplift.experiment.readout import readout as read_out
 from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
+from uplift.models import load_model, model_digest, read_card, save_model, train_uplift
 from uplift.models.contest import TREAT_NONE, compare_models, decide
 from uplift.models.effects import Effects
 from uplift.models.uplift_model import UpliftModel
+from uplift.policy.ranking import explain_queue, rank_orders
 from uplift.reports import build_weekly_report, measures, save_report
 from uplift.reports.results import LearnCheck, ModelChange, WeeklyReport
-
-if TYPE_CHECKING:
-    from uplift.experiment.readout import Readout
 
 Progress = Callable[[str], None]
 Deployed = tuple[ModelRecord, "UpliftModel"]
@@ -99,8 +101,6 @@ def _quiet(_: str) -> None:
 
 def ingest_inbox(store: Store, inbox: Path, progress: Progress = _quiet) -> list[IngestResult]:
     """Ingest every .csv / .parquet log of ``inbox`` whose content the store has not seen."""
-    from uplift.data.log import read_log
-
     if not inbox.is_dir():
         raise ConfigError(f"{inbox}: inbox folder not found; create it or drop --inbox")
     seen = store.ingested_hashes()
@@ -116,8 +116,6 @@ def ingest_inbox(store: Store, inbox: Path, progress: Progress = _quiet) -> list
 
 def eval_mask(order_ids: pd.Series, share: float = EVAL_SHARE) -> np.ndarray:
     """The orders kept out of training to compare models: a fixed share, by order-id hash."""
-    from uplift.experiment.assignment import hash_unit
-
     return np.asarray(hash_unit(order_ids, _SPLIT_SALT) < share)
 
 
@@ -225,8 +223,6 @@ class WeeklyJob:
 
     def _readouts(self, log: ExperimentLog) -> tuple[Readout, list[Readout]]:
         """The week's readout, and one per segment column (text features with few levels)."""
-        from uplift.experiment.readout import readout
-
         columns = self.config.segments
         if columns is None:
             columns = tuple(
@@ -235,7 +231,7 @@ class WeeklyJob:
                 if not pd.api.types.is_numeric_dtype(log.frame[c])
                 and log.frame[c].nunique() <= MAX_SEGMENT_LEVELS
             )
-        return readout(log), [readout(log, segment=c) for c in columns]
+        return read_out(log), [read_out(log, segment=c) for c in columns]
 
     def _learn(
         self, log: ExperimentLog, champion: Deployed | None, predicted: Effects | None
@@ -297,8 +293,6 @@ class WeeklyJob:
 
     def _train_challenger(self, frame: pd.DataFrame, week: str, control: str) -> UpliftModel:
         """The challenger: trained on the window and the part of ``week`` kept for training."""
-        from uplift.models import train_uplift
-
         cfg = self.config
         held = frame["week"].eq(week).to_numpy() & eval_mask(frame["order_id"])
         train = _as_log(frame[~held], control, f"{self.store.path}[training]")
@@ -315,8 +309,6 @@ class WeeklyJob:
         promoted: bool,
     ) -> ModelRecord:
         """Save the challenger and add it to the store's registry."""
-        from uplift.models import model_digest, read_card, save_model
-
         value, value_se = values.loc["challenger", ["value", "se"]].to_numpy(np.float64)
         path = save_model(
             model,
@@ -343,9 +335,6 @@ class WeeklyJob:
 
     def _rank(self, deployed: Deployed) -> tuple[pd.DataFrame | None, pd.DataFrame]:
         """Rank the pending orders with the deployed model: the queue and its capacity use."""
-        from uplift.data.log import read_frame
-        from uplift.policy.ranking import explain_queue, rank_orders
-
         cfg = self.config
         if cfg.pending is None:
             return None, pd.DataFrame(columns=["arm", "capacity", "used", "shadow_price"])
@@ -384,8 +373,6 @@ def _as_log(frame: pd.DataFrame, control: str, source: str) -> ExperimentLog:
 
 def load_registered(record: ModelRecord) -> UpliftModel:
     """The model of a registry record, refused when its folder changed since registration."""
-    from uplift.models import load_model
-
     # The digest recorded at registration: a model folder edited since is refused.
     return load_model(record.path, digest=record.digest)
 
@@ -408,8 +395,6 @@ def _change_table(roles: Sequence[tuple[str, ModelRecord]], values: pd.DataFrame
 
 
 def _qini_summary(log: ExperimentLog, effects: Effects) -> pd.DataFrame:
-    from uplift.experiment.metrics import uplift_metrics_by_arm
-
     uplift = effects.uplift("retained").set_axis(log.frame.index)
     return uplift_metrics_by_arm(uplift, log.frame, control=log.control)
 

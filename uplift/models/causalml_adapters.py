@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from lightgbm import LGBMClassifier, LGBMRegressor
 
 from uplift.models.base import FeatureEncoder, FitData, FloatArray
 from uplift.models.learners import VariantLearner
@@ -28,7 +29,7 @@ def quiet_third_party() -> Iterator[None]:
     Importing causalml also switches matplotlib to its own style for the whole process; the
     rc context restores the user's style when the call returns.
     """
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - only causalml/econml calls need it; keeps this module light
 
     with warnings.catch_warnings(), matplotlib.rc_context():
         # Importing causalml imports shap, which trips matplotlib's deprecation warnings.
@@ -60,8 +61,6 @@ class CausalMLLearner(VariantLearner):
     KINDS = ("t", "s", "x", "r", "dr")
 
     def _base(self, *, classifier: bool) -> Any:
-        from lightgbm import LGBMClassifier, LGBMRegressor
-
         settings: dict[str, Any] = {
             "n_estimators": self.n_estimators,
             "learning_rate": self.learning_rate,
@@ -75,7 +74,7 @@ class CausalMLLearner(VariantLearner):
 
     def _learner(self, binary: bool) -> Any:
         with quiet_third_party():
-            from causalml.inference import meta
+            from causalml.inference import meta  # noqa: PLC0415 - causalml: seconds to import, only here
 
         control, seed = self.control_, int(self.random_state)
         outcome, effect = self._base(classifier=binary), self._base(classifier=False)

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+from lightgbm import LGBMRegressor
 from numpy.typing import NDArray
 
 from uplift.models.base import FeatureEncoder, FitData, FloatArray
@@ -96,8 +97,6 @@ class EconMLLearner(VariantLearner):
     KINDS = ("dr", "forest")
 
     def _regressor(self) -> Any:
-        from lightgbm import LGBMRegressor
-
         return LGBMRegressor(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
@@ -110,8 +109,8 @@ class EconMLLearner(VariantLearner):
 
     def _estimator(self, probabilities: FloatArray, n_features: int) -> Any:
         with quiet_third_party():
-            from econml.dml import CausalForestDML
-            from econml.dr import DRLearner
+            from econml.dml import CausalForestDML  # noqa: PLC0415 - econml: seconds to import, only here
+            from econml.dr import DRLearner  # noqa: PLC0415 - econml: seconds to import, only here
 
         propensity = LoggedPropensity(probabilities)
         outcome = WithoutRowId(self._regressor(), n_features)

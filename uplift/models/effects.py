@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
@@ -321,8 +322,6 @@ def read_effects(path: str | Path, frame: pd.DataFrame, *, control: str | None) 
     """
     recorded = None
     if Path(path).suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
         recorded = effects_control(pq.read_schema(path).metadata)
     if recorded is not None and control is not None and control != recorded:
         raise ConfigError(

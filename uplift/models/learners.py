@@ -28,6 +28,20 @@ from uplift.models.base import (
     check_positive_int,
 )
 
+# LightGBM settings of every learner: shallow trees. Uplift is a small difference of two noisy
+# outcome models, so shallow trees recover it better than deep ones (on the simulated order
+# world at 60,000 orders the T-learner's correlation with the true uplift rose from 0.25-0.58
+# with 31 leaves to 0.43-0.80 with 7). 75 trees at rate 0.1 matched 150 at 0.05 (mean
+# correlation 0.535 against 0.534 at 40,000 orders) at half the cost of predicting a million
+# orders, which is what bounds the trees: every order passes through every arm's trees.
+N_ESTIMATORS = 75
+LEARNING_RATE = 0.1
+NUM_LEAVES = 7
+MIN_CHILD_SAMPLES = 200
+# One thread: on a shared 2-core machine LightGBM's second thread mostly waits for a core
+# (measured: a T-learner fit took 0.7-1.2 s with one thread and 1.3-2.5 s with two).
+N_JOBS = 1
+
 #: Name of the arm column the S-learner adds to the features (cannot clash: it is no feature).
 ARM_FEATURE = "__arm__"
 
@@ -135,11 +149,11 @@ class LightGBMLearner(BaseUpliftModel):
     def __init__(
         self,
         *,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        num_leaves: int = 31,
-        min_child_samples: int = 100,
-        n_jobs: int = 2,
+        n_estimators: int = N_ESTIMATORS,
+        learning_rate: float = LEARNING_RATE,
+        num_leaves: int = NUM_LEAVES,
+        min_child_samples: int = MIN_CHILD_SAMPLES,
+        n_jobs: int = N_JOBS,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
@@ -200,11 +214,11 @@ class VariantLearner(LightGBMLearner):
         self,
         kind: str,
         *,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        num_leaves: int = 31,
-        min_child_samples: int = 100,
-        n_jobs: int = 2,
+        n_estimators: int = N_ESTIMATORS,
+        learning_rate: float = LEARNING_RATE,
+        num_leaves: int = NUM_LEAVES,
+        min_child_samples: int = MIN_CHILD_SAMPLES,
+        n_jobs: int = N_JOBS,
         random_state: int = 0,
     ) -> None:
         super().__init__(
@@ -313,13 +327,13 @@ class DRLearner(LightGBMLearner):
     def __init__(
         self,
         *,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        num_leaves: int = 31,
-        min_child_samples: int = 100,
+        n_estimators: int = N_ESTIMATORS,
+        learning_rate: float = LEARNING_RATE,
+        num_leaves: int = NUM_LEAVES,
+        min_child_samples: int = MIN_CHILD_SAMPLES,
         final_min_child_samples: int = 500,
         n_folds: int = 2,
-        n_jobs: int = 2,
+        n_jobs: int = N_JOBS,
         random_state: int = 0,
     ) -> None:
         super().__init__(

@@ -18,11 +18,15 @@ import pandas as pd
 
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError, check_option, describe_rows
-from uplift.models import catalog
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FloatArray
 from uplift.models.catalog import make_learner
 from uplift.models.effects import BASE_COLUMN, Effects, effect_column
 from uplift.models.learners import (
+    LEARNING_RATE,
+    MIN_CHILD_SAMPLES,
+    N_ESTIMATORS,
+    N_JOBS,
+    NUM_LEAVES,
     OutcomeLearner,
     inverse_propensity_weights,
     leaf_size,
@@ -57,13 +61,13 @@ class ControlOutcomeModel:
         encoder = FeatureEncoder().fit(X)
         params = lgbm_params(
             binary=outcome == "retained",
-            learning_rate=catalog.LEARNING_RATE,
-            num_leaves=catalog.NUM_LEAVES,
-            min_child_samples=leaf_size(catalog.MIN_CHILD_SAMPLES, len(y)),
-            n_jobs=catalog.N_JOBS,
+            learning_rate=LEARNING_RATE,
+            num_leaves=NUM_LEAVES,
+            min_child_samples=leaf_size(MIN_CHILD_SAMPLES, len(y)),
+            n_jobs=N_JOBS,
             seed=seed,
         )
-        booster = train_lgbm(params, encoder.transform(X), y, catalog.N_ESTIMATORS, weight[control])
+        booster = train_lgbm(params, encoder.transform(X), y, N_ESTIMATORS, weight[control])
         return cls(encoder, booster)
 
     def predict(self, X: pd.DataFrame) -> FloatArray:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.optimize import linprog
 
 from uplift.exceptions import ConfigError
 
@@ -299,8 +300,6 @@ def _split_groups(
     arms as little as the prices allow, so an order tied between an arm and control stays on
     control unless that arm's capacity must be filled.
     """
-    from scipy.optimize import linprog
-
     keys = mask[ambiguous] * 2 + outside[ambiguous]
     groups, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     variables = [
