@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+__all__ = [
+    "ConfigError",
+    "DataWarning",
+    "ModelLoadError",
+    "ModelVersionWarning",
+    "NotFittedError",
+    "SchemaError",
+    "StoreError",
+    "UpliftError",
+    "check_option",
+    "describe_rows",
+]
+
 
 class UpliftError(Exception):
     """Base class of every error caused by input, options or files."""

@@ -9,6 +9,8 @@ import typer
 
 from uplift.exceptions import ConfigError
 
+__all__ = ["app", "debug_requested", "parse_numbers", "reset_debug"]
+
 app = typer.Typer(
     name="uplift",
     help="Order-cancellation prevention: holdout tests, uplift models, policy, weekly report.",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from uplift.experiment.design import Design
     from uplift.experiment.readout import Readout
 
+__all__: list[str] = []
+
 ListOption = list[str] | None
 
 

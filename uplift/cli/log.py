@@ -12,6 +12,8 @@ from uplift.cli.options import ControlOption, IgnoreOption, JsonOption, MapOptio
 from uplift.cli.render import make_console, print_frame
 from uplift.data.log import CONTROL, DEFAULT_TABLE, ColumnMap, read_log
 
+__all__: list[str] = []
+
 
 @app.command(help="Read and validate an experiment log, and print what it holds.")
 def validate(

@@ -17,6 +17,8 @@ from uplift.data.log import CONTROL
 if TYPE_CHECKING:
     from uplift.loop.weekly import WeeklyResult
 
+__all__: list[str] = []
+
 StoreOption = Annotated[
     Path, typer.Option("--store", help="The DuckDB store file.", show_default=True)
 ]

@@ -18,6 +18,8 @@ from uplift.cli.options import (
 )
 from uplift.cli.render import make_console, print_frame, progress
 
+__all__: list[str] = []
+
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
 def train(

@@ -7,6 +7,18 @@ from typing import Annotated
 
 import typer
 
+__all__ = [
+    "CapacityOption",
+    "ControlOption",
+    "CostOption",
+    "IgnoreOption",
+    "JsonOption",
+    "MapOption",
+    "ModelDirOption",
+    "TableOption",
+    "TrustModelOption",
+]
+
 MapOption = Annotated[
     list[str] | None,
     typer.Option("--map", help="canonical=source: read column SOURCE as CANONICAL (repeatable)."),

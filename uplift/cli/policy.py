@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from uplift.models.effects import Effects
     from uplift.policy.ranking import Assignment
 
+__all__: list[str] = []
+
 
 @app.command(help="Rank pending orders into a queue by net value, within capacity and budget.")
 def rank(

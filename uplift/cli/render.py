@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
+__all__ = ["make_console", "print_frame", "progress"]
+
 # Wide enough for the widest table when output goes to a file or a job's log.
 LOG_WIDTH = 140
 

@@ -12,6 +12,8 @@ from uplift.cli.options import JsonOption
 from uplift.cli.render import make_console
 from uplift.exceptions import ConfigError
 
+__all__: list[str] = []
+
 
 def default_truth_path(out: Path) -> Path:
     """``orders.parquet`` -> ``orders.truth.parquet``: beside the log, never inside it."""

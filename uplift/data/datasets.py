@@ -17,6 +17,17 @@ import pandas as pd
 from uplift.data.log import ColumnMap, ExperimentLog
 from uplift.exceptions import ConfigError, SchemaError, UpliftError
 
+__all__ = [
+    "DATA_ENV",
+    "HILLSTROM_CONTROL",
+    "IHDP_FEATURES",
+    "IHDP_REPLICATIONS",
+    "data_root",
+    "hillstrom_log",
+    "load_hillstrom",
+    "load_ihdp",
+]
+
 DATA_ENV = "UPLIFT_DATA"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

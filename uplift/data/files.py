@@ -19,6 +19,23 @@ import pyarrow.parquet as pq
 
 from uplift.exceptions import ConfigError
 
+__all__ = [
+    "Output",
+    "atomic_path",
+    "check_name",
+    "check_outputs",
+    "check_table_suffix",
+    "json_output",
+    "remove_stale_temps",
+    "table_output",
+    "temp_path",
+    "text_output",
+    "to_json_ready",
+    "write_json",
+    "write_outputs",
+    "write_table",
+]
+
 TABLE_SUFFIXES = (".csv", ".parquet")
 #: A temporary file of ours: ``.<name>.<pid>.tmp`` beside its target.
 _TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp")

@@ -18,6 +18,18 @@ from uplift.data import normalize
 from uplift.data.sql import quote_identifier
 from uplift.exceptions import ConfigError, DataWarning, SchemaError
 
+__all__ = [
+    "CANONICAL",
+    "CONTROL",
+    "DEFAULT_TABLE",
+    "MIN_ARM_ROWS",
+    "ColumnMap",
+    "ExperimentLog",
+    "iso_week",
+    "read_frame",
+    "read_log",
+]
+
 CONTROL = "control"
 CANONICAL = (
     "order_id",

@@ -19,6 +19,19 @@ import pyarrow as pa
 
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 
+__all__ = [
+    "arm_labels",
+    "check_week",
+    "column_names",
+    "feature_values",
+    "order_id_kind",
+    "order_ids",
+    "propensities",
+    "refuse_nested",
+    "rows",
+    "timestamps",
+]
+
 #: The two kinds of order id a log (and a store) can hold; 1 and 1.0 are one integer id,
 #: "0001" is a text id.
 ID_KINDS = ("integer", "text")

@@ -29,6 +29,21 @@ import pandas as pd
 
 from uplift.exceptions import ConfigError
 
+__all__ = [
+    "ARMS",
+    "ARM_COSTS",
+    "CONTROL",
+    "FEATURES",
+    "TREATMENT_ARMS",
+    "SimulatedWorld",
+    "pending_orders",
+    "propensity_matrix",
+    "simulate",
+    "true_retention",
+    "true_revenue_uplift",
+    "true_uplift",
+]
+
 ARMS: tuple[str, ...] = (
     "control",
     "reassurance",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from uplift.exceptions import SchemaError
 
+__all__ = ["quote_identifier"]
+
 
 def quote_identifier(name: str) -> str:
     """``name`` as a DuckDB identifier: in double quotes, each inner double quote doubled.

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+__all__ = ["text_per_pair"]
+
 
 def text_per_pair(
     first: ArrayLike, second: ArrayLike, text: Callable[[Any, Any], str]

@@ -17,6 +17,8 @@ from uplift.exceptions import SchemaError, describe_rows
 if TYPE_CHECKING:
     from uplift.experiment.design import Design
 
+__all__ = ["assign_arms", "hash_unit"]
+
 # 13 hex digits = 52 bits: the fraction int(hex, 16) / 16**13 is exact in a float64.
 _HASH_HEX_DIGITS = 13
 

@@ -37,6 +37,8 @@ from uplift.experiment.power import (
 if TYPE_CHECKING:
     from uplift.data.log import ExperimentLog
 
+__all__ = ["Design", "baselines_from_log", "plan_design"]
+
 
 @dataclass(frozen=True)
 class Design:

@@ -16,6 +16,15 @@ import pandas as pd
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError, describe_rows
 
+__all__ = [
+    "adjusted_effects",
+    "confidence_sequence",
+    "covariate_matrix",
+    "interval",
+    "lin_estimate",
+    "too_large",
+]
+
 _MIRROR = {"cancel_rate": "retained_rate", "retained_rate": "cancel_rate"}
 #: A categorical covariate with more levels than this is left out of the adjustment.
 MAX_COVARIATE_LEVELS = 50

@@ -28,6 +28,20 @@ from numpy.typing import ArrayLike, NDArray
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 from uplift.experiment.weighted import estimates, sufficient_statistics
 
+__all__ = [
+    "Z95",
+    "FloatArray",
+    "as_vector",
+    "auuc",
+    "calibration_by_bucket",
+    "qini_coefficient",
+    "qini_curve",
+    "sqrt_pehe",
+    "uplift_at_k",
+    "uplift_curve",
+    "uplift_metrics_by_arm",
+]
+
 FloatArray = NDArray[np.float64]
 
 #: Two-sided 95% normal quantile used by every interval in this package's metrics.

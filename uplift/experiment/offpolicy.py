@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
 from uplift.experiment.metrics import Z95, FloatArray, as_vector
+
+__all__ = [
+    "ESTIMATORS",
+    "Estimator",
+    "PolicyComparison",
+    "baseline_policies",
+    "compare_policies",
+    "policy_value",
+    "value_policies",
+]
 
 Estimator = Literal["ipw", "snipw", "dr"]
 ESTIMATORS: tuple[Estimator, ...] = ("ipw", "snipw", "dr")
@@ -378,24 +388,12 @@ def compare_policies(
     log: pd.DataFrame,
     policies: Mapping[str, PolicyLike],
     *,
-    outcome: str = "revenue",
-    mu: pd.DataFrame | None = None,
-    costs: Mapping[str, float] | None = None,
-    estimators: Sequence[Estimator] = ESTIMATORS,
-    control: str = "control",
     baseline: str = "treat_none",
+    **options: Any,
 ) -> pd.DataFrame:
     """Value several named policies on one log, each also as a difference to ``baseline``.
 
-    The table of :meth:`PolicyComparison.versus`.
+    ``options`` are those of :func:`value_policies`; the table is
+    :meth:`PolicyComparison.versus` ``baseline``.
     """
-    comparison = value_policies(
-        log,
-        policies,
-        outcome=outcome,
-        mu=mu,
-        costs=costs,
-        estimators=estimators,
-        control=control,
-    )
-    return comparison.versus(baseline)
+    return value_policies(log, policies, **options).versus(baseline)

@@ -16,6 +16,21 @@ from typing import Literal, get_args
 
 from uplift.exceptions import ConfigError, check_option
 
+__all__ = [
+    "CORRECTIONS",
+    "MAX_DAYS",
+    "METRICS",
+    "Correction",
+    "Metric",
+    "achieved_power",
+    "allocation_shares",
+    "comparison_alpha",
+    "control_sample_size",
+    "detectable_size",
+    "effect_from_size",
+    "effect_size",
+]
+
 Metric = Literal["cancel_rate", "revenue_per_order"]
 Correction = Literal["holm", "bonferroni", "none"]
 METRICS: tuple[str, ...] = get_args(Metric)

@@ -31,6 +31,8 @@ from uplift.experiment.power import CORRECTIONS, Correction
 from uplift.experiment.sample_ratio import SampleRatioCheck, check_sample_ratio
 from uplift.experiment.weighted import estimates, sufficient_statistics
 
+__all__ = ["Readout", "adjust_p_values", "arm_statistics", "difference_in_means", "readout"]
+
 #: Metric name -> SQL expression of its per-order outcome.
 METRIC_OUTCOMES: dict[str, str] = {
     "cancel_rate": "1.0 - retained",

@@ -10,6 +10,8 @@ import pandas as pd
 
 from uplift.exceptions import SchemaError
 
+__all__ = ["SampleRatioCheck", "check_sample_ratio"]
+
 #: The platforms' convention: a sample-ratio mismatch this unlikely means a broken test.
 SRM_THRESHOLD = 0.001
 

@@ -35,6 +35,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from uplift.data.sql import quote_identifier
 
+__all__ = ["estimates", "ratio_estimate", "sufficient_statistics"]
+
 FloatArray = NDArray[np.float64]
 
 

@@ -26,6 +26,8 @@ from uplift.data.simulate import ARM_COSTS, CONTROL, pending_orders, simulate
 from uplift.loop.store import Store
 from uplift.loop.weekly import WeeklyConfig, WeeklyJob
 
+__all__ = ["main", "run_demo", "week_labels"]
+
 START_WEEK = "2026-W40"
 #: Per-week limits of the costly arms (couriers and agents), so that shadow prices show.
 CAPACITY = {"expedite": 1500.0, "agent_call": 600.0}

@@ -44,6 +44,8 @@ from uplift.data.normalize import check_week, order_id_kind
 from uplift.data.sql import quote_identifier
 from uplift.exceptions import SchemaError, StoreError, describe_rows
 
+__all__ = ["DEFAULT_STORE", "SCHEMA", "IngestResult", "ModelRecord", "Store", "file_sha256"]
+
 DEFAULT_STORE = Path("uplift.duckdb")
 SCHEMA_VERSION = "1"
 

@@ -44,6 +44,8 @@ from uplift.policy.ranking import explain_queue, rank_orders
 from uplift.reports import build_weekly_report, measures, save_report
 from uplift.reports.results import LearnCheck, ModelChange, WeeklyReport
 
+__all__ = ["WeeklyConfig", "WeeklyJob", "WeeklyResult", "load_registered", "run_weekly"]
+
 Progress = Callable[[str], None]
 Deployed = tuple[ModelRecord, "UpliftModel"]
 #: Text features with at most this many levels are read out per segment in the report.

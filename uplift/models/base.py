@@ -19,6 +19,15 @@ from sklearn.base import BaseEstimator
 
 from uplift.exceptions import ConfigError, NotFittedError, SchemaError, describe_rows
 
+__all__ = [
+    "BaseUpliftModel",
+    "FeatureEncoder",
+    "FitData",
+    "FloatArray",
+    "check_positive_float",
+    "check_positive_int",
+]
+
 FloatArray = NDArray[np.float64]
 
 

@@ -13,6 +13,8 @@ from uplift.models.causalml_adapters import CausalMLLearner
 from uplift.models.econml_adapters import EconMLLearner
 from uplift.models.learners import DRLearner, SLearner, TLearner
 
+__all__ = ["AUTO", "DEFAULT_CANDIDATES", "LEARNERS", "make_learner", "t_learner"]
+
 AUTO = "auto"
 #: What ``auto`` compares by default: our S- and T-learners and causalml's X-learner, all cheap
 #: (our DR-learner fits one effect model per arm on every order: several times their cost).

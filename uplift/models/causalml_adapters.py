@@ -21,6 +21,8 @@ from uplift.models.base import FeatureEncoder, FitData, FloatArray
 from uplift.models.learners import VariantLearner
 from uplift.models.propensity import arm_probabilities, pairwise
 
+__all__ = ["CausalMLLearner", "quiet_third_party"]
+
 
 @contextmanager
 def quiet_third_party() -> Iterator[None]:

@@ -26,6 +26,8 @@ from uplift.experiment.offpolicy import (
 )
 from uplift.models.effects import Effects, Outcome
 
+__all__ = ["TREAT_NONE", "Verdict", "best_single_arm", "compare_models", "decide"]
+
 TREAT_NONE = "treat_none"
 SINGLE_ARM = "treat_all_"
 

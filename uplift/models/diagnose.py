@@ -26,6 +26,8 @@ from uplift.data.texts import text_per_pair
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 from uplift.models.effects import best_arm
 
+__all__ = ["ArmReasons", "explain_arms", "segment_table"]
+
 Direction = Literal["helps", "harms"]
 
 # Columns with at most this many distinct values are read as categories, not as numbers.

@@ -21,6 +21,8 @@ from uplift.models.causalml_adapters import quiet_third_party
 from uplift.models.learners import VariantLearner
 from uplift.models.propensity import arm_probabilities
 
+__all__ = ["EconMLLearner"]
+
 # The forest is the costly one (library notes: 508 s for 100k orders x 20 features): fewer
 # trees than econml's default keep it usable; its leaves need enough orders of every arm.
 FOREST_TREES = 100

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,18 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from uplift.exceptions import ConfigError, SchemaError, check_option, describe_rows
+
+__all__ = [
+    "BASE_COLUMN",
+    "Effects",
+    "NetValue",
+    "Outcome",
+    "as_effects",
+    "best_arm",
+    "concat_effects",
+    "effect_column",
+    "read_effects",
+]
 
 FloatArray = NDArray[np.float64]
 ArrayLikeFloat = pd.Series | NDArray[np.float64] | None
@@ -201,30 +213,24 @@ class Effects:
     def subset(self, rows: NDArray[np.bool_] | pd.Series) -> Effects:
         """The effects of the orders where ``rows`` holds (a boolean mask, by position)."""
         mask = np.asarray(rows, dtype=bool)
-
-        def cut(table: pd.DataFrame | pd.Series | None) -> pd.DataFrame | pd.Series | None:
-            return None if table is None else table.loc[mask]
-
-        return replace(
-            self,
-            retained=cut(self.retained),  # type: ignore[arg-type]
-            revenue=cut(self.revenue),  # type: ignore[arg-type]
-            base=cut(self.base),  # type: ignore[arg-type]
-            order_ids=cut(self.order_ids),  # type: ignore[arg-type]
-        )
+        return self._per_row(lambda part: part.loc[mask])
 
     def with_index(self, index: pd.Index) -> Effects:
         """The same effects with their rows labelled by ``index``."""
+        return self._per_row(lambda part: part.set_axis(index))
 
-        def relabel(table: pd.DataFrame | pd.Series | None) -> pd.DataFrame | pd.Series | None:
-            return None if table is None else table.set_axis(index)
+    def _per_row(self, change: Callable[[Any], Any]) -> Effects:
+        """The effects with ``change`` applied to every per-order part (tables and series)."""
+
+        def apply(part: Any) -> Any:
+            return None if part is None else change(part)
 
         return replace(
             self,
-            retained=relabel(self.retained),  # type: ignore[arg-type]
-            revenue=relabel(self.revenue),  # type: ignore[arg-type]
-            base=relabel(self.base),  # type: ignore[arg-type]
-            order_ids=relabel(self.order_ids),  # type: ignore[arg-type]
+            retained=apply(self.retained),
+            revenue=apply(self.revenue),
+            base=apply(self.base),
+            order_ids=apply(self.order_ids),
         )
 
     def with_order_ids(self, ids: pd.Series | NDArray[np.generic]) -> Effects:

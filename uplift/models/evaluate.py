@@ -29,6 +29,8 @@ from uplift.models.effects import Effects, Outcome
 from uplift.models.training import data_hash
 from uplift.models.uplift_model import UpliftModel
 
+__all__ = ["Evaluation", "evaluate_model"]
+
 MODEL_POLICY = "model"
 
 

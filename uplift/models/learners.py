@@ -28,6 +28,27 @@ from uplift.models.base import (
     check_positive_int,
 )
 
+__all__ = [
+    "ARM_FEATURE",
+    "LEARNING_RATE",
+    "MIN_CHILD_SAMPLES",
+    "NUM_LEAVES",
+    "N_ESTIMATORS",
+    "N_JOBS",
+    "DRLearner",
+    "LightGBMLearner",
+    "OutcomeLearner",
+    "SLearner",
+    "TLearner",
+    "VariantLearner",
+    "dr_pseudo_outcomes",
+    "inverse_propensity_weights",
+    "leaf_size",
+    "lgbm_params",
+    "predict_booster",
+    "train_lgbm",
+]
+
 # LightGBM settings of every learner: shallow trees. Uplift is a small difference of two noisy
 # outcome models, so shallow trees recover it better than deep ones (on the simulated order
 # world at 60,000 orders the T-learner's correlation with the true uplift rose from 0.25-0.58

@@ -22,6 +22,8 @@ from uplift.data.simulate import (
 from uplift.exceptions import ConfigError
 from uplift.models.effects import Effects
 
+__all__ = ["oracle_policy", "true_effects"]
+
 
 def true_effects(truth: pd.DataFrame, order_value: pd.Series | NDArray[np.float64]) -> Effects:
     """The effects a perfect model would predict, keyed by order_id, indexed like ``truth``."""

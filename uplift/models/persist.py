@@ -34,6 +34,16 @@ from uplift.exceptions import ConfigError, ModelLoadError, ModelVersionWarning
 from uplift.models import serialize, signing
 from uplift.models.uplift_model import UpliftModel
 
+__all__ = [
+    "PICKLE_FORMAT",
+    "ModelVersionWarning",
+    "load_model",
+    "model_card",
+    "model_digest",
+    "read_card",
+    "save_model",
+]
+
 CARD_FILE = "model_card.json"
 JSON_FILE = serialize.JSON_FILE
 PICKLE_FILE = "model.pkl"

@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 from uplift.models.base import FitData, FloatArray
 from uplift.models.learners import lgbm_params, train_lgbm
 
+__all__ = ["arm_probabilities", "pairwise"]
+
 # Pairwise propensities handed to causalml must lie strictly inside (0, 1).
 PAIR_CLIP = 1e-3
 

@@ -30,6 +30,8 @@ from uplift.models.contest import compare_models
 from uplift.models.effects import Effects, Outcome, concat_effects
 from uplift.models.uplift_model import Selection, fit_models, model_inputs
 
+__all__ = ["select_learner"]
+
 #: Selection looks at no more orders than this (drawn at random): the ranking of candidates is
 #: settled long before a million orders, and the chosen learner is refitted on the whole log.
 MAX_SELECTION_ORDERS = 200_000

@@ -25,6 +25,8 @@ from uplift.models.base import FeatureEncoder
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner
 from uplift.models.uplift_model import ControlOutcomeModel, Selection, UpliftModel
 
+__all__ = ["BOOSTER_NAME", "CLASSES", "JSON_FILE", "can_dump", "dump", "load"]
+
 JSON_FILE = "model.json"
 JSON_VERSION = 1
 #: The only classes the format can describe, by the name written in ``model.json``.

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from uplift.exceptions import ConfigError
 
+__all__ = ["KEY_ENV", "key_path", "model_key", "sign", "verify"]
+
 KEY_ENV = "UPLIFT_MODEL_KEY"
 #: A shorter key could be guessed; the generated key has 64 characters.
 MIN_KEY_CHARS = 16

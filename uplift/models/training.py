@@ -14,6 +14,8 @@ from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS
 from uplift.models.select import select_learner
 from uplift.models.uplift_model import UpliftModel, fit_models
 
+__all__ = ["data_hash", "train_uplift"]
+
 Progress = Callable[[str], None]
 
 

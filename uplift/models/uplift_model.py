@@ -35,6 +35,15 @@ from uplift.models.learners import (
     train_lgbm,
 )
 
+__all__ = [
+    "ControlOutcomeModel",
+    "Selection",
+    "UpliftModel",
+    "fit_models",
+    "model_inputs",
+    "predict_table",
+]
+
 Progress = Callable[[str], None]
 
 

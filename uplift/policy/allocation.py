@@ -42,6 +42,8 @@ from scipy.optimize import linprog
 
 from uplift.exceptions import ConfigError
 
+__all__ = ["Allocation", "allocate"]
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 

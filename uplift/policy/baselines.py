@@ -12,6 +12,8 @@ from numpy.typing import NDArray
 
 from uplift.exceptions import SchemaError
 
+__all__ = ["pending_payment_rule", "treat_all", "treat_none"]
+
 #: Payment states the rule of thumb acts on.
 PENDING_PAYMENT = ("pending", "retry_failed")
 

@@ -24,6 +24,15 @@ from uplift.models.diagnose import explain_arms
 from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.policy.allocation import Allocation, allocate
 
+__all__ = [
+    "Assignment",
+    "check_order_arms",
+    "check_unique_ids",
+    "explain_queue",
+    "rank_orders",
+    "with_reasons",
+]
+
 FloatArray = NDArray[np.float64]
 QUEUE_COLUMNS = (
     "order_id",

@@ -21,6 +21,8 @@ from uplift.reports.results import (
 if TYPE_CHECKING:
     from uplift.experiment.readout import Readout
 
+__all__ = ["build_weekly_report"]
+
 #: A shadow price below this (currency per extra use) is not worth a sentence.
 MIN_SHADOW_PRICE = 0.01
 

@@ -18,6 +18,8 @@ from uplift.experiment.metrics import Z95, calibration_by_bucket, qini_curve
 from uplift.experiment.weighted import estimates, sufficient_statistics
 from uplift.reports.results import Headline, LearnCheck
 
+__all__ = ["arm_value", "base_rates", "headline", "learn_check", "mix_shift", "qini_points"]
+
 #: Family-wise error rate of the learn check across arms (Bonferroni).
 LEARN_ALPHA = 0.05
 #: A standardised mean difference above this is a visible shift of the order mix.

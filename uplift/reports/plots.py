@@ -17,6 +17,16 @@ from matplotlib.figure import Figure
 
 from uplift.reports.results import LearnCheck
 
+__all__ = [
+    "arm_effects_plot",
+    "base_rate_plot",
+    "calibration_plot",
+    "capacity_plot",
+    "png_base64",
+    "policy_value_plot",
+    "qini_plot",
+]
+
 _SIZE = (7.0, 3.4)
 _DPI = 96
 

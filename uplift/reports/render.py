@@ -18,6 +18,8 @@ from uplift.data.files import atomic_path, write_json
 from uplift.reports import plots
 from uplift.reports.results import Headline, WeeklyReport
 
+__all__ = ["headline_cards", "save_report", "to_html", "to_markdown"]
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;
 margin:2em auto;padding:0 1em;color:#1d2430;line-height:1.45}

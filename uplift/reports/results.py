@@ -18,6 +18,16 @@ import pandas as pd
 from uplift.data.files import to_json_ready
 from uplift.exceptions import SchemaError
 
+__all__ = [
+    "Action",
+    "Headline",
+    "LearnCheck",
+    "ModelChange",
+    "SampleRatio",
+    "WeeklyReport",
+    "read_report",
+]
+
 
 @dataclass(frozen=True)
 class Headline:
