@@ -37,7 +37,13 @@ from uplift.experiment.readout import Readout
 from uplift.experiment.readout import readout as read_out
 from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
 from uplift.models import load_model, model_digest, read_card, save_model, train_uplift
-from uplift.models.contest import TREAT_NONE, compare_models, decide
+from uplift.models.contest import (
+    SINGLE_ARM,
+    TREAT_NONE,
+    best_single_arm,
+    compare_models,
+    decide,
+)
 from uplift.models.effects import Effects
 from uplift.models.uplift_model import UpliftModel
 from uplift.policy.ranking import explain_queue, rank_orders
@@ -135,15 +141,17 @@ def value_models(
     return compare_models(frame, effects, outcome="revenue", mu=mu, costs=costs)
 
 
-def policy_value_rows(values: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+def policy_value_rows(comparison: PolicyComparison, models: Sequence[str]) -> pd.DataFrame:
     """The report's policy rows: the models, treat-none and the best single arm."""
-    singles = values[values["policy"].str.startswith("treat_all_")]
-    best = singles.loc[[singles["value"].idxmax()]]
-    best = best.assign(policy="best single arm: " + best["policy"].str.removeprefix("treat_all_"))
-    keep = values[values["policy"].isin([*models, "treat_none"])]
+    values = comparison.versus(TREAT_NONE)
+    best = best_single_arm(comparison)
+    rows = values[values["policy"].isin([*models, TREAT_NONE, best])]
+    rows = rows.assign(
+        policy=rows["policy"].replace(best, "best single arm: " + best.removeprefix(SINGLE_ARM))
+    )
     columns = ["policy", "value", "se", "ci_lower", "ci_upper", "diff"]
     columns += ["diff_ci_lower", "diff_ci_upper"]
-    return pd.concat([keep, best])[columns].reset_index(drop=True)
+    return rows[columns].reset_index(drop=True)
 
 
 class WeeklyJob:
@@ -287,7 +295,7 @@ class WeeklyJob:
         )
         return _Contest(
             change=change,
-            values=policy_value_rows(values.reset_index(), list(effects)),
+            values=policy_value_rows(comparison, list(effects)),
             qini=measures.qini_points(evaluation, winner.uplift("retained")),
             qini_summary=_qini_summary(evaluation, winner),
             deployed=deployed,

@@ -26,7 +26,7 @@ from uplift.experiment.offpolicy import (
 )
 from uplift.models.effects import Effects, Outcome
 
-__all__ = ["TREAT_NONE", "Verdict", "best_single_arm", "compare_models", "decide"]
+__all__ = ["SINGLE_ARM", "TREAT_NONE", "Verdict", "best_single_arm", "compare_models", "decide"]
 
 TREAT_NONE = "treat_none"
 SINGLE_ARM = "treat_all_"
@@ -51,8 +51,7 @@ def compare_models(
     first = next(iter(effects.values()))
     applied = dict(costs) if outcome == "revenue" else {}
     policies: dict[str, NDArray[np.object_] | NDArray[np.str_]] = {
-        name: e.with_index(frame.index).best_arm(applied, outcome=outcome)
-        for name, e in effects.items()
+        name: e.best_arm(applied, outcome=outcome) for name, e in effects.items()
     }
     if baselines:
         policies.update(baseline_policies(first.arms, len(frame), first.control))
