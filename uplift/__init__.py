@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
         "uplift.data.simulate",
     ),
     **dict.fromkeys(("hillstrom_log", "load_hillstrom", "load_ihdp"), "uplift.data.datasets"),
+    "simulate_outcomes": "uplift.data.outcomes",
     **dict.fromkeys(("write_json", "write_table"), "uplift.data.files"),
     # experiment
     **dict.fromkeys(("achieved_power", "effect_size"), "uplift.experiment.power"),

@@ -48,6 +48,27 @@ def simulate(
         float, typer.Option(help="Fraction of every arm's effect lost by the last week.")
     ] = 0.0,
     first_order_id: Annotated[int, typer.Option(help="order_id of the first order.")] = 1,
+    orders_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--orders-from",
+            help="Instead of a new world: pending orders whose outcomes to draw under --assign.",
+        ),
+    ] = None,
+    assign: Annotated[
+        Path | None,
+        typer.Option(
+            "--assign", help="With --orders-from: the queue (order_id, arm, propensity) to apply."
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="With --orders-from: their truth (default: its name with .truth before the "
+            "suffix).",
+        ),
+    ] = None,
     json_path: JsonOption = None,
 ) -> None:
     from rich.table import Table
@@ -62,6 +83,9 @@ def simulate(
     from uplift.data.log import iso_week
     from uplift.data.simulate import simulate as simulate_world
 
+    if orders_from is not None or assign is not None:
+        _outcomes(orders_from, assign, truth, out, seed, json_path)
+        return
     truth_path = truth_out or default_truth_path(out)
     check_table_suffix(out)
     check_table_suffix(truth_path)
@@ -127,3 +151,50 @@ def simulate(
     console.print(f"truth -> {truth_path} (ground truth: never train on it)")
     if json_path is not None:
         console.print(f"json  -> {json_path}")
+
+
+def _outcomes(
+    orders_path: Path | None,
+    assign: Path | None,
+    truth: Path | None,
+    out: Path,
+    seed: int,
+    json_path: Path | None,
+) -> None:
+    """``--orders-from PENDING --assign QUEUE``: the log those orders make under that queue."""
+    from uplift.data.files import (
+        check_outputs,
+        check_table_suffix,
+        json_output,
+        table_output,
+        write_outputs,
+    )
+    from uplift.data.log import read_frame
+    from uplift.data.outcomes import simulate_outcomes
+
+    if orders_path is None or assign is None:
+        raise ConfigError("--orders-from and --assign go together: give both")
+    truth_path = truth or default_truth_path(orders_path)
+    check_table_suffix(out)
+    inputs = {"--orders-from": orders_path, "--assign": assign, "--truth": truth_path}
+    check_outputs(inputs, {"--out": out, "--json": json_path})
+    if not truth_path.is_file():
+        raise ConfigError(
+            f"{truth_path}: no truth for {orders_path}; name the world's truth file with --truth"
+        )
+    log = simulate_outcomes(
+        read_frame(orders_path),
+        read_frame(truth_path),
+        read_frame(assign),
+        seed=seed,
+        source=str(assign),
+    )
+    summary = log.groupby("arm")["cancelled"].agg(orders="size", cancel_rate="mean")
+    payload = {"orders": len(log), "seed": seed, "log": str(out), "arms": summary.reset_index()}
+    write_outputs(
+        table_output(log, out),
+        json_output(payload, json_path) if json_path is not None else None,
+    )
+    rates = ", ".join(f"{arm} {row.cancel_rate:.2%}" for arm, row in summary.iterrows())
+    make_console().print(f"{len(log):,} orders under {assign}: cancel rate by arm {rates}")
+    make_console().print(f"log   -> {out}")
