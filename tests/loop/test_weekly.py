@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from uplift.data.files import write_table
@@ -193,6 +194,11 @@ def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
     assert demo.main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
     latest = tmp_path / "reports" / "2026-W41" / "index.html"
     assert latest.is_file()
+    # Each week's truth beside its log, for scoring what the loop did; the same orders.
+    week = tmp_path / "weeks" / "2026-W40.parquet"
+    truth = pd.read_parquet(demo.truth_path(week))
+    assert truth["order_id"].tolist() == pd.read_parquet(week)["order_id"].tolist()
+    assert {f"p_cancel_{arm}" for arm in ARM_COSTS} <= set(truth.columns)
     store = Store(tmp_path / "uplift.duckdb")
     assert list(store.reports()["week"]) == ["2026-W40", "2026-W41"]
     queue = store.assignment("2026-W41")

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from uplift.data.files import write_table
+from uplift.data.files import table_output, write_outputs, write_table
 from uplift.data.simulate import ARM_COSTS, CONTROL, pending_orders, simulate
 from uplift.loop.store import Store
 from uplift.loop.weekly import WeeklyConfig, WeeklyJob
 
-__all__ = ["main", "run_demo", "week_labels"]
+__all__ = ["main", "run_demo", "truth_path", "week_labels"]
 
 START_WEEK = "2026-W40"
 #: Per-week limits of the costly arms (couriers and agents), so that shadow prices show.
@@ -49,7 +49,11 @@ def week_labels(start: str, weeks: int) -> list[str]:
 def simulate_week(
     folder: Path, label: str, index: int, orders: int, seed: int, effect_drift: float
 ) -> Path:
-    """Write the simulated log of one week (once) and return its path."""
+    """Write the simulated log of one week and its truth beside it (once); the log's path.
+
+    The truth (``<label>.truth.parquet``: every order's cancellation probability under every
+    arm) lets anyone score what the loop did; nothing in the loop reads it.
+    """
     path = folder / "weeks" / f"{label}.parquet"
     if not path.exists():
         world = simulate(
@@ -60,8 +64,13 @@ def simulate_week(
             first_order_id=1 + index * orders,
             effect_drift=effect_drift,
         )
-        write_table(world.log, path)
+        write_outputs(table_output(world.log, path), table_output(world.truth, truth_path(path)))
     return path
+
+
+def truth_path(log: Path) -> Path:
+    """Where a week's truth is kept: ``<week>.truth.parquet`` beside ``<week>.parquet``."""
+    return log.with_name(f"{log.stem}.truth{log.suffix}")
 
 
 def stage_week(folder: Path, weeks: Sequence[Path], index: int) -> Path:
