@@ -219,8 +219,8 @@ def sample(n: int, rows: int) -> np.ndarray:
 
 def part_order(args: argparse.Namespace) -> None:
     started = time.time()
-    train = ExperimentLog.from_frame(simulate(args.orders, seed=1).log)
-    world = simulate(args.test_orders, seed=2)
+    train = ExperimentLog.from_frame(simulate(args.orders, seed=1, world=args.world).log)
+    world = simulate(args.test_orders, seed=2, world=args.world)
     test = ExperimentLog.from_frame(world.log)
     true = true_uplift(world.truth).set_axis(test.frame.index)
     value = test.frame["order_value"].to_numpy(float)
@@ -262,11 +262,13 @@ def part_order(args: argparse.Namespace) -> None:
     )
     report(
         args,
-        "order",
-        f"Order world: {args.orders:,} training orders, {args.test_orders:,} fresh test orders",
+        "order" if args.world == "realistic" else f"order-{args.world}",
+        f"Order world ({args.world}): {args.orders:,} training orders, {args.test_orders:,} "
+        "fresh test orders",
         [
-            "Training log `simulate(orders, seed=1)` (randomised, 20% control); test orders "
-            "`simulate(test_orders, seed=2)`. Every learner gets the logged propensities. "
+            f"Training log `simulate(orders, seed=1, world={args.world!r})` (randomised, 20% "
+            f"control); test orders `simulate(test_orders, seed=2, world={args.world!r})`. "
+            "Every learner gets the logged propensities. "
             "`corr <arm>`: Pearson correlation of predicted and true retained uplift on the test "
             "orders. `ours (auto)` includes choosing the learner (its pick is in `note`).",
             oracle_line,
@@ -586,6 +588,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
     parser.add_argument("--orders", type=int, default=200_000, help="order-world training orders")
     parser.add_argument("--test-orders", type=int, default=100_000)
+    parser.add_argument(
+        "--world", choices=("easy", "realistic", "hard"), default="realistic", help="order world"
+    )
     parser.add_argument("--results", default=str(RESULTS), help="folder of the .md results")
     parser.add_argument("--speed-worker", choices=tuple(SPEED_RUNS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

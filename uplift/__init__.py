@@ -30,7 +30,10 @@ _EXPORTS: dict[str, str] = {
             "CONTROL",
             "FEATURES",
             "TREATMENT_ARMS",
+            "WORLDS",
             "SimulatedWorld",
+            "World",
+            "explained_share",
             "pending_orders",
             "simulate",
             "true_revenue_uplift",
@@ -46,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Design", "baselines_from_log", "plan_design"), "uplift.experiment.design"),
     **dict.fromkeys(("assign_arms", "hash_unit"), "uplift.experiment.assignment"),
     "check_sample_ratio": "uplift.experiment.sample_ratio",
+    **dict.fromkeys(("PolicyReadout", "read_out_policy"), "uplift.experiment.holdout"),
     **dict.fromkeys(("Readout", "readout"), "uplift.experiment.readout"),
     **dict.fromkeys(
         ("auuc", "qini_coefficient", "qini_curve", "sqrt_pehe", "uplift_at_k"),
@@ -86,15 +90,18 @@ _EXPORTS: dict[str, str] = {
             "base_rate_plot",
             "calibration_plot",
             "capacity_plot",
+            "loop_plot",
             "policy_value_plot",
             "qini_plot",
+            "truth_plot",
         ),
         "uplift.reports.plots",
     ),
     # loop
     "Store": "uplift.loop.store",
     **dict.fromkeys(("WeeklyConfig", "WeeklyJob", "run_weekly"), "uplift.loop.weekly"),
-    "run_demo": "uplift.loop.demo",
+    **dict.fromkeys(("reverse_arm", "run_demo"), "uplift.loop.demo"),
+    "score_week": "uplift.loop.truth",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

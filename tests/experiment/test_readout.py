@@ -342,6 +342,26 @@ def test_regression_adjustment_narrows_intervals_on_the_order_world(
         assert abs(effects.loc[arm, "difference"] - true) < 4 * effects.loc[arm, "std_error"]
 
 
+@pytest.mark.filterwarnings("ignore:.*fewer than 50.*")
+def test_covariates_with_gaps_are_filled_and_flagged() -> None:
+    frame = pd.DataFrame(
+        {
+            "order_id": [1, 2, 3, 4],
+            "arm": ["control", "a", "control", "a"],
+            "retained": [1, 0, 1, 1],
+            "stock": [0.2, np.nan, 0.6, 0.4],
+            "device": ["app", None, "web", "app"],
+        }
+    )
+    matrix, used = covariate_matrix(ExperimentLog.from_frame(frame), ["stock", "device"], [])
+    assert used == ("stock", "device")
+    np.testing.assert_allclose(matrix["stock"], [0.2, 0.4, 0.6, 0.4])  # the mean fills the gap
+    np.testing.assert_array_equal(matrix["stock_missing"], [0, 1, 0, 0])
+    # A missing device is a level of its own ("(missing)" sorts first, so it is dropped).
+    assert list(matrix.columns[2:]) == ["device_app", "device_web"]
+    np.testing.assert_array_equal(matrix["device_app"], [1, 0, 0, 1])
+
+
 @pytest.mark.slow
 def test_regression_adjusted_intervals_cover_the_truth(
     world: tuple[pd.DataFrame, pd.DataFrame],

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,6 +20,7 @@ from uplift.exceptions import ConfigError, ModelLoadError, SchemaError, StoreErr
 from uplift.loop import demo
 from uplift.loop.store import Store
 from uplift.loop.weekly import WeeklyConfig, WeeklyJob, WeeklyResult, load_registered
+from uplift.reports.results import read_report
 
 ORDERS = 15_000
 COSTS = {arm: cost for arm, cost in ARM_COSTS.items() if arm != CONTROL}
@@ -37,6 +39,7 @@ def simulate_weeks(folder: Path, effect_drift: float) -> list[Path]:
             ORDERS,
             weeks=1,
             seed=100 + k,
+            world="easy",
             start_week=week,
             first_order_id=1 + k * ORDERS,
             drift=0.0,
@@ -189,31 +192,45 @@ def test_weekly_command_prints_the_report_path(
 
 
 @pytest.mark.slow
-def test_demo_runs_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
+def test_demo_closes_the_loop_week_after_week_and_again_in_no_time(tmp_path: Path) -> None:
     assert demo.week_labels("2026-W52", 3) == ["2026-W52", "2026-W53", "2027-W01"]
-    assert demo.main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
-    latest = tmp_path / "reports" / "2026-W41" / "index.html"
+    argv = ["--out", str(tmp_path), "--weeks", "3", "--orders", "6000"]
+    assert demo.main(argv) == 0
+    latest = tmp_path / "reports" / "2026-W42" / "index.html"
     assert latest.is_file()
     # Each week's truth beside its log, for scoring what the loop did; the same orders.
-    week = tmp_path / "weeks" / "2026-W40.parquet"
-    truth = pd.read_parquet(demo.truth_path(week))
-    assert truth["order_id"].tolist() == pd.read_parquet(week)["order_id"].tolist()
+    week = tmp_path / "weeks" / "2026-W42.parquet"
+    log, truth = pd.read_parquet(week), pd.read_parquet(demo.truth_path(week))
+    assert truth["order_id"].tolist() == log["order_id"].tolist()
     assert {f"p_cancel_{arm}" for arm in ARM_COSTS} <= set(truth.columns)
     store = Store(tmp_path / "uplift.duckdb")
-    assert list(store.reports()["week"]) == ["2026-W40", "2026-W41"]
-    queue = store.assignment("2026-W41")
-    assert len(queue) == 6000
-    # Orders the policy decided carry the tree's rule ("...: <arm>; <policy reason>").
-    decided = queue.loc[~queue["holdout"].astype(bool), "reason"].astype(str)
-    assert decided.str.contains(": .*; ").all()
+    assert list(store.reports()["week"]) == ["2026-W40", "2026-W41", "2026-W42"]
+    # Two cold-start weeks: nothing ranked for the randomised second week.
+    assert store.assignment("2026-W40").empty
+    # The loop is closed: week 42's orders got the arms (and propensities) of the queue that
+    # week 41's job ranked, holdout and exploration included.
+    queue = store.assignment("2026-W41").set_index("order_id")
+    given = queue.loc[log["order_id"].astype(str)]
+    assert (given["arm"].to_numpy() == log["arm"].to_numpy()).all()
+    np.testing.assert_allclose(given["propensity"], log["propensity"])
+    assert given["holdout"].mean() == pytest.approx(demo.HOLDOUT, abs=0.02)
+    assert (given["reason"] == "explore").mean() > 0.02
+    assert len(store.assignment("2026-W42")) == 6000
+    report = read_report(tmp_path / "reports" / "2026-W42")
+    assert report.policy["arm"].iloc[-1] == "total"
+    assert report.policy["acted"].iloc[:-1].sum() == report.policy["acted"].iloc[-1]
+    assert list(report.loop["week"]) == ["2026-W40", "2026-W41", "2026-W42"]
+    assert report.loop["protected"].iloc[:2].isna().all()  # randomised weeks: no policy
+    assert np.isfinite(report.loop[["protected", "true_protected", "oracle_value"]].iloc[2]).all()
+    page = latest.read_text()
+    assert "The policy against its holdout" in page
+    assert "Against the simulation&#x27;s truth" in page or "simulation's truth" in page
     stamp = latest.stat().st_mtime_ns
     models = len(store.models())
-    assert demo.main(["--out", str(tmp_path), "--weeks", "2", "--orders", "6000"]) == 0
+    assert demo.main(argv) == 0
     # The second run finds every week done: nothing is simulated, trained or rewritten.
     assert latest.stat().st_mtime_ns == stamp
     assert len(store.models()) == models
-    assert list(store.reports()["week"]) == ["2026-W40", "2026-W41"]
-    assert len(store.models()) == 2
 
 
 def test_week_without_order_value_is_refused(tmp_path: Path) -> None:

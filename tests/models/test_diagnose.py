@@ -32,7 +32,7 @@ EFFECT_KEPT = 0.80
 
 @pytest.fixture(scope="module")
 def world() -> tuple[pd.DataFrame, pd.DataFrame]:
-    sim = simulate(ORDERS, weeks=2, seed=7)
+    sim = simulate(ORDERS, weeks=2, seed=7, world="easy")
     features = sim.log[[*FEATURES, "order_value"]]
     return features, true_uplift(sim.truth)
 

@@ -17,6 +17,7 @@ from uplift.models import LEARNERS, make_learner, train_uplift
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FitData
 from uplift.models.effects import Effects
 from uplift.models.learners import (
+    MAX_WEIGHT,
     DRLearner,
     TLearner,
     dr_pseudo_outcomes,
@@ -158,14 +159,34 @@ def test_inverse_propensity_weights_mean_one_per_arm() -> None:
     np.testing.assert_allclose(weights[:2], [2 / 3, 4 / 3])  # 1/p relative to the arm's mean
 
 
+def test_inverse_propensity_weights_are_capped_for_explored_orders() -> None:
+    # A policy's arm: 99 orders it chose (p = 0.9) and one explored (p = 0.008). Uncapped, the
+    # explored order would weigh 112 / 2.1 = 53 times the mean: half the arm's total weight.
+    arm = np.zeros(100, dtype=np.int64)
+    propensity = np.r_[np.full(99, 0.9), 0.008]
+    weights = inverse_propensity_weights(arm, propensity)
+    assert weights.max() == MAX_WEIGHT
+    assert weights[:99].max() < 1.0
+
+
 def test_feature_encoder_unseen_level_and_type_change() -> None:
     train = pd.DataFrame({"device": ["app", "web", "app"], "hour": [1, 2, 3]})
     encoder = FeatureEncoder().fit(train)
     new = pd.DataFrame({"device": ["tv", "web"], "hour": [4, 5]})
-    codes = FeatureEncoder.to_numpy(encoder.transform(new))
+    codes = encoder.to_numpy(encoder.transform(new))
     np.testing.assert_array_equal(codes, [[-1.0, 4.0], [1.0, 5.0]])
     with pytest.raises(SchemaError, match="feature column hour was numeric"):
         encoder.transform(new.assign(hour=["a", "b"]))
+
+
+def test_feature_encoder_fills_missing_numbers_for_libraries_that_refuse_them() -> None:
+    train = pd.DataFrame({"stock": [0.2, np.nan, 0.6, 0.8], "hour": [1.0, 2.0, 3.0, 4.0]})
+    encoder = FeatureEncoder().fit(train)
+    new = pd.DataFrame({"stock": [np.nan, 0.4], "hour": [np.nan, 5.0]})
+    matrix = encoder.to_numpy(encoder.transform(new))
+    # Missing numbers become the training median; the column that had gaps in training gets
+    # an indicator column after the others (hour had none, so it gets no indicator).
+    np.testing.assert_array_equal(matrix, [[0.6, 2.5, 1.0], [0.4, 5.0, 0.0]])
 
 
 def _fit_data(propensity: np.ndarray, codes: np.ndarray) -> FitData:

@@ -40,7 +40,7 @@ MIN_CAPTURE = 0.6
 @pytest.fixture(scope="module")
 def fresh() -> SimulatedWorld:
     """Orders of a later week the models never saw, with their truth."""
-    return simulate(20_000, weeks=1, seed=99, start_week="2026-W45")
+    return simulate(20_000, weeks=1, seed=99, world="easy", start_week="2026-W45")
 
 
 def _net_value_captured(effects: Effects, world: SimulatedWorld) -> tuple[float, float]:
@@ -60,7 +60,7 @@ def _net_value_captured(effects: Effects, world: SimulatedWorld) -> tuple[float,
 def test_default_learner_recovers_uplift_and_value(
     fresh: SimulatedWorld, logged_policy: bool
 ) -> None:
-    world = simulate(20_000, weeks=4, seed=11, logged_policy=logged_policy)
+    world = simulate(20_000, weeks=4, seed=11, world="easy", logged_policy=logged_policy)
     model = train_uplift(ExperimentLog.from_frame(world.log), costs=COSTS)
     effects = model.predict_effects(fresh.log)
     truth = true_uplift(fresh.truth)
@@ -75,7 +75,7 @@ def test_default_learner_recovers_uplift_and_value(
 
 @pytest.mark.parametrize("learner", ["t_lgbm", "s_lgbm", "dr_lgbm"])
 def test_targeting_log_is_not_biased_with_its_propensities(learner: str) -> None:
-    world = simulate(20_000, weeks=2, seed=12, logged_policy=True)
+    world = simulate(20_000, weeks=2, seed=12, world="easy", logged_policy=True)
     log = ExperimentLog.from_frame(world.log)
     effects = train_uplift(log, learner=learner).predict_effects(log.frame)
     truth = true_uplift(world.truth)
@@ -117,7 +117,7 @@ def test_continuous_outcome_on_ihdp(shared_data: Path) -> None:
 
 
 def test_evaluation_policy_value_matches_truth(fresh: SimulatedWorld) -> None:
-    train = ExperimentLog.from_frame(simulate(20_000, weeks=2, seed=13).log)
+    train = ExperimentLog.from_frame(simulate(20_000, weeks=2, seed=13, world="easy").log)
     model = train_uplift(train, learner="s_lgbm", costs=COSTS)
     result = evaluate_model(model, ExperimentLog.from_frame(fresh.log))
     assert not result.in_sample

@@ -260,7 +260,7 @@ def test_explore_share_respects_a_small_capacity_and_records_its_rationing():
 
 @pytest.fixture(scope="module")
 def world() -> tuple[pd.DataFrame, np.ndarray]:
-    sim = simulate(20_000, weeks=1, seed=11)
+    sim = simulate(20_000, weeks=1, seed=11, world="easy")
     effects = true_effects(sim.truth, sim.log["order_value"]).to_frame()
     true_net = np.column_stack([np.zeros(len(effects)), net_value(effects, COSTS).value])
     return effects, true_net
@@ -418,6 +418,7 @@ def test_cli_rank_writes_the_queue_and_json(uplift_cli, files, tmp_path):
         "cost",
         "holdout",
         "propensity",
+        "policy_arm",
         "reason",
     ]
     assert (queue["arm"] == "arm1").sum() <= 25

@@ -311,4 +311,5 @@ def test_report_renders_in_chromium(report: WeeklyReport, tmp_path: Path) -> Non
     # page is that blue, so finding it proves the embedded images were decoded and painted.
     blue = np.all(np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255) < 0.06, axis=-1)
     assert blue.sum() > 500
-    assert (pixels.mean(axis=-1) < 0.9).mean() > 0.05  # far from a blank page
+    # A blank page has no dark pixels; this one has about 5% (text, tables, six figures).
+    assert (pixels.mean(axis=-1) < 0.9).mean() > 0.02

@@ -26,6 +26,13 @@ def simulate(
     orders: Annotated[int, typer.Option(help="Number of eligible orders.")] = 100_000,
     weeks: Annotated[int, typer.Option(help="Number of ISO weeks the orders span.")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    world: Annotated[
+        str,
+        typer.Option(
+            help="How hard the world is: easy (large, observed effects), realistic (the size "
+            "and noise of real nudges) or hard."
+        ),
+    ] = "realistic",
     truth_out: Annotated[
         Path | None,
         typer.Option(help="Truth file (default: LOG's name with .truth before the suffix)."),
@@ -92,10 +99,11 @@ def simulate(
     if truth_path.resolve() == out.resolve():
         raise ConfigError(f"--truth-out {truth_path} is the log file: the truth needs its own file")
     check_outputs({}, {"--out": out, "--truth-out": truth_path, "--json": json_path})
-    world = simulate_world(
+    simulated = simulate_world(
         orders,
         weeks,
         seed,
+        world=world,
         logged_policy=logged_policy,
         control_share=control_share,
         start_week=start_week,
@@ -103,32 +111,33 @@ def simulate(
         effect_drift=effect_drift,
         first_order_id=first_order_id,
     )
-    arms = world.arm_summary()
-    week = iso_week(world.log["assigned_at"])
-    weekly = world.log.groupby(week)["cancelled"].agg(orders="size", cancel_rate="mean")
+    arms = simulated.arm_summary()
+    week = iso_week(simulated.log["assigned_at"])
+    weekly = simulated.log.groupby(week)["cancelled"].agg(orders="size", cancel_rate="mean")
     payload = {
-        "orders": len(world.log),
+        "orders": len(simulated.log),
         "weeks": weeks,
         "seed": seed,
+        "world": world,
         "assignment": "logged_policy" if logged_policy else "randomised",
         "start_week": start_week,
         "drift": drift,
         "effect_drift": effect_drift,
         "first_order_id": first_order_id,
-        "cancel_rate": float(world.log["cancelled"].mean()),
+        "cancel_rate": float(simulated.log["cancelled"].mean()),
         "arms": arms,
         "weeks_summary": weekly.rename_axis("week").reset_index(),
         "log": str(out),
         "truth": str(truth_path),
     }
     write_outputs(
-        table_output(world.log, out),
-        table_output(world.truth, truth_path),
+        table_output(simulated.log, out),
+        table_output(simulated.truth, truth_path),
         json_output(payload, json_path) if json_path is not None else None,
     )
 
     table = Table(
-        title=f"Simulated {len(world.log):,} orders over {weeks} week(s) from {start_week}"
+        title=f"Simulated {len(simulated.log):,} orders over {weeks} week(s) from {start_week}"
     )
     for column in ("arm", "orders", "share", "cancel rate", "true cancel rate"):
         table.add_column(column, justify="left" if column == "arm" else "right")

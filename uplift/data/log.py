@@ -39,6 +39,7 @@ CANONICAL = (
     "order_value",
     "revenue",
     "propensity",
+    "delivered",
     "assigned_at",
 )
 # Fewer rows than this in an arm makes its effect estimate too noisy to act on.
@@ -302,6 +303,8 @@ def _validate(
             "no propensity column: uniform randomisation assumed, each order's propensity is "
             "its arm's share of the log"
         )
+    if "delivered" in frame.columns:
+        out["delivered"] = _delivered(frame["delivered"], source)
     if "assigned_at" in frame.columns:
         out["assigned_at"] = normalize.timestamps(frame["assigned_at"], source, notes)
     chosen = _features(frame, features, source)
@@ -357,6 +360,18 @@ def _binary(values: pd.Series, column: str, source: str) -> pd.Series:
             f"{source}: column {column} must be 0 or 1; found {examples} in {_rows(bad)}"
         )
     return numeric.astype("int8")
+
+
+def _delivered(values: pd.Series, source: str) -> pd.Series:
+    """Whether the action reached the customer: 0 or 1, missing where none was taken."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = values.notna() & ~numeric.isin([0, 1])
+    if bad.any():
+        found = ", ".join(repr(v) for v in values[bad].drop_duplicates().head(3).tolist())
+        raise SchemaError(
+            f"{source}: column delivered must be 0, 1 or missing; found {found} in {_rows(bad)}"
+        )
+    return numeric.astype("Int8")
 
 
 def _outcomes(frame: pd.DataFrame, out: pd.DataFrame, source: str) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from uplift.data.simulate import ARMS
+from uplift.data.simulate import ARMS, CONTROL, delivered_column
 from uplift.exceptions import SchemaError, describe_rows
 
 __all__ = ["simulate_outcomes"]
 
 #: Columns a log gets from the assignment; the orders must not carry them already.
 _DECISION_COLUMNS = ("arm", "propensity")
-_OUTCOME_COLUMNS = ("cancelled", "revenue")
+_OUTCOME_COLUMNS = ("cancelled", "revenue", "delivered")
 
 
 def simulate_outcomes(
@@ -36,8 +36,10 @@ def simulate_outcomes(
     :func:`~uplift.data.simulate.pending_orders` leaves them); ``truth`` is the world's truth
     for them (``order_id`` and ``p_cancel_<arm>``); ``assignment`` has ``order_id``, ``arm``
     and ``propensity`` per order (a queue written by ``uplift rank`` has them). Each order is
-    cancelled with its true probability under its assigned arm; revenue is the order value of
-    the orders kept. Same seed, same outcomes.
+    cancelled with its true probability under its assigned arm; where the truth holds
+    ``p_delivered_<arm>``, the action reaches the customer with that probability (``delivered``)
+    and an undelivered order cancels with its control probability. Revenue is the order value
+    of the orders kept. Same seed, same outcomes.
     """
     _check_columns(orders, ("order_id", "order_value"), "orders")
     _check_columns(truth, ("order_id", *(f"p_cancel_{a}" for a in ARMS)), "truth")
@@ -63,16 +65,29 @@ def simulate_outcomes(
             f"{source}: column propensity must lie in (0, 1] in "
             f"{describe_rows(np.flatnonzero(bad) + 1)}"
         )
-    p_cancel = _aligned(truth, orders["order_id"], "truth")[[f"p_cancel_{a}" for a in ARMS]]
+    known = _aligned(truth, orders["order_id"], "truth")
     rows = np.arange(len(orders))
-    p = p_cancel.to_numpy(np.float64)[rows, pd.Index(ARMS).get_indexer(pd.Index(arms))]
-    cancelled = (np.random.default_rng(seed).random(len(orders)) < p).astype(np.int64)
+    column = pd.Index(ARMS).get_indexer(pd.Index(arms))
+    p_cancel = known[[f"p_cancel_{a}" for a in ARMS]].to_numpy(np.float64)
+    p_delivered = np.ones_like(p_cancel)
+    for k, arm in enumerate(ARMS):
+        if f"p_delivered_{arm}" in known.columns:
+            p_delivered[:, k] = known[f"p_delivered_{arm}"].to_numpy(np.float64)
+    # The truth's p_cancel is intent-to-treat: d * p_if_delivered + (1 - d) * p_control.
+    p_control = p_cancel[:, ARMS.index(CONTROL)]
+    d = p_delivered[rows, column]
+    rng = np.random.default_rng(seed)
+    delivered = rng.random(len(orders)) < d
+    p_if_delivered = (p_cancel[rows, column] - (1 - d) * p_control) / d
+    p = np.clip(np.where(delivered, p_if_delivered, p_control), 0.0, 1.0)
+    cancelled = (rng.random(len(orders)) < p).astype(np.int64)
     value = orders["order_value"].to_numpy(np.float64)
     log = orders.reset_index(drop=True).copy()
     log.insert(1, "arm", arms)
     log.insert(2, "cancelled", cancelled)
     log.insert(3, "propensity", propensity)
     log["revenue"] = value * (1 - cancelled)
+    log["delivered"] = delivered_column(delivered, arms != CONTROL).to_numpy()
     return log
 
 

@@ -16,12 +16,30 @@ cancellation of every order under every arm is returned beside the log, never in
 
 Drift is a deterministic function of the calendar week, so a world simulated week by week
 (``start_week`` and ``first_order_id`` moving on) drifts the same way as one simulated at once.
+
+Three named worlds (:data:`WORLDS`) set how hard the world is to learn:
+
+* ``easy``: large effects that are step functions of observed signals, nothing missing, every
+  action reaches its customer. Models learn it well; kept for tests that need large effects.
+* ``realistic``: effects of the size of real post-purchase nudges (a message moves retention by
+  a fraction of a point to about two points, a payment rescue by up to about ten points on a
+  failed payment), smooth in continuous signals as well as stepwise in categories, modified by
+  an unobserved responsiveness so that the observed signals explain at most about 60% of the
+  true uplift's variance; stock confidence unknown for marketplace orders and device sometimes
+  unknown; actions that do not reach the customer (``delivered`` = 0: an unanswered call, a
+  bounced message) at rates that depend on the arm and the customer; effects that drift with
+  the season as well as base rates.
+* ``hard``: each of these pushed further.
+
+The truth holds the intent-to-treat probability ``p_cancel_<arm>`` (what deciding the arm
+does, non-delivery included) and ``p_delivered_<arm>``; an order whose action is not
+delivered cancels with its control probability.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
@@ -35,7 +53,12 @@ __all__ = [
     "CONTROL",
     "FEATURES",
     "TREATMENT_ARMS",
+    "WORLDS",
     "SimulatedWorld",
+    "World",
+    "delivered_column",
+    "explained_share",
+    "get_world",
     "pending_orders",
     "propensity_matrix",
     "simulate",
@@ -82,7 +105,14 @@ FEATURES: tuple[str, ...] = (
     "hour",
 )
 #: Columns only known after the decision; :func:`pending_orders` drops them.
-OUTCOME_COLUMNS: tuple[str, ...] = ("arm", "cancelled", "retained", "revenue", "propensity")
+OUTCOME_COLUMNS: tuple[str, ...] = (
+    "arm",
+    "cancelled",
+    "retained",
+    "revenue",
+    "propensity",
+    "delivered",
+)
 
 CATEGORIES = ("electronics", "fashion", "home", "beauty", "grocery", "sports")
 _CATEGORY_SHARE = np.array([0.18, 0.28, 0.16, 0.12, 0.14, 0.12])
@@ -123,8 +153,103 @@ _REMOTE = SERVICEABILITY.index("remote")
 _UNVERIFIED = SERVICEABILITY.index("unverified")
 _BASE_LOGIT = -3.55
 _LOYAL_PRIOR_ORDERS = 5
+_INTENT_SD = 0.4  # sd of the unobserved intent term of the log-odds of cancelling
+#: Arms that act on every order (a message, a call), so that unobserved noise reaches them all.
+_MAX_RESPONSE = 4.0  # cap of the unobserved responsiveness multiplier
+_REACH_EVERYONE = ("reassurance", "delivery_update", "agent_call")
+#: (period in weeks, phase) of the seasonal wave of each treatment arm's effect strength.
+_EFFECT_WAVES = ((8.0, 0.7), (10.0, 2.1), (7.0, 3.9), (9.0, 5.0), (11.0, 1.3))
 _PROPENSITY_FLOOR = 0.03  # every logged-policy propensity is at least this, so IPW stays sane
 _WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+@dataclass(frozen=True)
+class World:
+    """How hard the order world is to learn; see the module's description of the presets.
+
+    ``effect_scale`` multiplies each arm's log-odds effect. ``smooth`` makes effects vary
+    smoothly with continuous signals. ``responsiveness`` is the spread (sd of the log) of an
+    unobserved per-order multiplier of every effect, ``effect_noise`` the sd of an unobserved
+    additive log-odds effect of the arms that reach every order. ``marketplace_share`` of
+    orders have unknown stock confidence, ``device_unknown`` unknown device. ``undelivered``
+    is each treatment arm's share of actions that do not reach a returning customer, and
+    ``first_order_undelivered`` multiplies it for first orders. ``effect_wave`` is the
+    amplitude of the seasonal drift of each arm's effect.
+    """
+
+    name: str
+    effect_scale: dict[str, float]
+    smooth: bool = False
+    responsiveness: float = 0.0
+    effect_noise: float = 0.0
+    marketplace_share: float = 0.0
+    device_unknown: float = 0.0
+    undelivered: dict[str, float] = field(default_factory=dict)
+    first_order_undelivered: float = 1.0
+    effect_wave: float = 0.0
+
+
+_MESSAGES = ("reassurance", "delivery_update")
+WORLDS: dict[str, World] = {
+    "easy": World("easy", effect_scale=dict.fromkeys(TREATMENT_ARMS, 1.0)),
+    "realistic": World(
+        "realistic",
+        effect_scale={
+            "reassurance": 0.32,
+            "expedite": 0.35,
+            "payment_rescue": 0.28,
+            "delivery_update": 0.32,
+            "agent_call": 0.35,
+        },
+        smooth=True,
+        responsiveness=0.9,
+        effect_noise=0.12,
+        marketplace_share=0.25,
+        device_unknown=0.08,
+        undelivered={
+            "reassurance": 0.08,
+            "expedite": 0.03,
+            "payment_rescue": 0.10,
+            "delivery_update": 0.08,
+            "agent_call": 0.35,
+        },
+        first_order_undelivered=1.6,
+        effect_wave=0.25,
+    ),
+    "hard": World(
+        "hard",
+        effect_scale={
+            "reassurance": 0.22,
+            "expedite": 0.25,
+            "payment_rescue": 0.22,
+            "delivery_update": 0.22,
+            "agent_call": 0.25,
+        },
+        smooth=True,
+        responsiveness=1.2,
+        effect_noise=0.12,
+        marketplace_share=0.40,
+        device_unknown=0.20,
+        undelivered={
+            "reassurance": 0.15,
+            "expedite": 0.06,
+            "payment_rescue": 0.18,
+            "delivery_update": 0.15,
+            "agent_call": 0.50,
+        },
+        first_order_undelivered=1.5,
+        effect_wave=0.5,
+    ),
+}
+
+
+def get_world(world: str | World) -> World:
+    """The preset named ``world`` (``easy``, ``realistic`` or ``hard``), or ``world`` itself."""
+    if isinstance(world, World):
+        return world
+    if world not in WORLDS:
+        raise ConfigError(f"world must be one of {', '.join(WORLDS)}; got {world!r}")
+    return WORLDS[world]
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +297,7 @@ class _Weeks:
     payment_factor: np.ndarray
     delay_rate: np.ndarray
     category_share: np.ndarray  # weeks x categories
-    effect_strength: np.ndarray
+    effect_strength: np.ndarray  # weeks x arms
 
 
 def simulate(
@@ -180,6 +305,7 @@ def simulate(
     weeks: int = 4,
     seed: int = 0,
     *,
+    world: str | World = "realistic",
     logged_policy: bool = False,
     control_share: float = 0.2,
     start_week: str = "2026-W40",
@@ -189,6 +315,7 @@ def simulate(
 ) -> SimulatedWorld:
     """Simulate ``orders`` eligible orders over ``weeks`` ISO weeks from ``start_week``.
 
+    ``world`` names the preset (``easy``, ``realistic``, ``hard``; see :data:`WORLDS`).
     Arms are randomised with a control holdout of ``control_share`` and the rest split evenly
     over the treatment arms, or, with ``logged_policy``, chosen by a targeting policy with known
     non-uniform propensities. ``drift`` scales how much base rates and the order mix move from
@@ -196,23 +323,30 @@ def simulate(
     last simulated week, linearly from none in the first (a single week counts as the last;
     negative values strengthen effects, values above 1 reverse them). Same seed, same world.
     """
+    spec = get_world(world)
     _validate(orders, weeks, control_share, drift, effect_drift, first_order_id)
     rng = np.random.default_rng(seed)
-    plan = _plan_weeks(_parse_week(start_week), weeks, drift, effect_drift)
+    # What the harder worlds add is drawn from its own stream, so the easy world stays as it was.
+    hidden = np.random.default_rng([seed, 1])
+    plan = _plan_weeks(_parse_week(start_week), weeks, drift, effect_drift, spec.effect_wave)
     week, assigned_at, hour = _draw_times(rng, orders, plan)
     x = _draw_orders(rng, week, hour, plan)
     causes = _causes(x)
-    strength = plan.effect_strength[week][:, None]
-    logits = _base_logit(rng, x, causes, plan.base_shift[week])[:, None]
-    logits = logits + _arm_effects(x, causes) * strength
-    p_cancel = 1.0 / (1.0 + np.exp(-logits))
+    base = _base_logit(x, causes, plan.base_shift[week]) + rng.normal(0.0, _INTENT_SD, orders)
+    effects = _arm_effects(x, causes, spec, _Modifiers.draw(hidden, orders, spec))
+    p_if_delivered = _logistic(base[:, None] + effects * plan.effect_strength[week])
+    p_delivered = _delivery(x, spec)
+    p_control = p_if_delivered[:, :1]
+    p_cancel = p_delivered * p_if_delivered + (1 - p_delivered) * p_control
     if logged_policy:
         propensities = _logged_propensities(x)
     else:
         propensities = _randomised_propensities(orders, control_share)
     arm = _draw_categorical(rng, propensities)
     rows = np.arange(orders)
-    cancelled = (rng.random(orders) < p_cancel[rows, arm]).astype(np.int64)
+    delivered = hidden.random(orders) < p_delivered[rows, arm]
+    p_outcome = np.where(delivered, p_if_delivered[rows, arm], p_control[:, 0])
+    cancelled = (rng.random(orders) < p_outcome).astype(np.int64)
     order_id = np.arange(first_order_id, first_order_id + orders, dtype=np.int64)
     log = pd.DataFrame(
         {
@@ -222,18 +356,59 @@ def simulate(
             "order_value": x["order_value"],
             "revenue": x["order_value"] * (1 - cancelled),
             "propensity": propensities[rows, arm],
+            "delivered": delivered_column(delivered, arm != _ARM[CONTROL]),
             "assigned_at": assigned_at,
-            **_feature_columns(x),
+            **_feature_columns(x, _hide(hidden, orders, spec)),
         }
     )
     truth = pd.DataFrame(
         {
             "order_id": order_id,
             **{f"p_cancel_{a}": p_cancel[:, i] for i, a in enumerate(ARMS)},
+            **{f"p_delivered_{a}": p_delivered[:, i] for i, a in enumerate(ARMS) if i},
             **{f"propensity_{a}": propensities[:, i] for i, a in enumerate(ARMS)},
         }
     )
     return SimulatedWorld(log=log, truth=truth, logged_policy=logged_policy)
+
+
+def delivered_column(delivered: np.ndarray, treated: np.ndarray) -> pd.Series:
+    """The log's ``delivered``: 1 or 0 for orders given an action, missing for control."""
+    return pd.Series(pd.array(np.where(treated, delivered.astype(int), 0), dtype="Int8")).where(
+        treated
+    )
+
+
+def explained_share(
+    world: str | World = "realistic", orders: int = 20_000, seed: int = 0, draws: int = 100
+) -> pd.Series:
+    """Per treatment arm, the share of the true retained uplift's variance that signals explain.
+
+    The uplift of an order varies with its signals and with what the shop does not see (the
+    unobserved intent, responsiveness and effect noise). The share is Var(E[uplift | order]) /
+    Var(uplift), with the expectation over ``draws`` draws of the unobserved terms for the same
+    orders (Monte Carlo). The order's true stock is held fixed even where the shop does not see
+    it, so the share is an upper bound on what the observed signals can explain.
+    """
+    spec = get_world(world)
+    rng = np.random.default_rng(seed)
+    plan = _plan_weeks(_parse_week("2026-W40"), 1, 1.0, 0.0, spec.effect_wave)
+    week, _, hour = _draw_times(rng, orders, plan)
+    x = _draw_orders(rng, week, hour, plan)
+    causes = _causes(x)
+    base = _base_logit(x, causes, plan.base_shift[week])
+    p_delivered = _delivery(x, spec)
+    uplift = np.empty((draws, orders, len(TREATMENT_ARMS)))
+    for k in range(draws):
+        effects = _arm_effects(x, causes, spec, _Modifiers.draw(rng, orders, spec))
+        p = _logistic((base + rng.normal(0.0, _INTENT_SD, orders))[:, None] + effects)
+        p_cancel = p_delivered * p + (1 - p_delivered) * p[:, :1]
+        uplift[k] = p_cancel[:, :1] - p_cancel[:, 1:]
+    explained = uplift.mean(axis=0).var(axis=0)
+    # Monte Carlo noise inflates the variance of the mean by the within-order variance / draws.
+    within = uplift.var(axis=0, ddof=1).mean(axis=0) / draws
+    total = uplift.reshape(-1, len(TREATMENT_ARMS)).var(axis=0)
+    return pd.Series((explained - within) / total, index=list(TREATMENT_ARMS), name=spec.name)
 
 
 def true_uplift(truth: pd.DataFrame) -> pd.DataFrame:
@@ -306,8 +481,13 @@ def _parse_week(label: str) -> date:
         ) from None
 
 
-def _plan_weeks(first_monday: date, weeks: int, drift: float, effect_drift: float) -> _Weeks:
+def _plan_weeks(
+    first_monday: date, weeks: int, drift: float, effect_drift: float, effect_wave: float = 0.0
+) -> _Weeks:
     """Week conditions as smooth seasonal waves of the calendar week (periods 5 to 13 weeks).
+
+    Each arm's effect strength follows its own wave of amplitude ``effect_wave`` (times
+    ``drift``) on top of the linear ``effect_drift``.
 
     Using the absolute week (not the position in this run) keeps drift identical however a
     period is split into runs.
@@ -334,7 +514,8 @@ def _plan_weeks(first_monday: date, weeks: int, drift: float, effect_drift: floa
         payment_factor=np.clip(1 + 0.4 * wave(7.0, 4.0), 0.1, None),
         delay_rate=np.clip(0.22 + 0.10 * wave(5.0, 5.2), 0.02, 0.9),
         category_share=category_share,
-        effect_strength=1.0 - effect_drift * position,
+        effect_strength=(1.0 - effect_drift * position)[:, None]
+        * (1.0 + effect_wave * np.column_stack([0 * t, *(wave(p, q) for p, q in _EFFECT_WAVES)])),
     )
 
 
@@ -430,12 +611,9 @@ def _causes(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _base_logit(
-    rng: np.random.Generator,
-    x: dict[str, np.ndarray],
-    c: dict[str, np.ndarray],
-    shift: np.ndarray,
+    x: dict[str, np.ndarray], c: dict[str, np.ndarray], shift: np.ndarray
 ) -> np.ndarray:
-    """Log-odds of cancelling under control; an unobserved intent term keeps it from being exact."""
+    """Log-odds of cancelling under control, before the unobserved intent term."""
     return (
         _BASE_LOGIT
         + shift
@@ -446,33 +624,112 @@ def _base_logit(
         + 1.1 * c["service"]
         + 0.7 * c["doubt"]
         - 0.08 * np.minimum(x["prior_orders"], 10)
-        + rng.normal(0.0, 0.4, len(shift))
     )
 
 
-def _arm_effects(x: dict[str, np.ndarray], c: dict[str, np.ndarray]) -> np.ndarray:
+def _logistic(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+@dataclass(frozen=True)
+class _Modifiers:
+    """The unobserved part of every order's effects: a multiplier and an additive term per arm."""
+
+    multiplier: np.ndarray  # orders x arms, mean 1
+    noise: np.ndarray  # orders x arms, mean 0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, orders: int, spec: World) -> _Modifiers:
+        shape = (orders, len(ARMS))
+        if spec.responsiveness == 0 and spec.effect_noise == 0:
+            return cls(np.ones(shape), np.zeros(shape))
+        # A responsiveness shared by an order's arms (some customers answer any nudge) and one
+        # per arm: log-normal with mean 1, capped so that no order responds implausibly much.
+        shared = rng.normal(size=(orders, 1))
+        own = rng.normal(size=shape)
+        s = spec.responsiveness
+        multiplier = np.minimum(np.exp(s * (0.6 * shared + 0.8 * own) - s**2 / 2), _MAX_RESPONSE)
+        noise = rng.normal(0.0, spec.effect_noise, shape)
+        noise[:, [_ARM[a] for a in ARMS if a not in _REACH_EVERYONE]] = 0.0
+        return cls(multiplier, noise)
+
+
+def _delivery(x: dict[str, np.ndarray], spec: World) -> np.ndarray:
+    """P(the action reaches the customer) per order and arm; control's column is 1."""
+    first = np.where(x["first"], spec.first_order_undelivered, 1.0)
+    p = np.ones((len(first), len(ARMS)))
+    for arm, share in spec.undelivered.items():
+        p[:, _ARM[arm]] = np.clip(1.0 - share * first, 0.05, 1.0)
+    return p
+
+
+def _hide(rng: np.random.Generator, orders: int, spec: World) -> dict[str, np.ndarray]:
+    """Which orders' signals the shop does not see: stock of marketplace sellers, device."""
+    return {
+        "stock": rng.random(orders) < spec.marketplace_share,
+        "device": rng.random(orders) < spec.device_unknown,
+    }
+
+
+def _arm_effects(
+    x: dict[str, np.ndarray], c: dict[str, np.ndarray], spec: World, hidden: _Modifiers
+) -> np.ndarray:
     """Change in log-odds of cancelling for every arm (orders x arms); < 0 prevents cancels.
 
     Each action only works on the cause it addresses: payment rescue on pending or failed
     payments, expediting on delayed orders whose stock is there, a delivery-date update on
     moderate delays and remote addresses (announcing a long delay backfires), reassurance on
     buyer doubt, an agent call on address problems and doubtful large first orders, but it
-    annoys loyal customers.
+    annoys loyal customers. The world's scale, smoothness and unobserved modifiers apply.
     """
-    fixable_payment = np.isin(x["status"], _FIXABLE_STATUS)
-    in_stock = np.clip((x["stock"] - 0.5) / 0.3, 0, 1)
+    signal = _smooth_signals(x) if spec.smooth else _step_signals(x)
     delay = x["delay"]
-    large = x["order_value"] > 2 * _CATEGORY_MEDIAN_VALUE[x["category"]]
-    loyal = x["prior_orders"] >= _LOYAL_PRIOR_ORDERS
     effects = np.zeros((len(delay), len(ARMS)))
-    effects[:, _ARM["reassurance"]] = -0.35 * c["doubt"]
-    effects[:, _ARM["expedite"]] = -0.9 * c["delay"] * in_stock
-    effects[:, _ARM["payment_rescue"]] = -1.1 * c["payment"] * fixable_payment
-    effects[:, _ARM["delivery_update"]] = np.select(
-        [(delay >= 1) & (delay <= 4), delay >= 5], [-0.45 * c["delay"], 0.3], 0.0
-    ) - 0.35 * (x["service"] == _REMOTE)
-    effects[:, _ARM["agent_call"]] = -0.9 * c["service"] - 0.35 * c["doubt"] * large + 0.7 * loyal
-    return effects
+    effects[:, _ARM["reassurance"]] = -0.35 * c["doubt"] * signal["evening"] * signal["value"]
+    effects[:, _ARM["expedite"]] = -0.9 * c["delay"] * signal["in_stock"]
+    effects[:, _ARM["payment_rescue"]] = (
+        -1.1 * c["payment"] * np.isin(x["status"], _FIXABLE_STATUS) * signal["value"]
+    )
+    effects[:, _ARM["delivery_update"]] = (
+        -0.45 * c["delay"] * signal["moderate_delay"]
+        + 0.3 * signal["long_delay"]
+        - 0.35 * (x["service"] == _REMOTE)
+    )
+    effects[:, _ARM["agent_call"]] = (
+        -0.9 * c["service"] - 0.35 * c["doubt"] * signal["large"] + 0.7 * signal["loyal"]
+    )
+    scale = np.array([0.0, *(spec.effect_scale[a] for a in TREATMENT_ARMS)])
+    return scale * (effects * hidden.multiplier + hidden.noise)
+
+
+def _step_signals(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The easy world's modifiers: steps of the observed signals."""
+    delay = x["delay"]
+    ones = np.ones(len(delay))
+    return {
+        "evening": ones,
+        "value": ones,
+        "in_stock": np.clip((x["stock"] - 0.5) / 0.3, 0, 1),
+        "moderate_delay": ((delay >= 1) & (delay <= 4)).astype(float),
+        "long_delay": (delay >= 5).astype(float),
+        "large": (x["order_value"] > 2 * _CATEGORY_MEDIAN_VALUE[x["category"]]).astype(float),
+        "loyal": (x["prior_orders"] >= _LOYAL_PRIOR_ORDERS).astype(float),
+    }
+
+
+def _smooth_signals(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The harder worlds' modifiers: smooth in value, hour, stock, delay and loyalty."""
+    delay = x["delay"]
+    relative_value = np.log(x["order_value"] / _CATEGORY_MEDIAN_VALUE[x["category"]])
+    return {
+        "evening": 1.0 + 0.3 * np.cos(2 * np.pi * (x["hour"] - 21) / 24),
+        "value": 1.0 + 0.35 * np.tanh(relative_value),
+        "in_stock": _logistic((x["stock"] - 0.62) / 0.07),
+        "moderate_delay": _logistic((4.5 - delay) * 1.5),
+        "long_delay": _logistic((delay - 4.5) * 1.5),
+        "large": _logistic((relative_value - np.log(2)) / 0.25),
+        "loyal": _logistic(x["prior_orders"] - _LOYAL_PRIOR_ORDERS + 0.5),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,18 +771,19 @@ def _labels(levels: tuple[str, ...], codes: np.ndarray) -> pd.Series:
     return pd.Series(np.array(levels)[codes], dtype="str")
 
 
-def _feature_columns(x: dict[str, np.ndarray]) -> dict[str, object]:
+def _feature_columns(x: dict[str, np.ndarray], hidden: dict[str, np.ndarray]) -> dict[str, object]:
+    device = _labels(DEVICES, x["device"]).where(~hidden["device"])
     return {
         "payment_method": _labels(PAYMENT_METHODS, x["method"]),
         "payment_status": _labels(PAYMENT_STATUSES, x["status"]),
         "dispatch_delay_days": x["delay"].astype(np.int64),
-        "stock_confidence": x["stock"],
+        "stock_confidence": np.where(hidden["stock"], np.nan, x["stock"]),
         "serviceability": _labels(SERVICEABILITY, x["service"]),
         "order_edits": x["edits"].astype(np.int64),
         "support_contacts": x["contacts"].astype(np.int64),
         "customer_tenure": _labels(TENURES, (~x["first"]).astype(int)),
         "prior_orders": x["prior_orders"].astype(np.int64),
         "category": _labels(CATEGORIES, x["category"]),
-        "device": _labels(DEVICES, x["device"]),
+        "device": device,
         "hour": x["hour"].astype(np.int64),
     }

@@ -118,8 +118,10 @@ def covariate_matrix(
 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Numeric covariates as they are, categorical ones as indicators (first level dropped).
 
-    By default, order_value and every feature; a default column with missing values or too
-    many levels is left out (and said in ``notes``), an explicitly named one is an error.
+    By default, order_value and every feature. Missing values are a level of their own
+    (categorical) or filled with the mean beside a missing-indicator column (numeric). A
+    default column with no values or too many levels is left out (and said in ``notes``), an
+    explicitly named one is an error.
     """
     explicit = covariates is not None
     names = list(covariates) if covariates is not None else _default_covariates(log)
@@ -149,14 +151,22 @@ def _encode(frame: pd.DataFrame, name: str) -> tuple[str | None, pd.DataFrame]:
     if name not in frame.columns or name in ("arm", "retained", "revenue", "propensity"):
         return "is not a pre-assignment column of the log", pd.DataFrame()
     column = frame[name]
-    if column.isna().any():
-        return "has missing values", pd.DataFrame()
+    missing = column.isna()
+    if missing.all():
+        return "has no values", pd.DataFrame()
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         values = column.astype(float)
-        return too_large(values), values.to_frame(name)
+        problem = too_large(values)
+        if not missing.any():
+            return problem, values.to_frame(name)
+        # Missing-indicator method: a covariate measured before assignment, with its gaps
+        # filled and flagged, still adjusts without bias in a randomised test.
+        filled = values.fillna(values.mean()).to_frame(name)
+        return problem, filled.assign(**{f"{name}_missing": missing.astype(float)})
     if column.nunique() > MAX_COVARIATE_LEVELS:
         return f"has more than {MAX_COVARIATE_LEVELS} levels", pd.DataFrame()
-    return None, pd.get_dummies(column.astype(str), prefix=name, drop_first=True, dtype=float)
+    levels = column.astype(str).where(~missing, "(missing)")
+    return None, pd.get_dummies(levels, prefix=name, drop_first=True, dtype=float)
 
 
 def adjusted_effects(

@@ -3,7 +3,7 @@
 A policy picks an arm for every order: either one arm per order (an array of arm labels) or
 a probability per order and arm (a DataFrame whose columns are arms and whose rows sum to 1).
 From a log of (logged ``arm``, ``outcome``, ``propensity`` = probability of the logged arm)
-three estimators of the policy's mean outcome per order are offered:
+five estimators of the policy's mean outcome per order are offered:
 
 * ``ipw``: inverse propensity weighting, ``mean(w * y)`` with ``w = pi(logged arm) /
   propensity``. Unbiased when the propensities are right; variance grows with ``w``.
@@ -12,6 +12,33 @@ three estimators of the policy's mean outcome per order are offered:
 * ``dr``: doubly robust, ``mean(sum_a pi(a) * mu[a] + w * (y - mu[logged arm]))`` with ``mu``
   an outcome model's prediction under every arm. Unbiased when either the propensities or
   ``mu`` are right, and low-variance when ``mu`` is good.
+* ``switch_dr`` (Wang, Agarwal and Dudik 2017): DR whose correction ``w * (y - mu[logged])``
+  is kept only where ``w <= tau``; elsewhere the direct term alone.
+* ``dros``, DR with optimistic shrinkage (Su, Dimakopoulou, Krishnamurthy and Dudik 2020): DR
+  with ``w`` replaced by ``lambda * w / (w**2 + lambda)``.
+
+The last two are for near-deterministic logging policies, where the few explored orders carry
+weights like 1 / 0.008 and make DR wide and skewed: they trade that variance for a bias. Their
+hyperparameter is chosen per policy from the data, as in those papers and in Open Bandit
+Pipeline (``tuning_method="mse"``): the value on a fixed grid minimising the estimated MSE
+``mean(d)**2 + var(contributions) / n``, where ``d = (w - w_shrunk) * (y - mu[logged])`` is the
+part of DR's correction dropped, so ``mean(d)`` is Su et al.'s direct estimate of the bias. The
+grids start at 1, since weights up to 1 add no more variance than an on-policy sample: ``tau``
+in {1, the 0, 5, ..., 100% quantiles of the weights above 1, inf} (switching only changes at a
+weight), ``lambda = t**2`` for 25 ``t`` geometrically spaced from 1 to the largest weight, and
+inf (``lambda = t**2`` halves the weight ``t`` and at most halves those up to 1). Ties go to
+inf, which is exactly ``dr``; with no weight above 1 it is the only candidate. In a paired
+difference each policy keeps its own tuned value.
+
+Their interval is DR's, widened where needed to hold their own value: ``[min(value, DR's
+lower), max(value, DR's upper)]``. ``value +- 1.96 se`` would be badly overconfident: the tuning
+picks the hyperparameter whose dropped part happens to average near 0, so the value carries
+DR's error while its ``se`` leaves the dropped part out (in the 200 logs of
+``tests/experiment/test_offpolicy_shrinkage.py`` it covers the truth 55% of the time for
+``switch_dr``, 67% for ``dros``). Nor does an estimated bias bound help: ``mean(d)`` is as noisy
+as the DR correction it removes, so an honest bound (``|mean(d)| + 1.96 std(d) / sqrt(n)`` added
+to ``1.96 se``) gives an interval that contains DR's and is wider. These estimators sharpen the
+point estimate (lower RMSE in that test), not the interval.
 
 Every estimator is written as per-order contributions whose mean is the estimate, so its
 standard error is ``std(contributions) / sqrt(n)`` (influence function), and the difference of
@@ -22,7 +49,11 @@ conservative (they also carry the order-to-order spread). Arm costs are subtract
 ``value = outcome - sum_a pi(a) * cost[a]``.
 
 References: Dudik, Langford and Li (2011), "Doubly robust policy evaluation and learning";
-Swaminathan and Joachims (2015), "The self-normalized estimator for counterfactual learning".
+Swaminathan and Joachims (2015), "The self-normalized estimator for counterfactual learning";
+Wang, Agarwal and Dudik (2017), "Optimal and adaptive off-policy evaluation in contextual
+bandits"; Su, Dimakopoulou, Krishnamurthy and Dudik (2020), "Doubly robust off-policy
+evaluation with shrinkage"; Saito, Aihara, Matsutani and Narita (2021), "Open Bandit Dataset
+and Pipeline" (``obp.ope.SwitchDoublyRobustTuning``, ``DoublyRobustWithShrinkageTuning``).
 """
 
 from __future__ import annotations
@@ -39,6 +70,7 @@ from uplift.exceptions import ConfigError, SchemaError, check_option, describe_r
 from uplift.experiment.metrics import Z95, FloatArray, as_vector
 
 __all__ = [
+    "DEFAULT_ESTIMATORS",
     "ESTIMATORS",
     "Estimator",
     "PolicyComparison",
@@ -48,15 +80,24 @@ __all__ = [
     "value_policies",
 ]
 
-Estimator = Literal["ipw", "snipw", "dr"]
-ESTIMATORS: tuple[Estimator, ...] = ("ipw", "snipw", "dr")
+Estimator = Literal["ipw", "snipw", "dr", "switch_dr", "dros"]
+ESTIMATORS: tuple[Estimator, ...] = ("ipw", "snipw", "dr", "switch_dr", "dros")
+#: What value_policies and compare_policies use unless told otherwise.
+DEFAULT_ESTIMATORS: tuple[Estimator, ...] = ("ipw", "snipw", "dr")
+#: DR variants whose weights are shrunk by a hyperparameter tuned on the log.
+_TUNED: tuple[Estimator, ...] = ("switch_dr", "dros")
 #: A policy: one arm label per order, or a probability per order (rows) and arm (columns).
 PolicyLike = ArrayLike | pd.DataFrame
 
 
 @dataclass(frozen=True)
 class PolicyValue:
-    """Estimated mean value per order of one policy (net of costs), with a normal 95% interval."""
+    """Estimated mean value per order of one policy (net of costs), with a normal 95% interval.
+
+    For ``switch_dr`` and ``dros``, ``tuning`` is the ``tau`` or ``lambda`` used and the interval
+    is DR's, widened if needed to hold ``value`` (not ``value +- 1.96 se``; see the module
+    docstring). For the others ``tuning`` is None.
+    """
 
     policy: str
     estimator: str
@@ -65,6 +106,7 @@ class PolicyValue:
     ci_lower: float
     ci_upper: float
     n: int
+    tuning: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,32 +210,100 @@ def _cost_vector(costs: Mapping[str, float] | None, arms: Sequence[str]) -> Floa
     return np.array([float(costs.get(arm, 0.0)) for arm in arms])
 
 
+@dataclass(frozen=True, eq=False)
+class _Estimate:
+    """Per-order contributions (their mean is the value), the per-order part of DR's correction
+    that switch_dr and dros drop (its mean estimates their bias; 0 for the others) and their
+    tuned hyperparameter."""
+
+    contributions: FloatArray
+    dropped: FloatArray
+    tuning: float | None = None
+
+
+def _plain(contributions: FloatArray) -> _Estimate:
+    return _Estimate(contributions, np.zeros_like(contributions))
+
+
+def _shrunk(estimator: Estimator, w: FloatArray, h: float) -> FloatArray:
+    if h == np.inf:
+        return w
+    if estimator == "switch_dr":
+        return np.where(w <= h, w, 0.0)
+    # where= keeps w = 0 at 0 when lambda = 0 (0 / 0 otherwise).
+    return np.divide(h * w, w**2 + h, out=np.zeros_like(w), where=w > 0)
+
+
+def _grid(estimator: Estimator, w: FloatArray) -> FloatArray:
+    """Candidate tau / lambda, inf (= dr) first so that it wins ties (see module docstring)."""
+    large = w[w > 1]
+    if large.size == 0:
+        return np.array([np.inf])
+    if estimator == "switch_dr":
+        return np.r_[np.inf, 1.0, np.unique(np.quantile(large, np.linspace(0, 1, 21)))]
+    return np.r_[np.inf, np.geomspace(1.0, large.max(), 25) ** 2]
+
+
+def _shrinkage(
+    estimator: Estimator,
+    w: FloatArray,
+    residual: FloatArray,
+    direct: FloatArray,
+    tuning: float | None,
+) -> _Estimate:
+    """switch_dr / dros at ``tuning``, or at the grid value of least estimated MSE."""
+
+    def at(h: float) -> _Estimate:
+        w_h = _shrunk(estimator, w, h)
+        return _Estimate(direct + w_h * residual, (w - w_h) * residual, h)
+
+    def estimated_mse(e: _Estimate) -> float:  # squared bias estimate + variance of the mean
+        return float(e.dropped.mean() ** 2 + e.contributions.var(ddof=1) / w.size)
+
+    candidates = _grid(estimator, w) if tuning is None else [tuning]
+    # min keeps the first of equals: inf (= dr) unless shrinking is estimated to pay.
+    return min((at(float(h)) for h in candidates), key=estimated_mse)
+
+
 def _contributions(
-    matrix: FloatArray, data: _Log, estimator: Estimator, mu: FloatArray | None, cost: FloatArray
-) -> FloatArray:
+    matrix: FloatArray,
+    data: _Log,
+    estimator: Estimator,
+    mu: FloatArray | None,
+    cost: FloatArray,
+    tuning: float | None = None,
+) -> _Estimate:
     rows = np.arange(data.logged.size)
     w = matrix[rows, data.logged] / data.propensity
     y = data.outcome
+    policy_cost = matrix @ cost
     if estimator == "ipw":
-        value = w * y
-    elif estimator == "snipw":
+        return _plain(w * y - policy_cost)
+    if estimator == "snipw":
         w_bar = w.mean()
         if w_bar == 0:  # the policy agrees with no logged order: nothing to learn from
-            return np.full(y.shape, np.nan)
+            return _plain(np.full(y.shape, np.nan))
         v = float(np.sum(w * y) / np.sum(w))
         # Delta method: the influence of order i on sum(w y) / sum(w) is w_i (y_i - v) / mean(w).
-        value = v + w * (y - v) / w_bar
-    else:
-        if mu is None:
-            raise ConfigError("estimator 'dr' needs mu, the predicted outcome under every arm")
-        value = (matrix * mu).sum(axis=1) + w * (y - mu[rows, data.logged])
-    return np.asarray(value - matrix @ cost, dtype=np.float64)
+        return _plain(v + w * (y - v) / w_bar - policy_cost)
+    if mu is None:
+        raise ConfigError(
+            f"estimator {estimator!r} needs mu, the predicted outcome under every arm"
+        )
+    direct = (matrix * mu).sum(axis=1) - policy_cost
+    residual = y - mu[rows, data.logged]
+    if estimator == "dr":
+        return _plain(direct + w * residual)
+    return _shrinkage(estimator, w, residual, direct, tuning)
 
 
-def _summary(contributions: FloatArray) -> tuple[float, float, float, float]:
+def _summary(contributions: FloatArray, dropped: FloatArray) -> tuple[float, float, float, float]:
+    """Value, se and 95% interval; for switch_dr / dros the interval is DR's holding the value."""
     value = float(contributions.mean())
     se = float(contributions.std(ddof=1) / np.sqrt(contributions.size))
-    return value, se, value - Z95 * se, value + Z95 * se
+    dr = contributions + dropped  # DR's contributions (the same array when nothing is dropped)
+    center, half = float(dr.mean()), Z95 * float(dr.std(ddof=1) / np.sqrt(dr.size))
+    return value, se, min(value, center - half), max(value, center + half)
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,9 +315,10 @@ class _Setup:
     cost: FloatArray
     matrices: dict[str, FloatArray]
 
-    def contributions(self, name: str, estimator: Estimator) -> FloatArray:
+    def estimate(self, name: str, estimator: Estimator, tuning: float | None = None) -> _Estimate:
         check_option("estimator", estimator, ESTIMATORS)
-        return _contributions(self.matrices[name], self.data, estimator, self.mu, self.cost)
+        matrix = self.matrices[name]
+        return _contributions(matrix, self.data, estimator, self.mu, self.cost, tuning)
 
 
 def _setup(
@@ -247,6 +358,7 @@ def policy_value(
     mu: pd.DataFrame | None = None,
     costs: Mapping[str, float] | None = None,
     name: str = "policy",
+    tuning: float | None = None,
 ) -> PolicyValue:
     """Estimate one policy's mean value per order from ``log``, net of ``costs``.
 
@@ -258,16 +370,31 @@ def policy_value(
         One arm label per row of ``log`` (array-like), or a DataFrame of probabilities indexed
         like ``log`` with one column per arm.
     estimator
-        ``"ipw"``, ``"snipw"`` or ``"dr"`` (the latter needs ``mu``).
+        ``"ipw"``, ``"snipw"``, ``"dr"``, ``"switch_dr"`` or ``"dros"`` (the last three need
+        ``mu``).
     mu
         Predicted ``outcome`` under every arm: DataFrame indexed like ``log``, one column per
         arm; its columns are then the only arms allowed.
     costs
         Cost of one use of an arm; arms not named cost nothing.
+    tuning
+        ``switch_dr``'s ``tau`` or ``dros``'s ``lambda`` (>= 0; ``inf`` gives ``dr``) instead of
+        the value chosen from the data.
     """
+    if tuning is not None and (estimator not in _TUNED or not tuning >= 0):
+        raise ConfigError(
+            f"tuning must be a number >= 0 for estimators {list(_TUNED)}; got {tuning!r} "
+            f"with estimator {estimator!r}"
+        )
     setup = _setup(log, {name: policy}, outcome, mu, costs)
-    contributions = setup.contributions(name, estimator)
-    return PolicyValue(name, estimator, *_summary(contributions), contributions.size)
+    estimate = setup.estimate(name, estimator, tuning)
+    return PolicyValue(
+        name,
+        estimator,
+        *_summary(estimate.contributions, estimate.dropped),
+        estimate.contributions.size,
+        estimate.tuning,
+    )
 
 
 def baseline_policies(
@@ -288,13 +415,15 @@ class PolicyComparison:
     Per-order contributions are computed once per policy and estimator, so a difference to
     any baseline (:meth:`versus`) averages the per-order differences of the two policies'
     contributions: its interval accounts for their being measured on the same orders (it is
-    much narrower than combining the two intervals as if independent).
+    much narrower than combining the two intervals as if independent). For ``switch_dr`` and
+    ``dros`` each policy keeps its own tuned hyperparameter (:meth:`tuning`), and the interval of
+    a difference is DR's for that difference, widened if needed to hold it.
     """
 
     setup: _Setup
     estimators: tuple[Estimator, ...]
     control: str
-    _memo: dict[tuple[str, Estimator], FloatArray] = field(
+    _memo: dict[tuple[str, Estimator], _Estimate] = field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -305,7 +434,14 @@ class PolicyComparison:
 
     def contributions(self, name: str, estimator: Estimator) -> FloatArray:
         """Per-order contributions of policy ``name`` to its ``estimator`` value."""
-        return self._cached(name, estimator)
+        return self._cached(name, estimator).contributions
+
+    def tuning(self, name: str, estimator: Estimator) -> float:
+        """The ``tau`` (``switch_dr``) or ``lambda`` (``dros``) chosen for policy ``name``."""
+        check_option("estimator", estimator, _TUNED)
+        chosen = self._cached(name, estimator).tuning
+        assert chosen is not None  # every switch_dr / dros estimate has one
+        return chosen
 
     def versus(self, baseline: str) -> pd.DataFrame:
         """Every policy's value and its paired difference to ``baseline``.
@@ -330,9 +466,11 @@ class PolicyComparison:
         for estimator in self.estimators:
             reference = self._cached(baseline, estimator)
             for name, matrix in self.setup.matrices.items():
-                contributions = self._cached(name, estimator)
-                value, se, lower, upper = _summary(contributions)
-                diff, diff_se, diff_lower, diff_upper = _summary(contributions - reference)
+                own = self._cached(name, estimator)
+                value, se, lower, upper = _summary(own.contributions, own.dropped)
+                diff, diff_se, diff_lower, diff_upper = _summary(
+                    own.contributions - reference.contributions, own.dropped - reference.dropped
+                )
                 rows.append(
                     {
                         "policy": name,
@@ -357,13 +495,13 @@ class PolicyComparison:
 
     def best(self, among: Sequence[str], estimator: Estimator = "dr") -> str:
         """The policy of highest ``estimator`` value among ``among``."""
-        values = [float(self._cached(name, estimator).mean()) for name in among]
+        values = [float(self._cached(name, estimator).contributions.mean()) for name in among]
         return among[int(np.argmax(values))]
 
-    def _cached(self, name: str, estimator: Estimator) -> FloatArray:
+    def _cached(self, name: str, estimator: Estimator) -> _Estimate:
         key = (name, estimator)
         if key not in self._memo:
-            self._memo[key] = self.setup.contributions(name, estimator)
+            self._memo[key] = self.setup.estimate(name, estimator)
         return self._memo[key]
 
 
@@ -374,10 +512,14 @@ def value_policies(
     outcome: str = "revenue",
     mu: pd.DataFrame | None = None,
     costs: Mapping[str, float] | None = None,
-    estimators: Sequence[Estimator] = ESTIMATORS,
+    estimators: Sequence[Estimator] = DEFAULT_ESTIMATORS,
     control: str = "control",
 ) -> PolicyComparison:
-    """Value several named policies on one log (see :class:`PolicyComparison`)."""
+    """Value several named policies on one log (see :class:`PolicyComparison`).
+
+    ``estimators`` are those of :data:`ESTIMATORS` to tabulate (default ``ipw``, ``snipw``,
+    ``dr``).
+    """
     for estimator in estimators:
         check_option("estimator", estimator, ESTIMATORS)
     setup = _setup(log, policies, outcome, mu, costs)

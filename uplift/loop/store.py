@@ -58,6 +58,7 @@ LOG_COLUMNS: dict[str, str] = {
     "order_value": "DOUBLE",
     "revenue": "DOUBLE",
     "propensity": "DOUBLE",
+    "delivered": "TINYINT",
     "assigned_at": "TIMESTAMP",
     "ingest_id": "INTEGER NOT NULL",
 }
@@ -70,6 +71,7 @@ QUEUE_COLUMNS: dict[str, str] = {
     "cost": "DOUBLE",
     "holdout": "BOOLEAN",
     "propensity": "DOUBLE",
+    "policy_arm": "VARCHAR",
     "reason": "VARCHAR",
 }
 _LOG_DDL = ",\n  ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS.items())
@@ -88,7 +90,6 @@ CREATE TABLE IF NOT EXISTS models (
   card JSON, policy_value DOUBLE, policy_value_se DOUBLE, promoted_week VARCHAR,
   created_at TIMESTAMP, digest VARCHAR
 );
-ALTER TABLE models ADD COLUMN IF NOT EXISTS digest VARCHAR;
 CREATE TABLE IF NOT EXISTS assignments (
   week VARCHAR NOT NULL, model_id VARCHAR,
   {_QUEUE_DDL}
@@ -96,6 +97,9 @@ CREATE TABLE IF NOT EXISTS assignments (
 CREATE TABLE IF NOT EXISTS reports (
   week VARCHAR PRIMARY KEY, path VARCHAR, created_at TIMESTAMP, headline JSON
 );
+ALTER TABLE models ADD COLUMN IF NOT EXISTS digest VARCHAR;
+ALTER TABLE experiment_log ADD COLUMN IF NOT EXISTS delivered TINYINT;
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS policy_arm VARCHAR;
 """
 
 # Numbers compared when an order arrives a second time: a CSV round trip may move a float in
@@ -225,6 +229,8 @@ class Store:
         sha256: str | None,
         weeks: tuple[str, ...],
     ) -> int:
+        if not log.propensity_given:
+            incoming = _decided_propensities(con, incoming)
         con.register("incoming", incoming)
         con.execute("BEGIN TRANSACTION")
         try:
@@ -388,6 +394,8 @@ class Store:
     # ------------------------------------------------------------------ queues and reports
     def save_assignment(self, week: str, model_id: str, queue: pd.DataFrame) -> None:
         """Store the ranked queue of ``week``, replacing an earlier one for that week."""
+        if "policy_arm" not in queue.columns:  # a queue ranked before intents were recorded
+            queue = queue.assign(policy_arm=None)
         missing = [c for c in QUEUE_COLUMNS if c not in queue.columns]
         if missing:
             raise SchemaError(
@@ -413,6 +421,24 @@ class Store:
             return con.execute(
                 "SELECT * FROM assignments WHERE week = ? ORDER BY rank", [week]
             ).df()
+
+    def decisions(self, weeks: Sequence[str]) -> pd.DataFrame:
+        """The policy's decision for every stored order of ``weeks`` that had one.
+
+        Columns ``order_id`` (as the log frame spells it), ``decided_arm`` (the arm the queue
+        gave), ``policy_arm`` (the arm the policy intended), ``holdout`` and ``decided_by``
+        (the model that ranked it). An order ranked in several queues has its newest decision.
+        """
+        with self.connect(read_only=True) as con:
+            frame = con.execute(
+                "SELECT e.order_id, a.arm AS decided_arm, a.policy_arm, a.holdout, "
+                "a.model_id AS decided_by FROM experiment_log e JOIN ("
+                "  SELECT * FROM assignments "
+                "  QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY week DESC) = 1"
+                ") a USING (order_id) WHERE list_contains(?, e.week)",
+                [list(weeks)],
+            ).df()
+        return frame
 
     def record_report(self, week: str, path: str | Path, headline: Mapping[str, Any]) -> None:
         """Remember that the report of ``week`` was written to ``path``."""
@@ -456,6 +482,29 @@ def _incoming_frame(log: ExperimentLog, week: str | None) -> pd.DataFrame:
             "columns week and ingest_id; rename them in the file"
         )
     return frame
+
+
+def _decided_propensities(con: duckdb.DuckDBPyConnection, incoming: pd.DataFrame) -> pd.DataFrame:
+    """A log without propensities takes them from the stored decisions of its orders.
+
+    Only where the logged arm is the decided one: the decision's propensity is that arm's.
+    Other orders keep the arm's share of the log (uniform randomisation assumed).
+    """
+    if not con.execute("SELECT count(*) FROM assignments").fetchall()[0][0]:
+        return incoming
+    con.register("incoming_ids", incoming[["order_id", "arm"]])
+    try:
+        decided = con.execute(
+            "SELECT i.order_id, a.propensity AS decided FROM incoming_ids i JOIN ("
+            "  SELECT * FROM assignments "
+            "  QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY week DESC) = 1"
+            ") a ON a.order_id = i.order_id AND a.arm = i.arm"
+        ).df()
+    finally:
+        con.unregister("incoming_ids")
+    by_order = decided.set_index("order_id")["decided"]
+    found = incoming["order_id"].map(by_order)
+    return incoming.assign(propensity=found.fillna(incoming["propensity"]).astype(float))
 
 
 def _check_conflicts(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str]) -> None:

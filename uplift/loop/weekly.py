@@ -19,6 +19,8 @@ a week run again replaces its own records instead of adding new ones.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,11 +33,13 @@ from uplift.data.log import ExperimentLog, read_frame, read_log
 from uplift.data.normalize import check_week
 from uplift.exceptions import ConfigError, SchemaError, StoreError
 from uplift.experiment.assignment import hash_unit
-from uplift.experiment.metrics import uplift_metrics_by_arm
+from uplift.experiment.holdout import DECISION_COLUMNS, PolicyReadout, read_out_policy
+from uplift.experiment.metrics import Z95, uplift_metrics_by_arm
 from uplift.experiment.offpolicy import PolicyComparison
 from uplift.experiment.readout import Readout
 from uplift.experiment.readout import readout as read_out
 from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
+from uplift.loop.truth import read_truth, score_week
 from uplift.models import load_model, model_digest, read_card, save_model, train_uplift
 from uplift.models.contest import (
     SINGLE_ARM,
@@ -50,7 +54,14 @@ from uplift.policy.ranking import explain_queue, rank_orders
 from uplift.reports import build_weekly_report, measures, save_report
 from uplift.reports.results import LearnCheck, ModelChange, WeeklyReport
 
-__all__ = ["WeeklyConfig", "WeeklyJob", "WeeklyResult", "load_registered", "run_weekly"]
+__all__ = [
+    "WeeklyConfig",
+    "WeeklyJob",
+    "WeeklyResult",
+    "load_registered",
+    "loop_table",
+    "run_weekly",
+]
 
 Progress = Callable[[str], None]
 Deployed = tuple[ModelRecord, "UpliftModel"]
@@ -73,10 +84,14 @@ class WeeklyConfig:
     capacity: Mapping[str, float] = field(default_factory=dict)
     budget: float = math.inf
     holdout: float = 0.1
+    explore: float = 0.0
     learner: str = "t_lgbm"
     window: int = 4
     seed: int = 0
     segments: tuple[str, ...] | None = None
+    #: A simulation's truth files (``<week>.truth.parquet``): the report then also shows what
+    #: the decisions were truly worth. Nothing the job decides reads them.
+    truth_dir: Path | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,10 +184,14 @@ class WeeklyJob:
         ingested = tuple(ingest_inbox(self.store, cfg.inbox, self.say)) if cfg.inbox else ()
         week = self._week(week)
         weeks = [w for w in self.store.weeks() if w <= week][-cfg.window - 1 :]
-        frame = self.store.log_frame(weeks)
+        frame, compliance = _complied(self.store, weeks, week)
         control = self.store.control()
         current = frame[frame["week"] == week].reset_index(drop=True)
-        log = _as_log(current, control, f"{self.store.path}[{week}]")
+        decisions = current[list(DECISION_COLUMNS)]
+        frame = frame.drop(columns=list(DECISION_COLUMNS))
+        log = _as_log(
+            current.drop(columns=list(DECISION_COLUMNS)), control, f"{self.store.path}[{week}]"
+        )
         if not log.has_order_value:
             raise SchemaError(
                 f"{log.source}: the week's orders have no order_value; the weekly job values "
@@ -183,13 +202,17 @@ class WeeklyJob:
         before = self.store.champion(before=week)
         champion = (before, load_registered(before)) if before else None
         predicted = champion[1].predict_effects(log.frame) if champion else None
-        learn = self._learn(log, champion, predicted)
+        decided = decisions if decisions["policy_arm"].notna().any() else None
+        learn = self._learn(log, champion, predicted, decided)
+        policy = self._policy_readout(log, decided, predicted)
         contest = self._compete(frame, week, log, champion, predicted)
-        queue, capacity = self._rank(contest.deployed)
+        queue, capacity = self._rank(contest.deployed, week)
         if queue is not None:
             self.store.save_assignment(week, contest.deployed[0].model_id, queue)
         previous = frame[frame["week"] < week]
         last = previous[previous["week"] == previous["week"].max()] if len(previous) else current
+        loop_row = self._loop_row(week, log, decided, policy, predicted)
+        loop = self._loop(week, loop_row)
         report = build_weekly_report(
             week=week,
             headline=measures.headline(log, cfg.costs),
@@ -204,10 +227,13 @@ class WeeklyJob:
             capacity=capacity,
             mix=measures.mix_shift(last, current, log.features),
             base_rates=measures.base_rates(self.store.cancel_rates(control, through=week)),
+            policy=policy,
+            compliance=compliance,
+            loop=loop,
         )
         self.say(f"writing the report of {week}")
         paths = save_report(report, cfg.out / week)
-        self.store.record_report(week, paths["html"], asdict(report.headline))
+        self.store.record_report(week, paths["html"], {**asdict(report.headline), "loop": loop_row})
         return WeeklyResult(
             week,
             report,
@@ -244,7 +270,11 @@ class WeeklyJob:
         return read_out(log), [read_out(log, segment=c) for c in columns]
 
     def _learn(
-        self, log: ExperimentLog, champion: Deployed | None, predicted: Effects | None
+        self,
+        log: ExperimentLog,
+        champion: Deployed | None,
+        predicted: Effects | None,
+        decisions: pd.DataFrame | None,
     ) -> LearnCheck | None:
         """The predictions of the champion in place during the week against its holdout."""
         if champion is None or predicted is None:
@@ -257,7 +287,67 @@ class WeeklyJob:
             model_id=record.model_id,
             trained_through=record.week,
             train_orders=int(record.card["training"]["orders"]),
+            decisions=decisions,
         )
+
+    def _policy_readout(
+        self, log: ExperimentLog, decisions: pd.DataFrame | None, predicted: Effects | None
+    ) -> PolicyReadout | None:
+        """The policy's decisions of the week against its holdout, with what it predicted."""
+        if decisions is None:
+            return None
+        uplift = revenue = None
+        if predicted is not None:
+            uplift = predicted.uplift("retained").set_axis(log.frame.index)
+            if predicted.revenue is not None:
+                revenue = predicted.uplift("revenue").set_axis(log.frame.index)
+        return read_out_policy(
+            pd.concat([log.frame, decisions.set_axis(log.frame.index)], axis=1),
+            control=log.control,
+            costs=self.config.costs,
+            predicted_uplift=uplift,
+            predicted_revenue=revenue,
+        )
+
+    def _loop_row(
+        self,
+        week: str,
+        log: ExperimentLog,
+        decisions: pd.DataFrame | None,
+        policy: PolicyReadout | None,
+        predicted: Effects | None,
+    ) -> dict[str, object]:
+        """This week's point of the loop over time (see ``WeeklyReport.loop``)."""
+        row: dict[str, object] = {"week": week}
+        if policy is not None and not policy.by_arm.empty:
+            total, arms = policy.total, policy.by_arm
+            row |= {
+                "protected": total["protected"],
+                "se": total["protected_se"],
+                "predicted": total["predicted_protected"],
+                "holdout_cost": float((arms["held"] * arms["net_per_order"]).sum()),
+                "explore_cost": _explore_cost(log, decisions, predicted, self.config.costs),
+            }
+        if self.config.truth_dir is not None:
+            truth = read_truth(self.config.truth_dir, week)
+            if truth is not None:
+                frame = log.frame
+                if decisions is not None:
+                    frame = pd.concat([frame, decisions.set_axis(frame.index)], axis=1)
+                row |= score_week(
+                    frame, truth, costs=self.config.costs, capacity=self.config.capacity
+                )
+        return row
+
+    def _loop(self, week: str, row: Mapping[str, object]) -> pd.DataFrame:
+        """The loop's weeks so far: earlier reports' points, then this week's, cumulated."""
+        earlier = self.store.reports()
+        rows = [
+            json.loads(h)["loop"]
+            for w, h in zip(earlier["week"], earlier["headline"], strict=True)
+            if w < week and "loop" in json.loads(h)
+        ]
+        return loop_table([*rows, dict(row)])
 
     def _compete(
         self,
@@ -343,7 +433,7 @@ class WeeklyJob:
         self.store.register_model(record)
         return record
 
-    def _rank(self, deployed: Deployed) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    def _rank(self, deployed: Deployed, week: str) -> tuple[pd.DataFrame | None, pd.DataFrame]:
         """Rank the pending orders with the deployed model: the queue and its capacity use."""
         cfg = self.config
         if cfg.pending is None:
@@ -359,7 +449,8 @@ class WeeklyJob:
             capacity=cfg.capacity,
             budget=cfg.budget if math.isfinite(cfg.budget) else None,
             holdout=cfg.holdout,
-            seed=cfg.seed,
+            explore=cfg.explore,
+            seed=week_seed(cfg.seed, week),
             control=deployed[1].control,
         )
         summary = assignment.summary.iloc[1:]  # the control arm first: it has no capacity
@@ -374,6 +465,83 @@ class WeeklyJob:
         model = deployed[1]
         queue = explain_queue(assignment, orders[list(model.features)], effects, cfg.costs)
         return queue, capacity.reset_index(drop=True)
+
+
+def _explore_cost(
+    log: ExperimentLog,
+    decisions: pd.DataFrame | None,
+    predicted: Effects | None,
+    costs: Mapping[str, float],
+) -> float:
+    """Predicted net value given up by the explored orders: the intended arm's minus the
+    given arm's, summed (the model's view; nothing measures it directly)."""
+    if decisions is None or predicted is None or predicted.revenue is None:
+        return math.nan
+    arm = log.frame["arm"].astype(str).to_numpy()
+    intended = decisions["policy_arm"].astype(object).to_numpy()
+    held = decisions["holdout"].fillna(False).to_numpy(bool)
+    explored = pd.notna(intended) & ~held & (arm != intended)
+    revenue = predicted.uplift("revenue")
+    net = pd.DataFrame(
+        {a: revenue[a].to_numpy(np.float64) - costs.get(a, 0.0) for a in revenue.columns}
+    )
+    net[log.control] = 0.0
+    rows = np.flatnonzero(explored)
+    columns = pd.Index(net.columns)
+    values = net.to_numpy()
+    given = values[rows, columns.get_indexer(pd.Index(arm[rows]))]
+    wanted = values[rows, columns.get_indexer(pd.Index(intended[rows].astype(str)))]
+    return float((wanted - given).sum())
+
+
+def week_seed(seed: int, week: str) -> int:
+    """The seed of a week's random holdout and exploration: fresh draws every week, so that
+    the same positions of the pending file are not held out week after week."""
+    return int(hashlib.sha256(f"{seed}:{week}".encode()).hexdigest()[:12], 16)
+
+
+def loop_table(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """Weekly points of the loop with intervals, and their running totals."""
+    table = pd.DataFrame(rows)
+    for column in ("protected", "se", "predicted", "holdout_cost", "explore_cost"):
+        if column not in table:
+            table[column] = np.nan
+    table = table.astype({c: float for c in table.columns if c != "week"})
+    table["ci_lower"] = table["protected"] - Z95 * table["se"]
+    table["ci_upper"] = table["protected"] + Z95 * table["se"]
+    # Weeks are disjoint orders: their estimates are independent, so variances add.
+    table["cumulative"] = table["protected"].fillna(0.0).cumsum()
+    cumulative_se = np.sqrt((table["se"].fillna(0.0) ** 2).cumsum())
+    table["cumulative_ci_lower"] = table["cumulative"] - Z95 * cumulative_se
+    table["cumulative_ci_upper"] = table["cumulative"] + Z95 * cumulative_se
+    first = ["week", "protected", "ci_lower", "ci_upper", "predicted", "cumulative"]
+    rest = [c for c in table.columns if c not in first and c != "se"]
+    return table[first + rest]
+
+
+def _complied(store: Store, weeks: Sequence[str], week: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored orders of ``weeks`` with the policy's decisions, and the week's compliance.
+
+    Orders whose logged arm is not the arm the queue decided are non-compliance: they are
+    counted per decided arm for ``week`` and left out (their arm was not chosen by the policy
+    with a known probability, so they belong to neither the policy nor its holdout).
+    """
+    frame = store.log_frame(weeks)
+    decided = store.decisions(weeks).set_index("order_id")
+    ids = frame["order_id"].astype(str)
+    decided_arm = ids.map(decided["decided_arm"])
+    frame["policy_arm"] = ids.map(decided["policy_arm"])
+    frame["holdout"] = ids.map(decided["holdout"])
+    other = decided_arm.notna() & (decided_arm != frame["arm"])
+    in_week = (frame["week"] == week) & decided_arm.notna()
+    compliance = (
+        pd.DataFrame({"decided_arm": decided_arm[in_week], "other": other[in_week]})
+        .groupby("decided_arm")
+        .agg(decided=("other", "size"), logged_other_arm=("other", "sum"))
+        .reset_index()
+        .rename(columns={"decided_arm": "arm"})
+    )
+    return frame[~other].reset_index(drop=True), compliance
 
 
 def _as_log(frame: pd.DataFrame, control: str, source: str) -> ExperimentLog:

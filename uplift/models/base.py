@@ -36,12 +36,15 @@ class FeatureEncoder:
 
     Numeric and boolean columns become float64. Every other column becomes a pandas
     ``category`` with the categories seen in fit (an unseen level becomes missing), so that
-    LightGBM splits on it natively; :meth:`to_numpy` gives the category codes instead.
+    LightGBM splits on it natively; :meth:`to_numpy` gives the category codes instead, and
+    fills missing numbers for the libraries that refuse them.
     """
 
     def __init__(self) -> None:
         self.columns: tuple[str, ...] = ()
         self.categories: dict[str, pd.Index] = {}
+        self.medians: dict[str, float] = {}
+        self.with_missing: tuple[str, ...] = ()
 
     def fit(self, X: pd.DataFrame) -> Self:
         """Learn the columns and the levels of the categorical ones."""
@@ -51,6 +54,10 @@ class FeatureEncoder:
             for name in X.columns
             if not _is_numeric(X[name])
         }
+        numeric = [str(c) for c in X.columns if str(c) not in self.categories]
+        values = {name: X[name].astype(np.float64) for name in numeric}
+        self.medians = {n: float(v.median()) if v.notna().any() else 0.0 for n, v in values.items()}
+        self.with_missing = tuple(n for n, v in values.items() if v.isna().any())
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -73,14 +80,22 @@ class FeatureEncoder:
                 encoded[name] = _as_float(column, name)
         return pd.DataFrame(encoded, index=X.index)
 
-    @staticmethod
-    def to_numpy(encoded: pd.DataFrame) -> FloatArray:
-        """Numeric matrix for libraries without categorical support (codes; missing is -1)."""
+    def to_numpy(self, encoded: pd.DataFrame) -> FloatArray:
+        """Numeric matrix for libraries without categorical or missing-value support.
+
+        Categories become their codes (missing is -1). A missing number becomes the column's
+        median in fit, and every column that had missing numbers in fit gains an indicator
+        column after the others, so that missingness itself can be learned.
+        """
+        medians = getattr(self, "medians", {})
         columns = [
             encoded[c].cat.codes.to_numpy(np.float64)
             if isinstance(encoded[c].dtype, pd.CategoricalDtype)
-            else encoded[c].to_numpy(np.float64)
+            else encoded[c].fillna(medians.get(c, 0.0)).to_numpy(np.float64)
             for c in encoded.columns
+        ]
+        columns += [
+            encoded[c].isna().to_numpy(np.float64) for c in getattr(self, "with_missing", ())
         ]
         return np.column_stack(columns) if columns else np.empty((len(encoded), 0))
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier, LGBMRegressor
 
-from uplift.models.base import FeatureEncoder, FitData, FloatArray
+from uplift.models.base import FitData, FloatArray
 from uplift.models.learners import VariantLearner
 from uplift.models.propensity import arm_probabilities, pairwise
 
@@ -126,7 +126,7 @@ class CausalMLLearner(VariantLearner):
             extra["seed"] = int(self.random_state)
         with quiet_third_party():
             self.model_.fit(
-                X=FeatureEncoder.to_numpy(data.X),
+                X=self.encoder_.to_numpy(data.X),
                 treatment=arms,
                 y=data.y,
                 p=self._p(pair),
@@ -134,7 +134,7 @@ class CausalMLLearner(VariantLearner):
             )
 
     def _predict_uplift(self, X: pd.DataFrame) -> FloatArray:
-        matrix = FeatureEncoder.to_numpy(X)
+        matrix = self.encoder_.to_numpy(X)
         extra: dict[str, Any] = {}
         if self.kind == "x":
             pair = np.tile(self.mean_pair_propensity_, (len(X), 1))

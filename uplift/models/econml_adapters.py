@@ -16,7 +16,7 @@ import pandas as pd
 from lightgbm import LGBMRegressor
 from numpy.typing import NDArray
 
-from uplift.models.base import FeatureEncoder, FitData, FloatArray
+from uplift.models.base import FitData, FloatArray
 from uplift.models.causalml_adapters import quiet_third_party
 from uplift.models.learners import VariantLearner
 from uplift.models.propensity import arm_probabilities
@@ -138,14 +138,14 @@ class EconMLLearner(VariantLearner):
 
     def _fit(self, data: FitData) -> None:
         probabilities = arm_probabilities(data, n_jobs=self.n_jobs, seed=int(self.random_state))
-        X = FeatureEncoder.to_numpy(data.X)
+        X = self.encoder_.to_numpy(data.X)
         self.model_ = self._estimator(probabilities, X.shape[1])
         row_id = np.arange(len(X), dtype=np.float64)[:, None]
         with quiet_third_party():
             self.model_.fit(data.y, data.arm_code, X=X, W=row_id)
 
     def _predict_uplift(self, X: pd.DataFrame) -> FloatArray:
-        matrix = FeatureEncoder.to_numpy(X)
+        matrix = self.encoder_.to_numpy(X)
         with quiet_third_party():
             effects = [
                 np.asarray(self.model_.effect(matrix, T0=0, T1=code), dtype=np.float64).ravel()

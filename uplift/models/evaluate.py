@@ -22,7 +22,7 @@ import pandas as pd
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
 from uplift.experiment.metrics import calibration_by_bucket, uplift_metrics_by_arm
-from uplift.experiment.offpolicy import ESTIMATORS
+from uplift.experiment.offpolicy import DEFAULT_ESTIMATORS
 from uplift.models.contest import TREAT_NONE, best_single_arm, compare_models
 from uplift.models.diagnose import explain_arms, segment_table
 from uplift.models.effects import Effects, Outcome
@@ -200,7 +200,7 @@ def _policies(
         outcome=outcome,
         mu=model.predict_outcomes(log.frame, outcome),
         costs=costs,
-        estimators=ESTIMATORS,
+        estimators=DEFAULT_ESTIMATORS,
     )
     best = best_single_arm(comparison)
     paired = comparison.versus(best)

@@ -31,6 +31,7 @@ from uplift.models.base import (
 __all__ = [
     "ARM_FEATURE",
     "LEARNING_RATE",
+    "MAX_WEIGHT",
     "MIN_CHILD_SAMPLES",
     "NUM_LEAVES",
     "N_ESTIMATORS",
@@ -75,6 +76,8 @@ MIN_LEAF = 5
 # A logged propensity below this is floored when it divides an outcome: one order logged at
 # 0.001 would otherwise dominate a whole pseudo-outcome model.
 MIN_PROPENSITY = 0.01
+#: Cap of a training row's normalised inverse-propensity weight (see inverse_propensity_weights).
+MAX_WEIGHT = 10.0
 
 
 def lgbm_params(
@@ -136,10 +139,17 @@ def predict_booster(booster: lgb.Booster, X: pd.DataFrame) -> FloatArray:
 
 
 def inverse_propensity_weights(arm_code: NDArray[np.int64], propensity: FloatArray) -> FloatArray:
-    """1 / propensity, normalised to mean 1 within each arm (constant for a randomised log)."""
+    """1 / propensity, normalised to mean 1 within each arm (constant for a randomised log),
+    capped at ``MAX_WEIGHT``.
+
+    The outcome models are conditional on the features, so the weights only guard against
+    misspecification; in a log of a near-deterministic policy with a little exploration, the
+    few explored orders would otherwise carry half an arm's weight and the model would learn
+    from a handful of rows.
+    """
     weights = 1.0 / np.maximum(propensity, MIN_PROPENSITY)
     means = np.bincount(arm_code, weights=weights) / np.bincount(arm_code)
-    return np.asarray(weights / means[arm_code], dtype=np.float64)
+    return np.asarray(np.minimum(weights / means[arm_code], MAX_WEIGHT), dtype=np.float64)
 
 
 def dr_pseudo_outcomes(

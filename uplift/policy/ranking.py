@@ -43,6 +43,7 @@ QUEUE_COLUMNS = (
     "cost",
     "holdout",
     "propensity",
+    "policy_arm",
     "reason",
 )
 
@@ -55,8 +56,10 @@ class Assignment:
     ----------
     queue : DataFrame
         One row per order: ``order_id, arm, rank, net_value, expected_retained_revenue, cost,
-        holdout, propensity, reason``. Orders to act on come first by ``rank`` (1 = highest net
-        value); rows whose arm is the control arm have no rank.
+        holdout, propensity, policy_arm, reason``. Orders to act on come first by ``rank``
+        (1 = highest net value); rows whose arm is the control arm have no rank.
+        ``policy_arm`` is the arm the policy intends (for an order held out or explored, the
+        arm it would have given): the readout of the policy against its holdout needs it.
     summary : DataFrame
         Per arm (control first): ``orders, holdout, expected_retained_revenue, cost, net_value,
         capacity, capacity_used`` (share of the capacity) and ``shadow_price`` (net value one
@@ -144,6 +147,7 @@ def rank_orders(
     )
     labels = np.array([control, *values.arms], dtype=object)
     queue = _queue(effects, values, arm, labels, held, propensity)
+    queue.insert(8, "policy_arm", labels[policy_arm][queue.index].astype(str))
     queue["reason"] = _reasons(values, arm, held, explored, solved, labels)[queue.index.to_numpy()]
     queue = queue.reset_index(drop=True)
     return Assignment(

@@ -19,9 +19,10 @@ from uplift.reports.results import (
 )
 
 if TYPE_CHECKING:
+    from uplift.experiment.holdout import PolicyReadout
     from uplift.experiment.readout import Readout
 
-__all__ = ["build_weekly_report"]
+__all__ = ["POLICY_COLUMNS", "build_weekly_report", "policy_table"]
 
 #: A shadow price below this (currency per extra use) is not worth a sentence.
 MIN_SHADOW_PRICE = 0.01
@@ -76,6 +77,42 @@ def segment_table(readouts: Sequence[Readout]) -> pd.DataFrame:
         )
     table = pd.concat(frames, ignore_index=True)
     return table.sort_values("p_value", kind="stable").reset_index(drop=True)
+
+
+POLICY_COLUMNS = (
+    "arm",
+    "acted",
+    "held",
+    "uplift",
+    "uplift_ci_lower",
+    "uplift_ci_upper",
+    "predicted_uplift",
+    "orders_saved",
+    "protected",
+    "protected_ci_lower",
+    "protected_ci_upper",
+    "predicted_net",
+    "net_per_order",
+    "delivered",
+)
+
+
+def policy_table(readout: PolicyReadout | None) -> pd.DataFrame:
+    """The policy against its holdout: a row per intended arm, then the ``total``."""
+    if readout is None or readout.by_arm.empty:
+        return pd.DataFrame(columns=list(POLICY_COLUMNS))
+    total = readout.total
+    row = {
+        "arm": "total",
+        "acted": total["acted"],
+        "held": total["held"],
+        "orders_saved": total["orders_saved"],
+        "protected": total["protected"],
+        "protected_ci_lower": total["protected_ci_lower"],
+        "protected_ci_upper": total["protected_ci_upper"],
+    }
+    arms = readout.by_arm[list(POLICY_COLUMNS)]
+    return pd.concat([arms, pd.DataFrame([row])], ignore_index=True)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -170,6 +207,9 @@ def build_weekly_report(
     mix: pd.DataFrame,
     base_rates: pd.DataFrame,
     notes: Sequence[str] = (),
+    policy: PolicyReadout | None = None,
+    compliance: pd.DataFrame | None = None,
+    loop: pd.DataFrame | None = None,
 ) -> WeeklyReport:
     """The weekly report of ``week`` from its result objects; nothing is fitted here."""
     arms = arm_table(readout, arm_values)
@@ -181,6 +221,13 @@ def build_weekly_report(
         else SampleRatio(np.nan, np.nan, True)
     )
     all_notes = list(dict.fromkeys([*readout.notes, *notes]))
+    if compliance is not None and compliance["logged_other_arm"].sum() > 0:
+        other = int(compliance["logged_other_arm"].sum())
+        all_notes.append(
+            f"{other:,} of {int(compliance['decided'].sum()):,} decided orders were logged with "
+            "another arm than the queue gave them (non-compliance): they are left out of every "
+            "figure; see the compliance table."
+        )
     if srm is not None and not srm.passed:
         all_notes.insert(
             0,
@@ -204,4 +251,7 @@ def build_weekly_report(
         base_rates=base_rates,
         actions=recommend(arms, segment_rows, capacity, readout.alpha),
         notes=tuple(all_notes),
+        policy=policy_table(policy),
+        compliance=compliance if compliance is not None else pd.DataFrame(),
+        loop=loop if loop is not None else pd.DataFrame(),
     )

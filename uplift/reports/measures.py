@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from uplift.data.log import ExperimentLog
+from uplift.exceptions import SchemaError
 from uplift.experiment.metrics import Z95, calibration_by_bucket, qini_curve
 from uplift.experiment.weighted import estimates, sufficient_statistics
 from uplift.reports.results import Headline, LearnCheck
@@ -145,32 +146,39 @@ def learn_check(
     trained_through: str,
     train_orders: int,
     buckets: int = 10,
+    decisions: pd.DataFrame | None = None,
 ) -> LearnCheck:
     """Compare a model's predicted retained uplift with what the week's holdout measured.
 
     ``predicted`` holds the retained uplift per order and treatment arm (a column per arm),
     indexed like ``log.frame``. Per arm, the measured uplift is the weighted difference in
     means between the arm's and the control's orders; ``predicted`` its weighted mean over the
-    same orders.
+    same orders. With ``decisions`` (``policy_arm`` and ``holdout`` per order, aligned with
+    ``log.frame``; missing where the policy did not decide), the arms the policy intended are
+    checked on exactly the orders it intended them for: those that got the arm against those
+    held out, both random parts of the same orders (unweighted).
     The model's mean prediction is itself an estimate from ``train_orders`` orders, about as
     noisy as the same difference measured on them: with the arms in the same shares, its
     variance is ``se^2 * len(log) / train_orders``, added to the measured one. An arm is
     flagged when ``|z|`` passes the Bonferroni threshold over arms.
     """
     frame = log.frame
-    weights = 1.0 / frame["propensity"].to_numpy(float)
     arm_rows, decile_rows = [], []
     for arm in log.treatment_arms:
-        rows = frame["arm"].isin([arm, log.control]).to_numpy()
+        rows, treated, weights = _learn_groups(log, arm, decisions)
+        if treated[rows].sum() < 2 or (~treated[rows]).sum() < 2:
+            continue
         args = (
             predicted[arm].to_numpy(float)[rows],
             frame["retained"].to_numpy(float)[rows],
-            (frame["arm"] == arm).to_numpy()[rows],
+            treated[rows],
         )
         overall = calibration_by_bucket(*args, buckets=1, weights=weights[rows]).table
         deciles = calibration_by_bucket(*args, buckets=buckets, weights=weights[rows]).table
         arm_rows.append(overall.assign(arm=arm))
         decile_rows.append(deciles.assign(arm=arm))
+    if not arm_rows:
+        raise SchemaError(f"{log.source}: no arm has orders both given it and kept on control")
     by_arm = pd.concat(arm_rows, ignore_index=True)
     se_total = by_arm["se"] * np.sqrt(1 + len(log) / max(train_orders, 1))
     by_arm["z"] = (by_arm["measured"] - by_arm["predicted"]) / se_total
@@ -188,6 +196,21 @@ def learn_check(
         threshold_z=threshold,
         flagged=bool(by_arm["flagged"].any()),
     )
+
+
+def _learn_groups(
+    log: ExperimentLog, arm: str, decisions: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows compared for ``arm``, which of them got it, and their weights."""
+    frame = log.frame
+    given = (frame["arm"] == arm).to_numpy()
+    if decisions is None or not (decisions["policy_arm"] == arm).any():
+        rows = given | (frame["arm"] == log.control).to_numpy()
+        return rows, given, 1.0 / frame["propensity"].to_numpy(float)
+    wanted = (decisions["policy_arm"] == arm).fillna(False).to_numpy(bool)
+    held = decisions["holdout"].fillna(False).to_numpy(bool)
+    acted = wanted & ~held & given
+    return acted | (wanted & held), acted, np.ones(len(frame))
 
 
 def qini_points(log: ExperimentLog, predicted: pd.DataFrame, points: int = 50) -> pd.DataFrame:

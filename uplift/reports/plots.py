@@ -22,9 +22,11 @@ __all__ = [
     "base_rate_plot",
     "calibration_plot",
     "capacity_plot",
+    "loop_plot",
     "png_base64",
     "policy_value_plot",
     "qini_plot",
+    "truth_plot",
 ]
 
 _SIZE = (7.0, 3.4)
@@ -158,4 +160,50 @@ def base_rate_plot(base_rates: pd.DataFrame) -> Figure:
     ax.set_xticks(x, base_rates["week"], fontsize=8)
     ax.set_ylabel("cancellation rate, control arm")
     ax.set_title("Base cancellation rate by week")
+    return figure
+
+
+def loop_plot(loop: pd.DataFrame) -> Figure:
+    """Net value the policy protected per week against its holdout (left) and in total
+    (right), with 95% intervals and what the model predicted."""
+    figure, (weekly, total) = _figure(2)
+    x = np.arange(len(loop))
+    measured = loop["protected"].notna().to_numpy()
+    weekly.errorbar(
+        x[measured],
+        loop["protected"][measured],
+        yerr=[
+            (loop["protected"] - loop["ci_lower"])[measured],
+            (loop["ci_upper"] - loop["protected"])[measured],
+        ],
+        fmt="o",
+        capsize=3,
+        label="measured",
+    )
+    weekly.plot(x, loop["predicted"], "x", label="predicted")
+    weekly.axhline(0, color="grey", lw=1)
+    weekly.set_title("Protected net value per week")
+    total.fill_between(x, loop["cumulative_ci_lower"], loop["cumulative_ci_upper"], alpha=0.25)
+    total.plot(x, loop["cumulative"], marker="o")
+    total.set_title("Cumulative")
+    for ax in (weekly, total):
+        ax.set_xticks(x, loop["week"], fontsize=7, rotation=45)
+    weekly.legend(fontsize=8)
+    return figure
+
+
+def truth_plot(loop: pd.DataFrame) -> Figure:
+    """A simulation only: what the week's decisions were truly worth, the oracle's value with
+    the same capacities, and the estimate of the protected value beside its true value."""
+    figure, (ax,) = _figure()
+    x = np.arange(len(loop))
+    ax.plot(x, loop["oracle_value"], marker="s", label="oracle (true effects)")
+    ax.plot(x, loop["true_value"], marker="o", label="decisions, true value")
+    ax.plot(x, loop["true_protected"], marker="^", label="acted orders, true value")
+    ax.plot(x, loop["protected"], "x", label="acted orders, estimated")
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xticks(x, loop["week"], fontsize=7, rotation=45)
+    ax.set_ylabel("net value of the week")
+    ax.set_title("Against the simulation's truth")
+    ax.legend(fontsize=7)
     return figure

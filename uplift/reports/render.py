@@ -196,7 +196,9 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
                 html_table(report.segments, limit=30, percent=True),
             ],
         ),
+        ("The policy against its holdout", _policy_blocks(report)),
         ("Learn: did last week's predictions hold?", learn),
+        ("The loop over time", _loop_blocks(report)),
         (
             "Targeting: Qini curves and policy value",
             [
@@ -220,6 +222,49 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
     if report.notes:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
         blocks.append(("Notes", [f"<ul>{notes}</ul>"]))
+    return blocks
+
+
+def _policy_words(report: WeeklyReport) -> str:
+    """One sentence: what the policy's decisions protected against its holdout."""
+    if report.policy.empty:
+        return (
+            "This week's arms were not decided by a stored queue (a randomised test, or the "
+            "first weeks of the loop), so there is no policy to read out against its holdout."
+        )
+    total = report.policy.iloc[-1]
+    return (
+        f"The orders the policy acted on ({total['acted']:,.0f}) kept "
+        f"{money(total['protected'])} more net value than its holdout predicts they would have "
+        f"without action ({money(total['protected_ci_lower'])} to "
+        f"{money(total['protected_ci_upper'])}), about {total['orders_saved']:,.0f} orders. "
+        "Each arm compares the orders given it with the held-out orders the policy intended "
+        "it for."
+    )
+
+
+def _policy_blocks(report: WeeklyReport) -> list[str]:
+    blocks = [f"<p>{html.escape(_policy_words(report))}</p>"]
+    if not report.policy.empty:
+        blocks.append(html_table(report.policy, percent=True))
+    if not report.compliance.empty:
+        blocks += ["<h3>Compliance with the queue</h3>", html_table(report.compliance)]
+    return blocks
+
+
+def _loop_blocks(report: WeeklyReport) -> list[str]:
+    loop = report.loop
+    if loop.empty or loop["protected"].isna().all():
+        return ["<p class='sub'>No week of the loop has been decided by the policy yet.</p>"]
+    blocks = [_image(plots.loop_plot(loop), "loop over time"), html_table(loop)]
+    if "oracle_value" in loop.columns:
+        blocks += [
+            "<h3>Against the simulation's truth</h3>",
+            "<p class='sub'>Only a simulation knows every order's true effects: this panel "
+            "shows what the decisions were truly worth next to the oracle's allocation with the "
+            "same capacities.</p>",
+            _image(plots.truth_plot(loop), "truth"),
+        ]
     return blocks
 
 
@@ -263,11 +308,18 @@ def to_markdown(report: WeeklyReport) -> str:
     srm = report.srm
     lines += ["", "## Experiment readout", "", f"Sample-ratio check p = {srm.p_value:.3g}", ""]
     lines += [markdown_table(report.arms[list(ARM_COLUMNS)], percent=True), ""]
+    lines += ["## The policy against its holdout", "", _policy_words(report), ""]
+    if not report.policy.empty:
+        lines += [markdown_table(report.policy, percent=True), ""]
+    if not report.compliance.empty:
+        lines += [markdown_table(report.compliance), ""]
     lines += ["## Learn", "", _learn_words(report)[1], ""]
     if report.learn is not None:
         lines += [markdown_table(report.learn.by_arm, percent=True), ""]
     if report.models is not None:
         lines += [report.models.reason, "", markdown_table(report.models.table), ""]
+    if not report.loop.empty:
+        lines += ["## The loop over time", "", markdown_table(report.loop), ""]
     lines += ["## Policy value", "", markdown_table(report.policy_values), ""]
     lines += ["## Capacity", "", markdown_table(report.capacity), ""]
     lines += ["## Drift", "", markdown_table(report.base_rates, percent=True), ""]

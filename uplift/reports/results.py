@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,14 @@ class WeeklyReport:
     ``capacity``, ``used``, ``shadow_price``. ``mix``: ``feature``, ``level``, ``previous``,
     ``current``, ``change``. ``base_rates``: ``week``, ``orders``, ``cancel_rate``,
     ``ci_lower``, ``ci_upper`` of the control arm.
+    ``policy``: the policy's decisions against its holdout, per intended arm and a ``total``
+    row (see :class:`uplift.experiment.holdout.PolicyReadout`; empty when the week's arms were
+    not decided by a stored queue). ``compliance``: per decided arm, orders ``decided`` and
+    ``logged_other_arm`` (left out of every figure). ``loop``: one row per week of the loop so
+    far: ``week``, ``protected`` with ``ci_lower``, ``ci_upper``, ``predicted``,
+    ``cumulative`` with its interval, ``holdout_cost`` and ``explore_cost`` (net value the
+    holdout and exploration gave up), and, when a simulation's truth was given,
+    ``true_value``, ``true_protected`` and ``oracle_value``.
     """
 
     week: str
@@ -137,6 +145,9 @@ class WeeklyReport:
     base_rates: pd.DataFrame
     actions: tuple[Action, ...]
     notes: tuple[str, ...] = ()
+    policy: pd.DataFrame = field(default_factory=pd.DataFrame)
+    compliance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    loop: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dict(self) -> dict[str, Any]:
         """Every figure of the report as JSON-ready values (unrounded; NaN becomes null)."""
@@ -163,6 +174,9 @@ class WeeklyReport:
             base_rates=pd.DataFrame(data["base_rates"]),
             actions=tuple(Action(**action) for action in data["actions"]),
             notes=tuple(data["notes"]),
+            policy=pd.DataFrame(data.get("policy", [])),
+            compliance=pd.DataFrame(data.get("compliance", [])),
+            loop=pd.DataFrame(data.get("loop", [])),
         )
 
 

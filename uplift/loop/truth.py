@@ -1,0 +1,72 @@
+"""What a simulated week's decisions were truly worth, from the order world's truth.
+
+Only a simulation has the truth (every order's cancellation probability under every arm), so
+only the demo and the benchmarks score the loop with it; nothing the loop decides reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from uplift.data.simulate import ARMS, CONTROL
+from uplift.exceptions import SchemaError
+from uplift.models.oracle import true_effects
+from uplift.policy.ranking import rank_orders
+
+__all__ = ["TRUTH_COLUMNS", "read_truth", "score_week"]
+
+#: What :func:`score_week` returns, in the order the report shows them.
+TRUTH_COLUMNS = ("true_value", "true_protected", "oracle_value")
+
+
+def read_truth(folder: Path, week: str) -> pd.DataFrame | None:
+    """The truth of ``week``'s orders (``<folder>/<week>.truth.parquet``), or None."""
+    path = folder / f"{week}.truth.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def score_week(
+    log: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    costs: Mapping[str, float],
+    capacity: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """The true net value of the week's arms, and of the best allocation with the same capacity.
+
+    ``log`` has ``order_id``, ``arm`` and ``order_value`` (and ``policy_arm``, ``holdout`` for
+    ``true_protected``); ``truth`` has ``order_id`` and ``p_cancel_<arm>`` for its orders.
+    ``true_value``: the sum over orders of the true revenue uplift of the arm given minus its
+    cost (what the decisions were worth against treating nobody). ``true_protected``: the same
+    over the orders that got the arm the policy intended (what the readout of the policy
+    against its holdout estimates). ``oracle_value``: the sum for the allocation that knows the
+    true effects, within ``capacity``, with no holdout.
+    """
+    indexed = truth.set_index(truth["order_id"].astype(str))
+    ids = log["order_id"].astype(str)
+    missing = ~ids.isin(indexed.index)
+    if missing.any():
+        raise SchemaError(f"the truth has no row for {int(missing.sum())} order(s) of the log")
+    known = indexed.loc[pd.Index(ids)].reset_index(drop=True)
+    value = log["order_value"].to_numpy(np.float64)
+    arm = log["arm"].astype(str).to_numpy()
+    p_cancel = known[[f"p_cancel_{a}" for a in ARMS]].to_numpy(np.float64)
+    given = p_cancel[np.arange(len(arm)), pd.Index(ARMS).get_indexer(pd.Index(arm))]
+    cost = np.array([float(costs.get(a, 0.0)) for a in arm])
+    net = value * (p_cancel[:, ARMS.index(CONTROL)] - given) - cost
+    protected = np.nan
+    if {"policy_arm", "holdout"} <= set(log.columns):
+        held = log["holdout"].fillna(False).to_numpy(bool)
+        acted = ~held & (arm == log["policy_arm"].astype(str).to_numpy()) & (arm != CONTROL)
+        protected = float(net[acted].sum())
+    effects = true_effects(known, value)
+    oracle = rank_orders(effects, costs=costs, capacity=capacity)
+    return {
+        "true_value": float(net.sum()),
+        "true_protected": protected,
+        "oracle_value": float(oracle.queue["net_value"].sum()),
+    }
