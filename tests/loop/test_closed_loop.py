@@ -94,6 +94,15 @@ def test_the_weekly_job_reads_out_the_policy_and_leaves_non_compliance_out(
     for arm in policy.index.drop("total"):
         assert learn.at[arm, "n_control"] == policy.at[arm, "held"]
         assert learn.at[arm, "n_treated"] == policy.at[arm, "acted"]
+    # The headline of a decided week is the policy's: acted orders against its holdout.
+    total = policy.loc["total"]
+    assert report.headline.treated_orders == total["acted"]
+    assert report.headline.holdout_orders == total["held"]
+    acted_cost = sum(COSTS[a] * policy.at[a, "acted"] for a in policy.index.drop("total"))
+    assert report.headline.cost == pytest.approx(acted_cost)
+    assert report.headline.retained_revenue_protected == pytest.approx(
+        total["protected"] + acted_cost
+    )
     # The loop table: the randomised first week has no policy point, the second has one.
     assert report.loop["week"].tolist() == ["2026-W40", "2026-W41"]
     assert np.isnan(report.loop["protected"].iloc[0])

@@ -46,7 +46,8 @@ class PolicyReadout:
     rate difference) with ``uplift_se``, ``uplift_ci_lower``, ``uplift_ci_upper``;
     ``net_per_order`` (revenue kept minus cost per acted order) with its ``net_se``; ``protected``
     (``net_per_order`` x ``acted``), ``protected_ci_lower``, ``protected_ci_upper``;
-    ``orders_saved`` (``uplift`` x ``acted``); ``predicted_uplift`` and ``predicted_net``
+    ``orders_saved`` (``uplift`` x ``acted``); ``revenue_protected`` (before costs) and
+    ``cost`` (of the acted orders); ``predicted_uplift`` and ``predicted_net``
     (the model's mean over both groups, when predictions were given); ``delivered`` (share of
     acted orders the action reached, when logged). ``total`` sums the arms.
     """
@@ -118,6 +119,8 @@ _COLUMNS = [
     "protected_ci_lower",
     "protected_ci_upper",
     "orders_saved",
+    "revenue_protected",
+    "cost",
     "predicted_uplift",
     "predicted_net",
     "delivered",
@@ -165,6 +168,7 @@ def _arm_row(
     at_risk = float(value[acted].sum())
     # The arm's cost is paid for every acted order.
     net, net_se = (kept * at_risk - cost * n) / n, kept_se * at_risk / n
+    revenue_protected = kept * at_risk
     delivered = np.nan
     if "delivered" in frame.columns:
         reached = pd.to_numeric(frame["delivered"], errors="coerce").to_numpy(np.float64)[acted]
@@ -187,6 +191,8 @@ def _arm_row(
         "protected_ci_lower": (net - Z95 * net_se) * n,
         "protected_ci_upper": (net + Z95 * net_se) * n,
         "orders_saved": uplift * n,
+        "revenue_protected": revenue_protected,
+        "cost": cost * n,
         "delivered": delivered,
     }
 
@@ -222,6 +228,8 @@ def _total(by_arm: pd.DataFrame) -> dict[str, float]:
         "protected_ci_lower": protected - Z95 * se,
         "protected_ci_upper": protected + Z95 * se,
         "orders_saved": float(by_arm["orders_saved"].sum()),
+        "revenue_protected": float(by_arm["revenue_protected"].sum()),
+        "cost": float(by_arm["cost"].sum()),
         "orders_saved_se": saved_se,
         "predicted_protected": float(predicted.sum()) if len(predicted) else np.nan,
     }

@@ -215,7 +215,11 @@ class WeeklyJob:
         loop = self._loop(week, loop_row)
         report = build_weekly_report(
             week=week,
-            headline=measures.headline(log, cfg.costs),
+            headline=(
+                measures.policy_headline(policy, len(log))
+                if policy is not None and not policy.by_arm.empty
+                else measures.headline(log, cfg.costs)
+            ),
             readout=readout,
             segments=segments,
             arm_values=measures.arm_value(log, cfg.costs),

@@ -15,11 +15,20 @@ import pandas as pd
 
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
+from uplift.experiment.holdout import PolicyReadout
 from uplift.experiment.metrics import Z95, calibration_by_bucket, qini_curve
 from uplift.experiment.weighted import estimates, sufficient_statistics
 from uplift.reports.results import Headline, LearnCheck
 
-__all__ = ["arm_value", "base_rates", "headline", "learn_check", "mix_shift", "qini_points"]
+__all__ = [
+    "arm_value",
+    "base_rates",
+    "headline",
+    "learn_check",
+    "mix_shift",
+    "policy_headline",
+    "qini_points",
+]
 
 #: Family-wise error rate of the learn check across arms (Bonferroni).
 LEARN_ALPHA = 0.05
@@ -130,6 +139,32 @@ def headline(log: ExperimentLog, costs: Mapping[str, float]) -> Headline:
         avoided_ci_upper=avoided + Z95 * a_se,
         cost=cost,
         return_per_cost=protected / cost if cost > 0 else float("nan"),
+    )
+
+
+def policy_headline(readout: PolicyReadout, orders: int) -> Headline:
+    """The headline of a week the policy decided: its acted orders against its holdout.
+
+    Revenue protected is before costs (the policy readout's net value plus the acted orders'
+    cost, which is known, so the interval is the net value's shifted); cancellations avoided
+    are the arms' retention differences times their acted orders.
+    """
+    total = readout.total
+    revenue, se = total["revenue_protected"], total["protected_se"]
+    saved, saved_se = total["orders_saved"], total["orders_saved_se"]
+    cost = total["cost"]
+    return Headline(
+        orders=orders,
+        treated_orders=int(total["acted"]),
+        holdout_orders=int(total["held"]),
+        retained_revenue_protected=revenue,
+        protected_ci_lower=revenue - Z95 * se,
+        protected_ci_upper=revenue + Z95 * se,
+        cancellations_avoided=saved,
+        avoided_ci_lower=saved - Z95 * saved_se,
+        avoided_ci_upper=saved + Z95 * saved_se,
+        cost=cost,
+        return_per_cost=revenue / cost if cost > 0 else float("nan"),
     )
 
 

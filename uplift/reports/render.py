@@ -58,6 +58,7 @@ def money(value: float) -> str:
 #: Columns shown as percentages: shares of orders and differences of them.
 PERCENT = frozenset(
     {"retention", "uplift", "ci_lower", "ci_upper", "predicted", "measured", "se", "cancel_rate"}
+    | {"uplift_ci_lower", "uplift_ci_upper", "predicted_uplift", "delivered"}
 )
 #: Columns of the arm table on the page (report.json has them all).
 ARM_COLUMNS = (
@@ -186,9 +187,11 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
             if report.actions
             else ["<p>No change recommended this week.</p>"],
         ),
+        ("The policy against its holdout", _policy_blocks(report)),
         (
             "Experiment readout",
             [
+                *_readout_caveat(report),
                 f"<p class='{'ok' if srm.passed else 'flag'}'>{html.escape(srm_words)}</p>",
                 _image(plots.arm_effects_plot(report.arms), "arm effects"),
                 html_table(report.arms[list(ARM_COLUMNS)], percent=True),
@@ -196,7 +199,6 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
                 html_table(report.segments, limit=30, percent=True),
             ],
         ),
-        ("The policy against its holdout", _policy_blocks(report)),
         ("Learn: did last week's predictions hold?", learn),
         ("The loop over time", _loop_blocks(report)),
         (
@@ -241,6 +243,19 @@ def _policy_words(report: WeeklyReport) -> str:
         "Each arm compares the orders given it with the held-out orders the policy intended "
         "it for."
     )
+
+
+def _readout_caveat(report: WeeklyReport) -> list[str]:
+    """In a week the policy decided, say how the per-arm readout below is to be read."""
+    if report.policy.empty:
+        return []
+    words = (
+        "This week's arms were decided by the policy, not drawn at random: each arm is compared "
+        "with control over all orders by inverse-propensity weighting, which leans on the few "
+        "orders explored or held out. Its intervals are wide; the policy's own readout above is "
+        "the measure of what its decisions did."
+    )
+    return [f"<p class='sub'>{html.escape(words)}</p>"]
 
 
 def _policy_blocks(report: WeeklyReport) -> list[str]:
