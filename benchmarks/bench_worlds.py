@@ -4,7 +4,10 @@ Per preset (easy, realistic, hard) and seed: the base cancellation rate (control
 mean and standard deviation of the true retained uplift per arm (points), the payment rescue's
 mean uplift on failed payments, the share of the uplift's variance the signals explain (see
 ``uplift.data.simulate.explained_share``), the share of actions delivered per arm and the
-shares of missing signals. Mean over seeds, with the largest spread (max - min) over seeds.
+shares of missing signals; and the share of the oracle's true net value (the demo's costs and
+capacities) kept by the best policy a model could learn: the one that knows every order's
+expected uplift given its signals (the mean over 60 draws of what the shop does not see),
+scored on a further draw. Mean over seeds, with the largest spread (max - min) over seeds.
 
     .venv/bin/python benchmarks/bench_worlds.py [--orders 200000] [--seeds 3]
 """
@@ -17,7 +20,32 @@ import time
 import pandas as pd
 from bench_models import machine, markdown
 
-from uplift.data.simulate import TREATMENT_ARMS, WORLDS, explained_share, simulate, true_uplift
+from uplift.data.simulate import (
+    TREATMENT_ARMS,
+    WORLDS,
+    SignalDraws,
+    explained_share,
+    signal_draws,
+    simulate,
+    true_uplift,
+)
+from uplift.loop.demo import CAPACITY, COSTS
+from uplift.loop.truth import score_week
+from uplift.models.oracle import true_effects
+from uplift.policy.ranking import rank_orders
+
+
+def signal_policy_share(world: str, seed: int, orders: int = 30_000) -> float:
+    """True net value of the best policy on the signals, as a share of the oracle's."""
+    draws = signal_draws(world, orders=orders, seed=seed, draws=61)
+    actual = draws.truth(0)  # the world as it happens; the expectation leaves this draw out
+    expected = SignalDraws(draws.p_cancel[1:], draws.order_value).truth()
+    effects = true_effects(expected, draws.order_value)
+    queue = rank_orders(effects, costs=COSTS, capacity=CAPACITY).queue
+    log = pd.DataFrame({"order_id": expected["order_id"], "order_value": draws.order_value})
+    log = log.merge(queue[["order_id", "arm"]], on="order_id")
+    scores = score_week(log, actual, costs=COSTS, capacity=CAPACITY)
+    return scores["true_value"] / scores["oracle_value"]
 
 
 def measure(world: str, orders: int, seed: int) -> dict[str, float]:
@@ -30,6 +58,7 @@ def measure(world: str, orders: int, seed: int) -> dict[str, float]:
         "payment_rescue on failed (pts)": float(uplift["payment_rescue"][failed].mean()),
         "stock unknown": float(sim.log["stock_confidence"].isna().mean()),
         "device unknown": float(sim.log["device"].isna().mean()),
+        "best policy on the signals, share of oracle": signal_policy_share(world, seed),
     }
     for arm in TREATMENT_ARMS:
         row[f"{arm} mean (pts)"] = float(uplift[arm].mean())

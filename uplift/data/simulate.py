@@ -54,6 +54,7 @@ __all__ = [
     "FEATURES",
     "TREATMENT_ARMS",
     "WORLDS",
+    "SignalDraws",
     "SimulatedWorld",
     "World",
     "delivered_column",
@@ -61,6 +62,7 @@ __all__ = [
     "get_world",
     "pending_orders",
     "propensity_matrix",
+    "signal_draws",
     "simulate",
     "true_retention",
     "true_revenue_uplift",
@@ -379,16 +381,34 @@ def delivered_column(delivered: np.ndarray, treated: np.ndarray) -> pd.Series:
     )
 
 
-def explained_share(
-    world: str | World = "realistic", orders: int = 20_000, seed: int = 0, draws: int = 100
-) -> pd.Series:
-    """Per treatment arm, the share of the true retained uplift's variance that signals explain.
+@dataclass(frozen=True, eq=False)
+class SignalDraws:
+    """Orders drawn once, and their cancellation probabilities under ``draws`` draws of what
+    the shop does not see (intent, responsiveness, effect noise). ``p_cancel`` is draws x
+    orders x arms (intent-to-treat); ``order_value`` per order."""
 
-    The uplift of an order varies with its signals and with what the shop does not see (the
-    unobserved intent, responsiveness and effect noise). The share is Var(E[uplift | order]) /
-    Var(uplift), with the expectation over ``draws`` draws of the unobserved terms for the same
-    orders (Monte Carlo). The order's true stock is held fixed even where the shop does not see
-    it, so the share is an upper bound on what the observed signals can explain.
+    p_cancel: np.ndarray
+    order_value: np.ndarray
+
+    def truth(self, draw: int | None = None) -> pd.DataFrame:
+        """A truth frame (``order_id``, ``p_cancel_<arm>``): one draw's, or with ``None`` the
+        expectation given the signals (the mean over draws: what a perfect model could know)."""
+        p = self.p_cancel.mean(axis=0) if draw is None else self.p_cancel[draw]
+        return pd.DataFrame(
+            {
+                "order_id": np.arange(1, p.shape[0] + 1),
+                **{f"p_cancel_{a}": p[:, i] for i, a in enumerate(ARMS)},
+            }
+        )
+
+
+def signal_draws(
+    world: str | World = "realistic", orders: int = 20_000, seed: int = 0, draws: int = 100
+) -> SignalDraws:
+    """One week of orders with ``draws`` draws of their unobserved terms (see :class:`SignalDraws`).
+
+    The order's true stock is held fixed even where the shop does not see it, so the
+    expectation over draws knows slightly more than the observed signals.
     """
     spec = get_world(world)
     rng = np.random.default_rng(seed)
@@ -398,17 +418,34 @@ def explained_share(
     causes = _causes(x)
     base = _base_logit(x, causes, plan.base_shift[week])
     p_delivered = _delivery(x, spec)
-    uplift = np.empty((draws, orders, len(TREATMENT_ARMS)))
+    p_cancel = np.empty((draws, orders, len(ARMS)))
     for k in range(draws):
         effects = _arm_effects(x, causes, spec, _Modifiers.draw(rng, orders, spec))
         p = _logistic((base + rng.normal(0.0, _INTENT_SD, orders))[:, None] + effects)
-        p_cancel = p_delivered * p + (1 - p_delivered) * p[:, :1]
-        uplift[k] = p_cancel[:, :1] - p_cancel[:, 1:]
+        p_cancel[k] = p_delivered * p + (1 - p_delivered) * p[:, :1]
+    return SignalDraws(p_cancel, x["order_value"])
+
+
+def explained_share(
+    world: str | World = "realistic", orders: int = 20_000, seed: int = 0, draws: int = 100
+) -> pd.Series:
+    """Per treatment arm, the share of the true retained uplift's variance that signals explain.
+
+    The uplift of an order varies with its signals and with what the shop does not see (the
+    unobserved intent, responsiveness and effect noise). The share is Var(E[uplift | order]) /
+    Var(uplift), with the expectation over ``draws`` draws of the unobserved terms for the same
+    orders (Monte Carlo, :func:`signal_draws`). The order's true stock is held fixed even where
+    the shop does not see it, so the share is an upper bound on what the observed signals can
+    explain.
+    """
+    p_cancel = signal_draws(world, orders, seed, draws).p_cancel
+    uplift = p_cancel[:, :, :1] - p_cancel[:, :, 1:]
     explained = uplift.mean(axis=0).var(axis=0)
     # Monte Carlo noise inflates the variance of the mean by the within-order variance / draws.
     within = uplift.var(axis=0, ddof=1).mean(axis=0) / draws
     total = uplift.reshape(-1, len(TREATMENT_ARMS)).var(axis=0)
-    return pd.Series((explained - within) / total, index=list(TREATMENT_ARMS), name=spec.name)
+    name = get_world(world).name
+    return pd.Series((explained - within) / total, index=list(TREATMENT_ARMS), name=name)
 
 
 def true_uplift(truth: pd.DataFrame) -> pd.DataFrame:
