@@ -9,7 +9,12 @@ from numpy.typing import NDArray
 
 from uplift.data.simulate import ARM_COSTS, ARMS, simulate
 from uplift.exceptions import ConfigError, SchemaError
-from uplift.experiment.offpolicy import baseline_policies, compare_policies, policy_value
+from uplift.experiment.offpolicy import (
+    baseline_policies,
+    compare_policies,
+    policy_value,
+    value_policies,
+)
 
 EXACT = 1e-9  # sums of a handful of small numbers, equal in exact arithmetic
 
@@ -250,3 +255,20 @@ def test_paired_difference_is_tighter_than_independent(simulated_runs: pd.DataFr
     ]
     independent = np.sqrt(dr["se"].to_numpy() ** 2 + none["se"].to_numpy() ** 2)
     assert np.all(dr["diff_se"].to_numpy() < independent)
+
+
+def test_variance_share_splits_the_paired_difference_by_rows() -> None:
+    log = pd.DataFrame(
+        {"arm": ["a", "b", "a", "b"], "revenue": [1.0, 0.0, 3.0, 2.0], "propensity": 0.5}
+    )
+    policies = {"all_a": np.array(["a"] * 4), "all_b": np.array(["b"] * 4)}
+    comparison = value_policies(log, policies, estimators=("ipw",), control="b")
+    diff = comparison.contributions("all_a", "ipw") - comparison.contributions("all_b", "ipw")
+    squares = (diff - diff.mean()) ** 2
+    rows = np.array([True, False, False, False])
+    assert comparison.variance_share("all_a", "all_b", rows, "ipw") == pytest.approx(
+        squares[0] / squares.sum()
+    )
+    assert comparison.variance_share("all_a", "all_b", ~rows, "ipw") == pytest.approx(
+        1 - squares[0] / squares.sum()
+    )

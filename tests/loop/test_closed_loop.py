@@ -91,7 +91,7 @@ def test_the_weekly_job_reads_out_the_policy_and_leaves_non_compliance_out(
         assert policy.at[arm, "held"] == int((wanted & kept["holdout"]).sum())
     # The learn check compares exactly the policy's groups for the arms it intended.
     learn = report.learn.by_arm.set_index("arm")
-    for arm in policy.index.drop("total"):
+    for arm in learn.index.intersection(policy.index):
         assert learn.at[arm, "n_control"] == policy.at[arm, "held"]
         assert learn.at[arm, "n_treated"] == policy.at[arm, "acted"]
     # The headline of a decided week is the policy's: acted orders against its holdout.
@@ -103,6 +103,11 @@ def test_the_weekly_job_reads_out_the_policy_and_leaves_non_compliance_out(
     assert report.headline.retained_revenue_protected == pytest.approx(
         total["protected"] + acted_cost
     )
+    # The contest says how much of its interval the explored orders make.
+    assert "explored orders carry" in report.models.reason
+    assert "twice the exploration share would narrow it by about" in report.models.reason
+    # Arms with fewer than 30 orders in a group are not checked (too few for an interval).
+    assert (learn[["n_treated", "n_control"]] >= 30).all().all()
     # The loop table: the randomised first week has no policy point, the second has one.
     assert report.loop["week"].tolist() == ["2026-W40", "2026-W41"]
     assert np.isnan(report.loop["protected"].iloc[0])

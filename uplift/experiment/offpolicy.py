@@ -493,6 +493,20 @@ class PolicyComparison:
                 )
         return pd.DataFrame(rows)
 
+    def variance_share(
+        self, name: str, baseline: str, rows: NDArray[np.bool_], estimator: Estimator = "dr"
+    ) -> float:
+        """The share of the variance of ``name`` minus ``baseline`` (paired) that ``rows`` carry.
+
+        The variance of a mean of per-order contributions is the sum of their squared
+        deviations: this is the part of that sum from ``rows`` (for example, the orders a
+        policy explored, whose large weights widen the interval most).
+        """
+        diff = self.contributions(name, estimator) - self.contributions(baseline, estimator)
+        squares = (diff - diff.mean()) ** 2
+        total = float(squares.sum())
+        return float(squares[np.asarray(rows, dtype=bool)].sum()) / total if total > 0 else 0.0
+
     def best(self, among: Sequence[str], estimator: Estimator = "dr") -> str:
         """The policy of highest ``estimator`` value among ``among``."""
         values = [float(self._cached(name, estimator).contributions.mean()) for name in among]

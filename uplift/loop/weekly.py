@@ -205,7 +205,7 @@ class WeeklyJob:
         decided = decisions if decisions["policy_arm"].notna().any() else None
         learn = self._learn(log, champion, predicted, decided)
         policy = self._policy_readout(log, decided, predicted)
-        contest = self._compete(frame, week, log, champion, predicted)
+        contest = self._compete(frame, week, log, champion, predicted, decided)
         queue, capacity = self._rank(contest.deployed, week)
         if queue is not None:
             self.store.save_assignment(week, contest.deployed[0].model_id, queue)
@@ -360,10 +360,12 @@ class WeeklyJob:
         log: ExperimentLog,
         champion: Deployed | None,
         predicted: Effects | None,
+        decisions: pd.DataFrame | None = None,
     ) -> _Contest:
         """Train the challenger, value both on the held-out part of the week, promote or keep.
 
-        ``predicted`` holds the champion's effects for every order of the week.
+        ``predicted`` holds the champion's effects for every order of the week; ``decisions``
+        the policy's (aligned with the week's orders) when a queue decided them.
         """
         held_out = eval_mask(log.frame["order_id"])
         evaluation = log.subset(held_out)
@@ -380,12 +382,16 @@ class WeeklyJob:
         roles = [("challenger", record)] + ([("champion", champion[0])] if champion else [])
         deployed = (record, challenger) if verdict.promoted or champion is None else champion
         winner = effects["challenger" if deployed[0] is record else "champion"]
+        reason = verdict.reason
+        if champion is not None and decisions is not None:
+            explored = _explored(evaluation, decisions[held_out].reset_index(drop=True))
+            reason += _exploration_words(comparison, explored)
         change = ModelChange(
             _change_table(roles, values),
             verdict.diff,
             verdict.diff_se,
             verdict.promoted,
-            verdict.reason,
+            reason,
         )
         return _Contest(
             change=change,
@@ -469,6 +475,30 @@ class WeeklyJob:
         model = deployed[1]
         queue = explain_queue(assignment, orders[list(model.features)], effects, cfg.costs)
         return queue, capacity.reset_index(drop=True)
+
+
+def _explored(log: ExperimentLog, decisions: pd.DataFrame) -> np.ndarray:
+    """The orders the policy explored: decided, not held out, given another arm than intended."""
+    intended = decisions["policy_arm"].astype(object).to_numpy()
+    held = decisions["holdout"].fillna(False).to_numpy(bool)
+    return np.asarray(pd.notna(intended) & ~held & (log.frame["arm"].to_numpy() != intended))
+
+
+def _exploration_words(comparison: PolicyComparison, explored: np.ndarray) -> str:
+    """How much of the contest's interval the explored orders make, and what more would buy.
+
+    An explored order's weight is about 1 / its arm's exploration probability, so the explored
+    orders' part of the variance scales as 1 / the exploration share (twice the share: twice
+    the orders at half the weight): doubling it halves that part.
+    """
+    if not explored.any():
+        return ""
+    part = comparison.variance_share("challenger", "champion", explored)
+    narrower = 1 - math.sqrt(1 - part / 2)
+    return (
+        f" {int(explored.sum()):,} explored orders carry {part:.0%} of this interval's variance;"
+        f" twice the exploration share would narrow it by about {narrower:.0%}."
+    )
 
 
 def _explore_cost(

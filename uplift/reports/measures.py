@@ -32,6 +32,9 @@ __all__ = [
 
 #: Family-wise error rate of the learn check across arms (Bonferroni).
 LEARN_ALPHA = 0.05
+#: Fewest orders in either group for an arm to be checked: below it the normal interval of a
+#: difference of rates is not to be trusted (two held-out orders, both kept, have no spread).
+MIN_LEARN_GROUP = 30
 #: A standardised mean difference above this is a visible shift of the order mix.
 MIX_SHIFT = 0.1
 
@@ -191,7 +194,8 @@ def learn_check(
     same orders. With ``decisions`` (``policy_arm`` and ``holdout`` per order, aligned with
     ``log.frame``; missing where the policy did not decide), the arms the policy intended are
     checked on exactly the orders it intended them for: those that got the arm against those
-    held out, both random parts of the same orders (unweighted).
+    held out, both random parts of the same orders (unweighted). An arm with fewer than
+    ``MIN_LEARN_GROUP`` orders in either group is not checked.
     The model's mean prediction is itself an estimate from ``train_orders`` orders, about as
     noisy as the same difference measured on them: with the arms in the same shares, its
     variance is ``se^2 * len(log) / train_orders``, added to the measured one. An arm is
@@ -201,7 +205,7 @@ def learn_check(
     arm_rows, decile_rows = [], []
     for arm in log.treatment_arms:
         rows, treated, weights = _learn_groups(log, arm, decisions)
-        if treated[rows].sum() < 2 or (~treated[rows]).sum() < 2:
+        if min(treated[rows].sum(), (~treated[rows]).sum()) < MIN_LEARN_GROUP:
             continue
         args = (
             predicted[arm].to_numpy(float)[rows],
