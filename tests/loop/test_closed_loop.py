@@ -3,7 +3,9 @@ non-compliance left out, the policy's learn check and readout, the loop table, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -154,3 +156,24 @@ def test_score_week_against_the_truth_by_hand() -> None:
 def test_every_week_draws_its_own_holdout() -> None:
     assert week_seed(0, "2026-W41") != week_seed(0, "2026-W42")
     assert week_seed(0, "2026-W41") == week_seed(0, "2026-W41")
+
+
+def test_weekly_command_explores_and_records_intents(
+    uplift_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(ExperimentLog.from_frame(simulate(3_000, weeks=1, seed=7).log))
+    pending = tmp_path / "pending.parquet"
+    orders = simulate(2_000, weeks=1, seed=8, start_week="2026-W41", first_order_id=10_001)
+    pending_orders(orders.log).to_parquet(pending)
+    argv = ["weekly", "--store", store.path, "--out", tmp_path / "reports"]
+    argv += ["--pending", pending, "--explore", "0.2", "--holdout", "0.1", "--segment", "category"]
+    result = uplift_cli(*argv)
+    assert result.exit_code == 0, result.output
+    queue = store.assignment("2026-W40")
+    # 20% explored and 10% held out, each within 4 binomial sd of 2,000 draws.
+    assert (queue["reason"] == "explore").mean() == pytest.approx(0.2, abs=0.036)
+    assert queue["holdout"].mean() == pytest.approx(0.1, abs=0.027)
+    assert queue["policy_arm"].notna().all()
+    decided = ~queue["holdout"] & (queue["reason"] != "explore")
+    assert (queue.loc[decided, "arm"] == queue.loc[decided, "policy_arm"]).all()

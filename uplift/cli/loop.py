@@ -68,6 +68,13 @@ def weekly(
     capacity: CapacityOption = None,
     budget: Annotated[float, typer.Option(help="Most spent on the queue.")] = math.inf,
     holdout: Annotated[float, typer.Option(help="Share of the queue kept on control.")] = 0.1,
+    explore: Annotated[
+        float,
+        typer.Option(
+            help="Share of the queue given a random arm, so that other policies can be valued "
+            "on the policy's own log."
+        ),
+    ] = 0.0,
     learner: Annotated[str, typer.Option(help="Learner of the challenger.")] = "t_lgbm",
     window: Annotated[int, typer.Option(help="Weeks before the newest to train on.")] = 4,
     segment: Annotated[
@@ -95,6 +102,7 @@ def weekly(
         capacity=parse_numbers(capacity, "--capacity"),
         budget=budget,
         holdout=holdout,
+        explore=explore,
         learner=learner,
         window=window,
         seed=seed,
@@ -116,6 +124,12 @@ def print_result(result: WeeklyResult) -> None:
     typer.echo(f"week {result.week}: {report.headline.orders:,} orders")
     for label, text in headline_cards(report.headline):
         typer.echo(f"  {label}: {text}")
+    if not report.policy.empty:
+        total = report.policy.iloc[-1]
+        typer.echo(
+            f"  the policy against its holdout: {total['protected']:,.0f} net protected "
+            f"({total['protected_ci_lower']:,.0f} to {total['protected_ci_upper']:,.0f})"
+        )
     if report.learn is not None:
         state = "DISAGREE (flagged)" if report.learn.flagged else "agree"
         typer.echo(f"  last week's predictions and the holdout: {state}")
