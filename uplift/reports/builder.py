@@ -221,6 +221,15 @@ def build_weekly_report(
         else SampleRatio(np.nan, np.nan, True)
     )
     all_notes = list(dict.fromkeys([*readout.notes, *notes]))
+    table = policy_table(policy)
+    decided = not table.empty
+    if decided:
+        # The per-arm and per-segment readouts of a decided week weigh a few explored orders
+        # heavily; acting on them would act on noise, so only capacity advice is given.
+        all_notes.append(
+            "Arms were decided by the policy this week: what to change is drawn from the queue's "
+            "capacity only, not from the per-arm or per-segment readout."
+        )
     if compliance is not None and compliance["logged_other_arm"].sum() > 0:
         other = int(compliance["logged_other_arm"].sum())
         all_notes.append(
@@ -249,9 +258,14 @@ def build_weekly_report(
         capacity=capacity,
         mix=mix,
         base_rates=base_rates,
-        actions=recommend(arms, segment_rows, capacity, readout.alpha),
+        actions=recommend(
+            arms.iloc[:0] if decided else arms,
+            segment_rows.iloc[:0] if decided else segment_rows,
+            capacity,
+            readout.alpha,
+        ),
         notes=tuple(all_notes),
-        policy=policy_table(policy),
+        policy=table,
         compliance=compliance if compliance is not None else pd.DataFrame(),
         loop=loop if loop is not None else pd.DataFrame(),
     )
