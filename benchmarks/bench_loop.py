@@ -61,7 +61,8 @@ def run_seed(seed: int, args: argparse.Namespace, folder: Path) -> tuple[pd.Data
     """The steady loop's weeks (one row each) and whether the reversal was flagged."""
     quiet = lambda _: None  # noqa: E731 - progress is not wanted here
     steady = folder / f"steady-{seed}"
-    run_demo(steady, weeks=args.weeks, orders=args.orders, seed=seed, say=quiet)
+    options = {"cold_start": args.cold_start, "window": args.window, "explore": args.explore}
+    run_demo(steady, weeks=args.weeks, orders=args.orders, seed=seed, say=quiet, **options)
     rows = []
     for k, label in enumerate(week_labels(START_WEEK, args.weeks)):
         report = read_report(steady / "reports" / label)
@@ -72,7 +73,7 @@ def run_seed(seed: int, args: argparse.Namespace, folder: Path) -> tuple[pd.Data
             {
                 "seed": seed,
                 "week": k + 1,
-                "closed": k >= 2,
+                "closed": k >= args.cold_start,
                 "protected": loop["protected"],
                 "ci_lower": loop["ci_lower"],
                 "ci_upper": loop["ci_upper"],
@@ -94,6 +95,7 @@ def run_seed(seed: int, args: argparse.Namespace, folder: Path) -> tuple[pd.Data
         seed=seed,
         reverse=(REVERSED_ARM, k),
         say=quiet,
+        **options,
     )
     learn = read_report(reversed_run / "reports" / week_labels(START_WEEK, k + 1)[-1]).learn
     caught = learn is not None and REVERSED_ARM in set(
@@ -108,6 +110,9 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=8)
     parser.add_argument("--orders", type=int, default=30_000)
     parser.add_argument("--reverse-week", type=int, default=6)
+    parser.add_argument("--cold-start", type=int, default=2, help="randomised weeks first")
+    parser.add_argument("--window", type=int, default=4, help="training window in weeks")
+    parser.add_argument("--explore", type=float, default=0.05, help="exploration share")
     args = parser.parse_args()
     header = machine()
     started = time.monotonic()
@@ -171,7 +176,8 @@ def main() -> None:
     )
     command = (
         f".venv/bin/python benchmarks/bench_loop.py --seeds {args.seeds} --weeks {args.weeks} "
-        f"--orders {args.orders} --reverse-week {args.reverse_week}"
+        f"--orders {args.orders} --reverse-week {args.reverse_week} --cold-start "
+        f"{args.cold_start} --window {args.window} --explore {args.explore}"
     )
     print(
         f"# The closed loop in the realistic world\n\n{header}\n\nCommand: `{command}` "
@@ -179,8 +185,8 @@ def main() -> None:
     )
     print(markdown(summary), "\n")
     print(
-        "Share of the oracle's true net value per week (mean over seeds; weeks 1-2 are the "
-        "randomised cold start):\n"
+        f"Share of the oracle's true net value per week (mean over seeds; the first "
+        f"{args.cold_start} weeks are the randomised cold start):\n"
     )
     print(markdown(curve), "\n")
 

@@ -98,10 +98,13 @@ class _Loop:
         effect_drift: float,
         reverse: tuple[str, int] | None,
         learner: str,
+        window: int,
+        explore: float,
     ) -> None:
         self.folder, self.labels, self.orders, self.seed = folder, labels, orders, seed
         self.world, self.cold_start, self.reverse = world, cold_start, reverse
         self.effect_drift, self.learner = effect_drift, learner
+        self.window, self.explore = window, explore
         self.store = Store(folder / "uplift.duckdb")
 
     def simulated(self, k: int) -> SimulatedWorld:
@@ -164,8 +167,9 @@ class _Loop:
             costs=COSTS,
             capacity=CAPACITY,
             holdout=HOLDOUT,
-            explore=EXPLORE,
+            explore=self.explore,
             learner=self.learner,
+            window=self.window,
             seed=self.seed,
             segments=SEGMENTS,
             truth_dir=self.folder / "weeks",
@@ -183,6 +187,8 @@ def run_demo(
     effect_drift: float = 0.0,
     reverse: tuple[str, int] | None = None,
     learner: str = LEARNER,
+    window: int = 4,
+    explore: float = EXPLORE,
     say: Callable[[str], None] = print,
 ) -> Path:
     """Run the loop over ``weeks`` simulated weeks in ``folder``; return the newest report.
@@ -190,6 +196,8 @@ def run_demo(
     The first ``cold_start`` weeks are randomised; later weeks get the arms of the queue the
     previous week's job ranked. ``effect_drift`` is the share of every arm's effect the last
     week loses; ``reverse = (arm, k)`` reverses ``arm``'s effect in week ``k`` (from 0).
+    ``window`` is the weekly job's training window in weeks, ``explore`` the queue's
+    exploration share.
     """
     if not 1 <= cold_start <= weeks:
         raise ConfigError(f"cold_start must be between 1 and weeks ({weeks}); got {cold_start}")
@@ -206,6 +214,8 @@ def run_demo(
         effect_drift=effect_drift,
         reverse=reverse,
         learner=learner,
+        window=window,
+        explore=explore,
     )
     done = set(loop.store.reports()["week"])
     for k, label in enumerate(labels[:-1]):
