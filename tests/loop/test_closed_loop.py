@@ -153,6 +153,13 @@ def test_score_week_against_the_truth_by_hand() -> None:
     assert scores["true_protected"] == pytest.approx(19.9)
     # The oracle gives reassurance to order 1 too, and nothing pays for order 2.
     assert scores["oracle_value"] == pytest.approx(19.9)
+    # Both orders were decided by the policy (neither held out nor explored).
+    assert scores["decided_value"] == pytest.approx(19.9)
+    assert scores["oracle_decided"] == pytest.approx(19.9)
+    held = score_week(log.assign(holdout=[True, False]), truth, costs=COSTS)
+    assert held["decided_value"] == 0.0
+    assert held["oracle_decided"] == 0.0
+    assert held["true_protected"] == 0.0
 
 
 def test_every_week_draws_its_own_holdout() -> None:

@@ -20,7 +20,7 @@ from uplift.policy.ranking import rank_orders
 __all__ = ["TRUTH_COLUMNS", "read_truth", "score_week"]
 
 #: What :func:`score_week` returns, in the order the report shows them.
-TRUTH_COLUMNS = ("true_value", "true_protected", "oracle_value")
+TRUTH_COLUMNS = ("true_value", "true_protected", "oracle_value", "decided_value", "oracle_decided")
 
 
 def read_truth(folder: Path, week: str) -> pd.DataFrame | None:
@@ -44,7 +44,10 @@ def score_week(
     cost (what the decisions were worth against treating nobody). ``true_protected``: the same
     over the orders that got the arm the policy intended (what the readout of the policy
     against its holdout estimates). ``oracle_value``: the sum for the allocation that knows the
-    true effects, within ``capacity``, with no holdout.
+    true effects, within ``capacity``, with no holdout. ``decided_value`` and
+    ``oracle_decided``: the decisions' and the oracle's true net value over the orders the
+    policy decided (neither held out nor explored away from its intent), which measures the
+    policy apart from what its holdout and exploration give up.
     """
     indexed = truth.set_index(truth["order_id"].astype(str))
     ids = log["order_id"].astype(str)
@@ -58,15 +61,21 @@ def score_week(
     given = p_cancel[np.arange(len(arm)), pd.Index(ARMS).get_indexer(pd.Index(arm))]
     cost = np.array([float(costs.get(a, 0.0)) for a in arm])
     net = value * (p_cancel[:, ARMS.index(CONTROL)] - given) - cost
-    protected = np.nan
+    effects = true_effects(known, value)
+    # The oracle's queue is in ranked order; its net value per order, in the log's order.
+    oracle = rank_orders(effects, costs=costs, capacity=capacity).queue
+    oracle_net = oracle.set_index(oracle["order_id"].astype(str))["net_value"].loc[pd.Index(ids)]
+    scores = {
+        "true_value": float(net.sum()),
+        "true_protected": np.nan,
+        "oracle_value": float(oracle_net.sum()),
+        "decided_value": np.nan,
+        "oracle_decided": np.nan,
+    }
     if {"policy_arm", "holdout"} <= set(log.columns):
         held = log["holdout"].fillna(False).to_numpy(bool)
-        acted = ~held & (arm == log["policy_arm"].astype(str).to_numpy()) & (arm != CONTROL)
-        protected = float(net[acted].sum())
-    effects = true_effects(known, value)
-    oracle = rank_orders(effects, costs=costs, capacity=capacity)
-    return {
-        "true_value": float(net.sum()),
-        "true_protected": protected,
-        "oracle_value": float(oracle.queue["net_value"].sum()),
-    }
+        decided = ~held & (arm == log["policy_arm"].astype(str).to_numpy())
+        scores["true_protected"] = float(net[decided & (arm != CONTROL)].sum())
+        scores["decided_value"] = float(net[decided].sum())
+        scores["oracle_decided"] = float(oracle_net.to_numpy()[decided].sum())
+    return scores
