@@ -9,7 +9,7 @@ import pytest
 from uplift.data.outcomes import simulate_outcomes
 from uplift.data.simulate import ARM_COSTS, ARMS, CONTROL, pending_orders, simulate
 from uplift.exceptions import SchemaError
-from uplift.experiment.holdout import has_decisions, read_out_policy
+from uplift.experiment.holdout import MIN_GROUP, has_decisions, read_out_policy
 from uplift.models.oracle import true_effects
 from uplift.policy.ranking import rank_orders
 
@@ -17,11 +17,11 @@ COSTS = {arm: cost for arm, cost in ARM_COSTS.items() if arm != CONTROL}
 CAPACITY = {"expedite": 400.0, "agent_call": 150.0}
 
 
-def _week(seed: int, orders: int = 8_000) -> tuple[pd.DataFrame, float, pd.DataFrame]:
+def _week(seed: int, orders: int = 8_000) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
     """A week decided by the true-effect policy (10% holdout, 5% exploration, capacities
-    binding): its log joined with the decisions, the true protected net value (true effects
-    minus costs summed over the orders that got the arm the policy intended), and the true
-    retained uplift per order and arm."""
+    binding): its log joined with the decisions, the true protected net value per arm (true
+    effects minus costs summed over the orders that got the arm the policy intended), and the
+    true retained uplift per order and arm."""
     world = simulate(orders, weeks=1, seed=seed)
     effects = true_effects(world.truth, world.log["order_value"])
     queue = rank_orders(
@@ -36,7 +36,8 @@ def _week(seed: int, orders: int = 8_000) -> tuple[pd.DataFrame, float, pd.DataF
     effect = log["order_value"].to_numpy() * (p_cancel[:, 0] - p_given)
     acted = ~log["holdout"].to_numpy() & (arm == log["policy_arm"].to_numpy()) & (arm != CONTROL)
     cost = log["arm"].map(COSTS).fillna(0.0).to_numpy()
-    return log, float((effect - cost)[acted].sum()), effects.uplift("retained")
+    by_arm = pd.Series(effect - cost)[acted].groupby(arm[acted]).sum()
+    return log, by_arm, effects.uplift("retained")
 
 
 def test_interval_covers_the_true_protected_value() -> None:
@@ -46,8 +47,10 @@ def test_interval_covers_the_true_protected_value() -> None:
     # fails it almost surely.
     hits, z = [], []
     for seed in range(60):
-        log, truth, _ = _week(seed)
-        total = read_out_policy(log, control=CONTROL, costs=COSTS).total
+        log, by_arm, _ = _week(seed)
+        result = read_out_policy(log, control=CONTROL, costs=COSTS)
+        truth = by_arm.reindex(result.by_arm["arm"]).sum()  # over the arms it could measure
+        total = result.total
         hits.append(total["protected_ci_lower"] <= truth <= total["protected_ci_upper"])
         z.append((total["protected"] - truth) / total["protected_se"])
     assert 0.85 <= np.mean(hits) <= 1.0
@@ -65,6 +68,17 @@ def test_groups_are_the_intended_arm_acted_and_held() -> None:
         assert row["acted"] == int((wanted & ~log["holdout"] & (log["arm"] == arm)).sum())
     assert CONTROL not in result.index
     assert result["delivered"].between(0.4, 1.0).all()
+    assert (result[["acted", "held"]] >= MIN_GROUP).all().all()
+
+
+def test_arms_intended_for_too_few_orders_are_named_not_measured() -> None:
+    log, _, _ = _week(4, orders=1_500)
+    result = read_out_policy(log, control=CONTROL, costs=COSTS)
+    small = result.unmeasured.set_index("arm")
+    assert len(small) > 0  # at 1,500 orders some arm's holdout has fewer than 30 orders
+    assert (small[["acted", "held"]].min(axis=1) < MIN_GROUP).all()
+    assert not set(small.index) & set(result.by_arm["arm"])
+    assert result.total["acted"] == result.by_arm["acted"].sum()
 
 
 def test_predictions_are_averaged_over_the_same_orders() -> None:

@@ -100,7 +100,8 @@ def test_the_weekly_job_reads_out_the_policy_and_leaves_non_compliance_out(
     total = policy.loc["total"]
     assert report.headline.treated_orders == total["acted"]
     assert report.headline.holdout_orders == total["held"]
-    acted_cost = sum(COSTS[a] * policy.at[a, "acted"] for a in policy.index.drop("total"))
+    measured = policy.index[policy["protected"].notna()].drop("total")
+    acted_cost = sum(COSTS[a] * policy.at[a, "acted"] for a in measured)
     assert report.headline.cost == pytest.approx(acted_cost)
     assert report.headline.retained_revenue_protected == pytest.approx(
         total["protected"] + acted_cost

@@ -21,7 +21,7 @@ covers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,8 +33,10 @@ __all__ = ["DECISION_COLUMNS", "PolicyReadout", "has_decisions", "read_out_polic
 
 #: Columns a log joined with the policy's decisions carries.
 DECISION_COLUMNS = ("policy_arm", "holdout")
-#: Fewer orders than this in either group leaves an arm's comparison out (no variance to use).
-MIN_GROUP = 2
+#: Fewer orders than this in either group leaves an arm out of the readout (and its total):
+#: the normal interval of a difference needs spread in both groups (three held-out orders, all
+#: kept, would give an interval of zero width).
+MIN_GROUP = 30
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,15 @@ class PolicyReadout:
     ``cost`` (of the acted orders); ``predicted_uplift`` and ``predicted_net``
     (the model's mean over both groups, when predictions were given); ``delivered`` (share of
     acted orders the action reached, when logged). ``total`` sums the arms.
+    ``unmeasured``: ``arm``, ``acted``, ``held`` of the arms the policy intended for too few
+    orders to measure (fewer than ``MIN_GROUP`` in a group); they are in neither table.
     """
 
     by_arm: pd.DataFrame
     total: Mapping[str, float]
+    unmeasured: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["arm", "acted", "held"])
+    )
 
 
 def has_decisions(frame: pd.DataFrame) -> bool:
@@ -87,19 +94,21 @@ def read_out_policy(
     intended = frame["policy_arm"].astype(object).to_numpy()
     arm = frame["arm"].astype(str).to_numpy()
     revenue = _revenue(frame)
-    rows = []
+    rows, small = [], []
     for a in sorted({str(x) for x in intended[decided]} - {control}):
         wanted = decided & (intended == a)
         acted = wanted & ~held & (arm == a)
         holdout = wanted & held
         if acted.sum() < MIN_GROUP or holdout.sum() < MIN_GROUP:
+            small.append({"arm": a, "acted": int(acted.sum()), "held": int(holdout.sum())})
             continue
         rows.append(
             _arm_row(frame, a, acted, holdout, revenue, costs.get(a, 0.0))
             | _predicted(a, acted | holdout, predicted_uplift, predicted_revenue, costs)
         )
     by_arm = pd.DataFrame(rows, columns=_COLUMNS)
-    return PolicyReadout(by_arm=by_arm, total=_total(by_arm))
+    unmeasured = pd.DataFrame(small, columns=["arm", "acted", "held"])
+    return PolicyReadout(by_arm=by_arm, total=_total(by_arm), unmeasured=unmeasured)
 
 
 _COLUMNS = [

@@ -6,7 +6,7 @@ only the demo and the benchmarks score the loop with it; nothing the loop decide
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ def score_week(
     *,
     costs: Mapping[str, float],
     capacity: Mapping[str, float] | None = None,
+    measured: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """The true net value of the week's arms, and of the best allocation with the same capacity.
 
@@ -43,8 +44,9 @@ def score_week(
     ``true_value``: the sum over orders of the true revenue uplift of the arm given minus its
     cost (what the decisions were worth against treating nobody). ``true_protected``: the same
     over the orders that got the arm the policy intended (what the readout of the policy
-    against its holdout estimates). ``oracle_value``: the sum for the allocation that knows the
-    true effects, within ``capacity``, with no holdout. ``decided_value`` and
+    against its holdout estimates; only the arms in ``measured`` when given, as the readout
+    leaves out arms with too few orders). ``oracle_value``: the sum for the allocation that
+    knows the true effects, within ``capacity``, with no holdout. ``decided_value`` and
     ``oracle_decided``: the decisions' and the oracle's true net value over the orders the
     policy decided (neither held out nor explored away from its intent), which measures the
     policy apart from what its holdout and exploration give up.
@@ -75,7 +77,10 @@ def score_week(
     if {"policy_arm", "holdout"} <= set(log.columns):
         held = log["holdout"].fillna(False).to_numpy(bool)
         decided = ~held & (arm == log["policy_arm"].astype(str).to_numpy())
-        scores["true_protected"] = float(net[decided & (arm != CONTROL)].sum())
+        acted = decided & (arm != CONTROL)
+        if measured is not None:
+            acted &= np.isin(arm, list(measured))
+        scores["true_protected"] = float(net[acted].sum())
         scores["decided_value"] = float(net[decided].sum())
         scores["oracle_decided"] = float(oracle_net.to_numpy()[decided].sum())
     return scores

@@ -338,8 +338,13 @@ class WeeklyJob:
                 frame = log.frame
                 if decisions is not None:
                     frame = pd.concat([frame, decisions.set_axis(frame.index)], axis=1)
+                measured = None if policy is None else list(policy.by_arm["arm"])
                 row |= score_week(
-                    frame, truth, costs=self.config.costs, capacity=self.config.capacity
+                    frame,
+                    truth,
+                    costs=self.config.costs,
+                    capacity=self.config.capacity,
+                    measured=measured,
                 )
         return row
 

@@ -112,7 +112,9 @@ def policy_table(readout: PolicyReadout | None) -> pd.DataFrame:
         "protected_ci_upper": total["protected_ci_upper"],
     }
     arms = readout.by_arm[list(POLICY_COLUMNS)]
-    return pd.concat([arms, pd.DataFrame([row])], ignore_index=True)
+    # Arms intended for too few orders to measure: their counts, no figures.
+    small = readout.unmeasured.reindex(columns=list(POLICY_COLUMNS))
+    return pd.concat([arms, small, pd.DataFrame([row])], ignore_index=True)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

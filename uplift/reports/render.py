@@ -235,13 +235,20 @@ def _policy_words(report: WeeklyReport) -> str:
             "first weeks of the loop), so there is no policy to read out against its holdout."
         )
     total = report.policy.iloc[-1]
+    arms = report.policy.iloc[:-1]
+    small = arms[arms["protected"].isna()]
+    unmeasured = "".join(
+        f" {row.arm} ({row.acted:,.0f} acted, {row.held:,.0f} held out) had too few orders to "
+        "measure and is left out."
+        for row in small.itertuples()
+    )
     return (
         f"The orders the policy acted on ({total['acted']:,.0f}) kept "
         f"{money(total['protected'])} more net value than its holdout predicts they would have "
         f"without action ({money(total['protected_ci_lower'])} to "
         f"{money(total['protected_ci_upper'])}), about {total['orders_saved']:,.0f} orders. "
         "Each arm compares the orders given it with the held-out orders the policy intended "
-        "it for."
+        f"it for.{unmeasured}"
     )
 
 
