@@ -180,6 +180,11 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
     srm_words = f"Sample-ratio check: p = {srm.p_value:.3g} " + (
         "(passed)." if srm.passed else "(FAILED: the arms' sizes do not match the design)."
     )
+    if math.isnan(srm.p_value):
+        srm_words = (
+            "Sample-ratio check: not applicable (the arms' probabilities differ from order to "
+            "order, so there is no one design to check the counts against)."
+        )
     blocks: list[tuple[str, list[str]]] = [
         (
             "What to change",
