@@ -3,6 +3,7 @@ non-compliance left out, the policy's learn check and readout, the loop table, t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ from uplift.data.outcomes import simulate_outcomes
 from uplift.data.simulate import ARM_COSTS, CONTROL, pending_orders, simulate
 from uplift.loop.store import Store
 from uplift.loop.truth import score_week
-from uplift.loop.weekly import WeeklyConfig, WeeklyJob, loop_table, week_seed
+from uplift.loop.weekly import (
+    DEFAULT_LEARNER,
+    WeeklyConfig,
+    WeeklyJob,
+    loop_table,
+    week_seed,
+)
 from uplift.models.oracle import true_effects
 from uplift.policy.ranking import rank_orders
 
@@ -187,3 +194,9 @@ def test_weekly_command_explores_and_records_intents(
     assert queue["policy_arm"].notna().all()
     decided = ~queue["holdout"] & (queue["reason"] != "explore")
     assert (queue.loc[decided, "arm"] == queue.loc[decided, "policy_arm"]).all()
+
+
+def test_the_command_line_and_the_job_share_the_default_learner() -> None:
+    from uplift.cli.loop import weekly  # noqa: PLC0415 - the command's own signature
+
+    assert inspect.signature(weekly).parameters["learner"].default == DEFAULT_LEARNER

@@ -73,10 +73,10 @@ def test_first_week_trains_the_first_champion(steady: tuple[Path, list[WeeklyRes
     folder, (first, _) = steady
     assert first.promoted
     assert first.report.learn is None
-    assert first.champion_id == "2026-W40-t_lgbm-s0"
+    assert first.champion_id == "2026-W40-s_lgbm-s0"
     assert (folder / "reports" / "2026-W40" / "index.html").is_file()
     card = Store(folder / "uplift.duckdb").models()[0].card
-    assert card["learner"] == "t_lgbm"
+    assert card["learner"] == "s_lgbm"
     assert card["metrics"]["week"] == "2026-W40"
 
 
@@ -88,7 +88,7 @@ def test_second_week_checks_last_weeks_champion(steady: tuple[Path, list[WeeklyR
     learn = second.report.learn
     assert learn is not None
     # The week-2 check uses the champion trained in week 1, not the week's own challenger.
-    assert learn.model_id == "2026-W40-t_lgbm-s0"
+    assert learn.model_id == "2026-W40-s_lgbm-s0"
     assert learn.trained_through == "2026-W40"
     assert set(learn.by_arm["arm"]) == {
         "agent_call", "delivery_update", "expedite", "payment_rescue", "reassurance"
@@ -99,7 +99,7 @@ def test_second_week_checks_last_weeks_champion(steady: tuple[Path, list[WeeklyR
     assert change is not None
     assert list(change.table["role"]) == ["challenger", "champion"]
     assert change.promoted == (change.diff > 0)
-    assert second.champion_id == ("2026-W41-t_lgbm-s0" if change.promoted else "2026-W40-t_lgbm-s0")
+    assert second.champion_id == ("2026-W41-s_lgbm-s0" if change.promoted else "2026-W40-s_lgbm-s0")
 
 
 @pytest.mark.slow

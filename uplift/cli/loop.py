@@ -75,7 +75,8 @@ def weekly(
             "on the policy's own log."
         ),
     ] = 0.0,
-    learner: Annotated[str, typer.Option(help="Learner of the challenger.")] = "t_lgbm",
+    # The weekly job's DEFAULT_LEARNER, spelled out: the command line starts without the job.
+    learner: Annotated[str, typer.Option(help="Learner of the challenger.")] = "s_lgbm",
     window: Annotated[int, typer.Option(help="Weeks before the newest to train on.")] = 4,
     segment: Annotated[
         list[str] | None,
