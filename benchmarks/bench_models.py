@@ -279,6 +279,84 @@ def part_order(args: argparse.Namespace) -> None:
     )
 
 
+def grid_cell(world: str, orders: int, seed: int, test_orders: int) -> list[dict[str, Any]]:
+    """Every learner's share of the oracle's net value in one cell of the grid (one seed)."""
+    train = ExperimentLog.from_frame(simulate(orders, seed=100 + seed, world=world).log)
+    fresh = simulate(test_orders, seed=200 + seed, world=world, start_week="2026-W44")
+    test = ExperimentLog.from_frame(fresh.log)
+    true = true_uplift(fresh.truth).set_axis(test.frame.index)
+    value = test.frame["order_value"].to_numpy(float)
+    oracle = oracle_policy(fresh.truth, value)["net_value"].sum()
+    data = training(train, "retained")
+    X_test = test.frame[list(model_inputs(test))]
+
+    def share(uplift: pd.DataFrame) -> float:
+        return 100 * policy_net_value(uplift, value, true)[0] / oracle
+
+    def ours() -> dict[str, Any]:
+        model = train_uplift(train, costs=ARM_COSTS, seed=seed)
+        effects = model.predict_effects(X_test).uplift("retained")
+        return {"share": share(effects), "note": model.learner}
+
+    def contract(name: str, rows: int | None = None) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            subset = data if rows is None else data.take(sample(len(data.X), rows))
+            return {"share": share(fit_predict(name, subset, X_test)[0])}
+
+        return run
+
+    rows = [attempt(f"ours ({DEFAULT})", ours)]
+    rows += [attempt(name, contract(name)) for name in CONTRACT_LEARNERS]
+    rows.append(attempt("econml_forest", contract("econml_forest", FOREST_ORDERS)))
+    return [{**row, "world": world, "orders": orders, "seed": seed} for row in rows]
+
+
+def part_grid(args: argparse.Namespace) -> None:
+    started = time.time()
+    cells = []
+    for world in ("realistic", "hard"):
+        for orders in (20_000, 200_000):
+            for seed in range(args.grid_seeds):
+                print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
+                cells += grid_cell(world, orders, seed, args.test_orders)
+    frame = pd.DataFrame(cells)
+    stats = frame.groupby(["learner", "world", "orders"], sort=False)["share"].agg(
+        ["mean", "min", "max"]
+    )
+    table = (
+        stats.apply(lambda r: f"{r['mean']:.1f} ({r['min']:.1f} to {r['max']:.1f})", axis=1)
+        .unstack(["world", "orders"])
+        .reset_index()
+    )
+    table.columns = [
+        c if isinstance(c, str) else f"{c[0]}, {c[1]:,}" for c in table.columns.to_flat_index()
+    ]
+    table.columns = ["learner", *table.columns[1:]]
+    picks = frame[frame["learner"] == f"ours ({DEFAULT})"].groupby(["world", "orders"])["note"]
+    pick_lines = [
+        f"- {world}, {orders:,} orders: {', '.join(sorted(map(str, notes)))}"
+        for (world, orders), notes in picks
+    ]
+    report(
+        args,
+        "grid",
+        f"Learners across worlds, sizes and {args.grid_seeds} seeds",
+        [
+            f"Each cell: training log `simulate(orders, seed=100 + s, world=...)` (randomised), "
+            f"{args.test_orders:,} fresh test orders `simulate(test_orders, seed=200 + s, "
+            "start_week='2026-W44')`, for seeds s = 0.."
+            f"{args.grid_seeds - 1}. Figure: the true net value of the learner's policy (argmax "
+            "of predicted uplift x order_value - cost, none if negative) as a % of the oracle's "
+            "on the test orders; mean over seeds (min to max). econml_forest is fitted on "
+            f"{FOREST_ORDERS:,} random training orders.",
+            markdown(table),
+            "What `auto` chose, per seed:",
+            "\n".join(pick_lines),
+        ],
+        started,
+    )
+
+
 def _beaten_by(table: pd.DataFrame, selections: list[pd.DataFrame]) -> list[str]:
     """Which learners beat ``ours (auto)`` here, and the held-out scores it chose by."""
     share = "net value % of oracle"
@@ -585,9 +663,10 @@ def part_speed(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
+    parser.add_argument("--part", choices=(*PARTS, "grid", "all"), default="all")
     parser.add_argument("--orders", type=int, default=200_000, help="order-world training orders")
     parser.add_argument("--test-orders", type=int, default=100_000)
+    parser.add_argument("--grid-seeds", type=int, default=5, help="seeds per cell of --part grid")
     parser.add_argument(
         "--world", choices=("easy", "realistic", "hard"), default="realistic", help="order world"
     )
@@ -602,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "ihdp": part_ihdp,
         "hillstrom": part_hillstrom,
         "speed": part_speed,
+        "grid": part_grid,
     }
     for part in PARTS if args.part == "all" else (args.part,):
         runners[part](args)
