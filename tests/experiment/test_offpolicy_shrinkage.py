@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.typing import NDArray
+from test_offpolicy import COSTS, LOG, MU, POLICY, _se
 
 from uplift.exceptions import ConfigError
 from uplift.experiment.offpolicy import (
@@ -36,22 +37,8 @@ TUNED: tuple[Estimator, ...] = ("switch_dr", "dros")
 # --------------------------------------------------------------------------------------------
 # Hand-computed values on six orders (the log of tests/experiment/test_offpolicy.py)
 
-LOG = pd.DataFrame(
-    {
-        "arm": ["c", "a", "c", "a", "b", "c"],
-        "revenue": [1.0, 2.0, 0.0, 4.0, 3.0, 5.0],
-        "propensity": [0.5, 0.5, 0.25, 0.5, 0.25, 0.5],
-    }
-)
-POLICY = np.array(["a", "a", "c", "a", "b", "a"])
-COSTS = {"a": 1.0, "b": 0.5}
-MU = pd.DataFrame({"c": 1.0, "a": 2.0, "b": 2.0}, index=LOG.index)
 # Weights w = [0, 2, 4, 2, 4, 0]; residuals y - mu[logged] = [0, 0, -1, 2, 1, 4]; direct term
 # mu[policy arm] - cost = [1, 1, 1, 1, 1.5, 1].
-
-
-def _se(values: list[float]) -> float:
-    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 # DR's contributions: direct + w * residual - cost = [1, 1, -3, 5, 5.5, 1], mean 1.75.

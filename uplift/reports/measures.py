@@ -130,18 +130,9 @@ def headline(log: ExperimentLog, costs: Mapping[str, float]) -> Headline:
     avoided, a_se = _protected(retained, log.control)
     treated = retained.drop(index=log.control)["orders"]
     cost = float(sum(n * costs.get(str(arm), 0.0) for arm, n in treated.items()))
-    return Headline(
-        orders=len(log),
-        treated_orders=int(treated.sum()),
-        holdout_orders=len(log) - int(treated.sum()),
-        retained_revenue_protected=protected,
-        protected_ci_lower=protected - Z95 * p_se,
-        protected_ci_upper=protected + Z95 * p_se,
-        cancellations_avoided=avoided,
-        avoided_ci_lower=avoided - Z95 * a_se,
-        avoided_ci_upper=avoided + Z95 * a_se,
-        cost=cost,
-        return_per_cost=protected / cost if cost > 0 else float("nan"),
+    n_treated = int(treated.sum())
+    return _headline(
+        len(log), n_treated, len(log) - n_treated, (protected, p_se), (avoided, a_se), cost
     )
 
 
@@ -153,16 +144,33 @@ def policy_headline(readout: PolicyReadout, orders: int) -> Headline:
     are the arms' retention differences times their acted orders.
     """
     total = readout.total
-    revenue, se = total["revenue_protected"], total["protected_se"]
-    saved, saved_se = total["orders_saved"], total["orders_saved_se"]
-    cost = total["cost"]
+    return _headline(
+        orders,
+        int(total["acted"]),
+        int(total["held"]),
+        (total["revenue_protected"], total["protected_se"]),
+        (total["orders_saved"], total["orders_saved_se"]),
+        total["cost"],
+    )
+
+
+def _headline(
+    orders: int,
+    treated: int,
+    held: int,
+    protected: tuple[float, float],
+    avoided: tuple[float, float],
+    cost: float,
+) -> Headline:
+    """A headline from its totals and their standard errors (``(value, se)`` pairs)."""
+    (revenue, revenue_se), (saved, saved_se) = protected, avoided
     return Headline(
         orders=orders,
-        treated_orders=int(total["acted"]),
-        holdout_orders=int(total["held"]),
+        treated_orders=treated,
+        holdout_orders=held,
         retained_revenue_protected=revenue,
-        protected_ci_lower=revenue - Z95 * se,
-        protected_ci_upper=revenue + Z95 * se,
+        protected_ci_lower=revenue - Z95 * revenue_se,
+        protected_ci_upper=revenue + Z95 * revenue_se,
         cancellations_avoided=saved,
         avoided_ci_lower=saved - Z95 * saved_se,
         avoided_ci_upper=saved + Z95 * saved_se,
