@@ -36,7 +36,13 @@ from sklearn.linear_model import LogisticRegression
 from uplift.data.datasets import IHDP_FEATURES, IHDP_REPLICATIONS, hillstrom_log, load_ihdp
 from uplift.data.files import atomic_path
 from uplift.data.log import ExperimentLog
-from uplift.data.simulate import ARM_COSTS, TREATMENT_ARMS, simulate, true_uplift
+from uplift.data.simulate import (
+    ARM_COSTS,
+    TREATMENT_ARMS,
+    SimulatedWorld,
+    simulate,
+    true_uplift,
+)
 from uplift.experiment.metrics import sqrt_pehe, uplift_metrics_by_arm
 from uplift.models.catalog import LEARNERS, make_learner
 from uplift.models.effects import Effects
@@ -217,16 +223,42 @@ def sample(n: int, rows: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, size=min(rows, n), replace=False))
 
 
+@dataclass(frozen=True, eq=False)
+class OrderTask:
+    """A training log and fresh test orders of the order world, with the test orders' truth."""
+
+    train: ExperimentLog
+    test: ExperimentLog
+    true: pd.DataFrame
+    value: np.ndarray
+    oracle: float
+
+    @classmethod
+    def of(cls, train: SimulatedWorld, fresh: SimulatedWorld) -> OrderTask:
+        test = ExperimentLog.from_frame(fresh.log)
+        value = test.frame["order_value"].to_numpy(float)
+        return cls(
+            train=ExperimentLog.from_frame(train.log),
+            test=test,
+            true=true_uplift(fresh.truth).set_axis(test.frame.index),
+            value=value,
+            oracle=float(oracle_policy(fresh.truth, value)["net_value"].sum()),
+        )
+
+    @property
+    def X_test(self) -> pd.DataFrame:
+        return self.test.frame[list(model_inputs(self.test))]
+
+
 def part_order(args: argparse.Namespace) -> None:
     started = time.time()
-    train = ExperimentLog.from_frame(simulate(args.orders, seed=1, world=args.world).log)
-    world = simulate(args.test_orders, seed=2, world=args.world)
-    test = ExperimentLog.from_frame(world.log)
-    true = true_uplift(world.truth).set_axis(test.frame.index)
-    value = test.frame["order_value"].to_numpy(float)
-    oracle = oracle_policy(world.truth, value)["net_value"].sum()
+    task = OrderTask.of(
+        simulate(args.orders, seed=1, world=args.world),
+        simulate(args.test_orders, seed=2, world=args.world),
+    )
+    train, test, true, value, oracle = task.train, task.test, task.true, task.value, task.oracle
     data = training(train, "retained")
-    X_test = test.frame[list(model_inputs(test))]
+    X_test = task.X_test
 
     selections: list[pd.DataFrame] = []
 
@@ -281,14 +313,13 @@ def part_order(args: argparse.Namespace) -> None:
 
 def grid_cell(world: str, orders: int, seed: int, test_orders: int) -> list[dict[str, Any]]:
     """Every learner's share of the oracle's net value in one cell of the grid (one seed)."""
-    train = ExperimentLog.from_frame(simulate(orders, seed=100 + seed, world=world).log)
-    fresh = simulate(test_orders, seed=200 + seed, world=world, start_week="2026-W44")
-    test = ExperimentLog.from_frame(fresh.log)
-    true = true_uplift(fresh.truth).set_axis(test.frame.index)
-    value = test.frame["order_value"].to_numpy(float)
-    oracle = oracle_policy(fresh.truth, value)["net_value"].sum()
+    task = OrderTask.of(
+        simulate(orders, seed=100 + seed, world=world),
+        simulate(test_orders, seed=200 + seed, world=world, start_week="2026-W44"),
+    )
+    train, true, value, oracle = task.train, task.true, task.value, task.oracle
     data = training(train, "retained")
-    X_test = test.frame[list(model_inputs(test))]
+    X_test = task.X_test
 
     def share(uplift: pd.DataFrame) -> float:
         return 100 * policy_net_value(uplift, value, true)[0] / oracle
