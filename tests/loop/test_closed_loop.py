@@ -15,15 +15,10 @@ import pytest
 from uplift.data.log import ExperimentLog
 from uplift.data.outcomes import simulate_outcomes
 from uplift.data.simulate import ARM_COSTS, CONTROL, pending_orders, simulate
+from uplift.loop.decisions import loop_table, week_seed
 from uplift.loop.store import Store
 from uplift.loop.truth import score_week
-from uplift.loop.weekly import (
-    DEFAULT_LEARNER,
-    WeeklyConfig,
-    WeeklyJob,
-    loop_table,
-    week_seed,
-)
+from uplift.loop.weekly import DEFAULT_LEARNER, WeeklyConfig, WeeklyJob
 from uplift.models.oracle import true_effects
 from uplift.policy.ranking import rank_orders
 

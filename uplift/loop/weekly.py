@@ -19,7 +19,6 @@ a week run again replaces its own records instead of adding new ones.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -34,10 +33,18 @@ from uplift.data.normalize import check_week
 from uplift.exceptions import ConfigError, SchemaError, StoreError
 from uplift.experiment.assignment import hash_unit
 from uplift.experiment.holdout import DECISION_COLUMNS, PolicyReadout, read_out_policy
-from uplift.experiment.metrics import Z95, uplift_metrics_by_arm
+from uplift.experiment.metrics import uplift_metrics_by_arm
 from uplift.experiment.offpolicy import PolicyComparison
 from uplift.experiment.readout import Readout
 from uplift.experiment.readout import readout as read_out
+from uplift.loop.decisions import (
+    complied_orders,
+    exploration_words,
+    explore_cost,
+    explored_orders,
+    loop_table,
+    week_seed,
+)
 from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
 from uplift.loop.truth import read_truth, score_week
 from uplift.models import load_model, model_digest, read_card, save_model, train_uplift
@@ -60,7 +67,6 @@ __all__ = [
     "WeeklyJob",
     "WeeklyResult",
     "load_registered",
-    "loop_table",
     "run_weekly",
 ]
 
@@ -189,7 +195,7 @@ class WeeklyJob:
         ingested = tuple(ingest_inbox(self.store, cfg.inbox, self.say)) if cfg.inbox else ()
         week = self._week(week)
         weeks = [w for w in self.store.weeks() if w <= week][-cfg.window - 1 :]
-        frame, compliance = _complied(self.store, weeks, week)
+        frame, compliance = complied_orders(self.store, weeks, week)
         control = self.store.control()
         current = frame[frame["week"] == week].reset_index(drop=True)
         decisions = current[list(DECISION_COLUMNS)]
@@ -335,7 +341,7 @@ class WeeklyJob:
                 "se": total["protected_se"],
                 "predicted": total["predicted_protected"],
                 "holdout_cost": float((arms["held"] * arms["net_per_order"]).sum()),
-                "explore_cost": _explore_cost(log, decisions, predicted, self.config.costs),
+                "explore_cost": explore_cost(log, decisions, predicted, self.config.costs),
             }
         if self.config.truth_dir is not None:
             truth = read_truth(self.config.truth_dir, week)
@@ -394,8 +400,8 @@ class WeeklyJob:
         winner = effects["challenger" if deployed[0] is record else "champion"]
         reason = verdict.reason
         if champion is not None and decisions is not None:
-            explored = _explored(evaluation, decisions[held_out].reset_index(drop=True))
-            reason += _exploration_words(comparison, explored)
+            explored = explored_orders(evaluation, decisions[held_out].reset_index(drop=True))
+            reason += exploration_words(comparison, explored)
         change = ModelChange(
             _change_table(roles, values),
             verdict.diff,
@@ -485,107 +491,6 @@ class WeeklyJob:
         model = deployed[1]
         queue = explain_queue(assignment, orders[list(model.features)], effects, cfg.costs)
         return queue, capacity.reset_index(drop=True)
-
-
-def _explored(log: ExperimentLog, decisions: pd.DataFrame) -> np.ndarray:
-    """The orders the policy explored: decided, not held out, given another arm than intended."""
-    intended = decisions["policy_arm"].astype(object).to_numpy()
-    held = decisions["holdout"].fillna(False).to_numpy(bool)
-    return np.asarray(pd.notna(intended) & ~held & (log.frame["arm"].to_numpy() != intended))
-
-
-def _exploration_words(comparison: PolicyComparison, explored: np.ndarray) -> str:
-    """How much of the contest's interval the explored orders make, and what more would buy.
-
-    An explored order's weight is about 1 / its arm's exploration probability, so the explored
-    orders' part of the variance scales as 1 / the exploration share (twice the share: twice
-    the orders at half the weight): doubling it halves that part.
-    """
-    if not explored.any():
-        return ""
-    part = comparison.variance_share("challenger", "champion", explored)
-    narrower = 1 - math.sqrt(1 - part / 2)
-    return (
-        f" {int(explored.sum()):,} explored orders carry {part:.0%} of this interval's variance;"
-        f" twice the exploration share would narrow it by about {narrower:.0%}."
-    )
-
-
-def _explore_cost(
-    log: ExperimentLog,
-    decisions: pd.DataFrame | None,
-    predicted: Effects | None,
-    costs: Mapping[str, float],
-) -> float:
-    """Predicted net value given up by the explored orders: the intended arm's minus the
-    given arm's, summed (the model's view; nothing measures it directly)."""
-    if decisions is None or predicted is None or predicted.revenue is None:
-        return math.nan
-    arm = log.frame["arm"].astype(str).to_numpy()
-    intended = decisions["policy_arm"].astype(object).to_numpy()
-    held = decisions["holdout"].fillna(False).to_numpy(bool)
-    explored = pd.notna(intended) & ~held & (arm != intended)
-    revenue = predicted.uplift("revenue")
-    net = pd.DataFrame(
-        {a: revenue[a].to_numpy(np.float64) - costs.get(a, 0.0) for a in revenue.columns}
-    )
-    net[log.control] = 0.0
-    rows = np.flatnonzero(explored)
-    columns = pd.Index(net.columns)
-    values = net.to_numpy()
-    given = values[rows, columns.get_indexer(pd.Index(arm[rows]))]
-    wanted = values[rows, columns.get_indexer(pd.Index(intended[rows].astype(str)))]
-    return float((wanted - given).sum())
-
-
-def week_seed(seed: int, week: str) -> int:
-    """The seed of a week's random holdout and exploration: fresh draws every week, so that
-    the same positions of the pending file are not held out week after week."""
-    return int(hashlib.sha256(f"{seed}:{week}".encode()).hexdigest()[:12], 16)
-
-
-def loop_table(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
-    """Weekly points of the loop with intervals, and their running totals."""
-    table = pd.DataFrame(rows)
-    for column in ("protected", "se", "predicted", "holdout_cost", "explore_cost"):
-        if column not in table:
-            table[column] = np.nan
-    table = table.astype({c: float for c in table.columns if c != "week"})
-    table["ci_lower"] = table["protected"] - Z95 * table["se"]
-    table["ci_upper"] = table["protected"] + Z95 * table["se"]
-    # Weeks are disjoint orders: their estimates are independent, so variances add.
-    table["cumulative"] = table["protected"].fillna(0.0).cumsum()
-    cumulative_se = np.sqrt((table["se"].fillna(0.0) ** 2).cumsum())
-    table["cumulative_ci_lower"] = table["cumulative"] - Z95 * cumulative_se
-    table["cumulative_ci_upper"] = table["cumulative"] + Z95 * cumulative_se
-    first = ["week", "protected", "ci_lower", "ci_upper", "predicted", "cumulative"]
-    rest = [c for c in table.columns if c not in first and c != "se"]
-    return table[first + rest]
-
-
-def _complied(store: Store, weeks: Sequence[str], week: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The stored orders of ``weeks`` with the policy's decisions, and the week's compliance.
-
-    Orders whose logged arm is not the arm the queue decided are non-compliance: they are
-    counted per decided arm for ``week`` and left out (their arm was not chosen by the policy
-    with a known probability, so they belong to neither the policy nor its holdout).
-    """
-    frame = store.log_frame(weeks)
-    decided = store.decisions(weeks).set_index("order_id")
-    ids = frame["order_id"].astype(str)
-    decided_arm = ids.map(decided["decided_arm"])
-    frame["policy_arm"] = ids.map(decided["policy_arm"])
-    frame["holdout"] = ids.map(decided["holdout"])
-    other = decided_arm.notna() & (decided_arm != frame["arm"])
-    in_week = (frame["week"] == week) & decided_arm.notna()
-    compliance = (
-        pd.DataFrame({"decided_arm": decided_arm[in_week], "other": other[in_week]})
-        .groupby("decided_arm")
-        .agg(decided=("other", "size"), logged_other_arm=("other", "sum"))
-        .reset_index()
-        .rename(columns={"decided_arm": "arm"})
-    )
-    return frame[~other].reset_index(drop=True), compliance
 
 
 def _as_log(frame: pd.DataFrame, control: str, source: str) -> ExperimentLog:
