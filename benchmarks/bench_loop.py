@@ -36,6 +36,8 @@ from bench_models import machine, markdown
 from uplift import read_report, run_demo
 from uplift.data.simulate import ARMS, TREATMENT_ARMS
 from uplift.loop.demo import CAPACITY, COSTS, START_WEEK, week_labels
+from uplift.models.oracle import true_effects
+from uplift.policy.ranking import rank_orders
 
 REVERSED_ARM = "payment_rescue"
 
@@ -61,8 +63,18 @@ def baselines(truth: pd.DataFrame, order_value: np.ndarray, seed: int) -> dict[s
     }
 
 
-def run_seed(seed: int, args: argparse.Namespace, folder: Path) -> tuple[pd.DataFrame, bool]:
-    """The steady loop's weeks (one row each) and whether the reversal was flagged."""
+def oracle_orders(truth: pd.DataFrame, order_value: np.ndarray, arm: str) -> int:
+    """How many orders the oracle (true effects, the demo's capacities) gives ``arm``."""
+    queue = rank_orders(true_effects(truth, order_value), costs=COSTS, capacity=CAPACITY).queue
+    return int((queue["arm"].astype(str) == arm).sum())
+
+
+def run_seed(
+    seed: int, args: argparse.Namespace, folder: Path
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The steady loop's weeks (one row each), and the reversal: whether it was flagged, and
+    how many orders the policy gave the reversed arm and held out for it that week, beside the
+    oracle's count for the same week unreversed."""
     quiet = lambda _: None  # noqa: E731 - progress is not wanted here
     steady = folder / f"steady-{seed}"
     options = {"cold_start": args.cold_start, "window": args.window, "explore": args.explore}
@@ -103,11 +115,23 @@ def run_seed(seed: int, args: argparse.Namespace, folder: Path) -> tuple[pd.Data
         say=quiet,
         **options,
     )
-    learn = read_report(reversed_run / "reports" / week_labels(START_WEEK, k + 1)[-1]).learn
+    report = read_report(reversed_run / "reports" / week_labels(START_WEEK, k + 1)[-1])
+    learn = report.learn
     caught = learn is not None and REVERSED_ARM in set(
         learn.by_arm.loc[learn.by_arm["flagged"], "arm"]
     )
-    return pd.DataFrame(rows), caught
+    policy = report.policy.set_index("arm")
+    label = week_labels(START_WEEK, k + 1)[-1]
+    unreversed = pd.read_parquet(steady / "weeks" / f"{label}.truth.parquet")
+    value = pd.read_parquet(steady / "weeks" / f"{label}.parquet")["order_value"].to_numpy()
+    reversal = {
+        "seed": seed,
+        "flagged": caught,
+        "acted": int(policy.at[REVERSED_ARM, "acted"]) if REVERSED_ARM in policy.index else 0,
+        "held": int(policy.at[REVERSED_ARM, "held"]) if REVERSED_ARM in policy.index else 0,
+        "oracle's orders": oracle_orders(unreversed, value, REVERSED_ARM),
+    }
+    return pd.DataFrame(rows), reversal
 
 
 def main() -> None:
@@ -122,17 +146,19 @@ def main() -> None:
     args = parser.parse_args()
     header = machine()
     started = time.monotonic()
-    frames, caught = [], []
+    frames, reversals = [], []
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         for seed in range(args.seeds):
-            frame, flagged = run_seed(seed, args, Path(tmp))
+            frame, reversal = run_seed(seed, args, Path(tmp))
             frames.append(frame)
-            caught.append(flagged)
+            reversals.append(reversal)
+            flagged = reversal["flagged"]
             print(
                 f"seed {seed}: reversal flagged {flagged} [{time.monotonic() - started:.0f} s]",
                 file=sys.stderr,
             )
     weeks = pd.concat(frames, ignore_index=True)
+    caught = [r["flagged"] for r in reversals]
     closed = weeks[weeks["closed"]]
     covered = (closed["ci_lower"] <= closed["true_protected"]) & (
         closed["true_protected"] <= closed["ci_upper"]
@@ -204,6 +230,12 @@ def main() -> None:
         f"{args.cold_start} weeks are the randomised cold start):\n"
     )
     print(markdown(curve), "\n")
+    print(
+        f"The reversal of {REVERSED_ARM} in week {args.reverse_week}: orders the policy gave it "
+        "and held out for it that week (its learn check needs both), and the oracle's count "
+        "for the same week unreversed:\n"
+    )
+    print(markdown(pd.DataFrame(reversals)), "\n")
 
 
 if __name__ == "__main__":
