@@ -345,24 +345,26 @@ def grid_cell(world: str, orders: int, seed: int, test_orders: int) -> list[dict
 def part_grid(args: argparse.Namespace) -> None:
     started = time.time()
     cells = []
+    sizes = [int(size) for size in args.grid_sizes.split(",")]
     for world in ("realistic", "hard"):
-        for orders in (20_000, 200_000):
+        for orders in sizes:
             for seed in range(args.grid_seeds):
                 print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
                 cells += grid_cell(world, orders, seed, args.test_orders)
+                # Every cell is kept as it comes, so a long run is never lost to the summary.
+                pd.DataFrame(cells).to_csv(Path(args.results) / "grid-cells.csv", index=False)
     frame = pd.DataFrame(cells)
     stats = frame.groupby(["learner", "world", "orders"], sort=False)["share"].agg(
         ["mean", "min", "max"]
     )
-    table = (
-        stats.apply(lambda r: f"{r['mean']:.1f} ({r['min']:.1f} to {r['max']:.1f})", axis=1)
-        .unstack(["world", "orders"])
-        .reset_index()
-    )
-    table.columns = [
-        c if isinstance(c, str) else f"{c[0]}, {c[1]:,}" for c in table.columns.to_flat_index()
-    ]
-    table.columns = ["learner", *table.columns[1:]]
+    cell_text = stats.apply(
+        lambda r: f"{r['mean']:.1f} ({r['min']:.1f} to {r['max']:.1f})", axis=1
+    ).rename("share")
+    long = cell_text.reset_index()
+    long["cell"] = long["world"] + ", " + long["orders"].map("{:,}".format)
+    table = long.pivot(index="learner", columns="cell", values="share")
+    table = table.reindex(index=long["learner"].unique(), columns=long["cell"].unique())
+    table = table.rename_axis(columns=None).reset_index()
     picks = frame[frame["learner"] == f"ours ({DEFAULT})"].groupby(["world", "orders"])["note"]
     pick_lines = [
         f"- {world}, {orders:,} orders: {', '.join(sorted(map(str, notes)))}"
@@ -698,6 +700,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=200_000, help="order-world training orders")
     parser.add_argument("--test-orders", type=int, default=100_000)
     parser.add_argument("--grid-seeds", type=int, default=5, help="seeds per cell of --part grid")
+    parser.add_argument(
+        "--grid-sizes",
+        default="20000,200000",
+        help="training sizes of --part grid, comma-separated",
+    )
     parser.add_argument(
         "--world", choices=("easy", "realistic", "hard"), default="realistic", help="order world"
     )
