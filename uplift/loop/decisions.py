@@ -67,14 +67,12 @@ def explore_cost(
         return math.nan
     arm = log.frame["arm"].astype(str).to_numpy()
     intended = decisions["policy_arm"].astype(object).to_numpy()
-    held = decisions["holdout"].fillna(False).to_numpy(bool)
-    explored = pd.notna(intended) & ~held & (arm != intended)
+    rows = np.flatnonzero(explored_orders(log, decisions))
     revenue = predicted.uplift("revenue")
     net = pd.DataFrame(
         {a: revenue[a].to_numpy(np.float64) - costs.get(a, 0.0) for a in revenue.columns}
     )
     net[log.control] = 0.0
-    rows = np.flatnonzero(explored)
     columns = pd.Index(net.columns)
     values = net.to_numpy()
     given = values[rows, columns.get_indexer(pd.Index(arm[rows]))]

@@ -32,7 +32,12 @@ from uplift.data.log import ExperimentLog, read_frame, read_log
 from uplift.data.normalize import check_week
 from uplift.exceptions import ConfigError, SchemaError, StoreError
 from uplift.experiment.assignment import hash_unit
-from uplift.experiment.holdout import DECISION_COLUMNS, PolicyReadout, read_out_policy
+from uplift.experiment.holdout import (
+    DECISION_COLUMNS,
+    PolicyReadout,
+    has_decisions,
+    read_out_policy,
+)
 from uplift.experiment.metrics import uplift_metrics_by_arm
 from uplift.experiment.offpolicy import PolicyComparison
 from uplift.experiment.readout import Readout
@@ -214,7 +219,7 @@ class WeeklyJob:
         before = self.store.champion(before=week)
         champion = (before, load_registered(before)) if before else None
         predicted = champion[1].predict_effects(log.frame) if champion else None
-        decided = decisions if decisions["policy_arm"].notna().any() else None
+        decided = decisions if has_decisions(decisions) else None
         learn = self._learn(log, champion, predicted, decided)
         policy = self._policy_readout(log, decided, predicted)
         contest = self._compete(frame, week, log, champion, predicted, decided)
