@@ -24,6 +24,7 @@ from uplift.models.learners import (
     inverse_propensity_weights,
 )
 from uplift.models.propensity import arm_probabilities, pairwise
+from uplift.models.select import score_candidates
 
 OURS = ("t_lgbm", "s_lgbm", "dr_lgbm")
 THIRD_PARTY = tuple(name for name in LEARNERS if name not in OURS)
@@ -268,15 +269,47 @@ def test_auto_scores_every_candidate_on_held_out_orders(log: ExperimentLog) -> N
     assert list(scores["learner"]) == ["t_lgbm", "s_lgbm"]
     assert scores["chosen"].sum() == 1
     assert model.learner == scores.loc[scores["chosen"], "learner"].item()
-    assert model.selection.method == "time_split"
-    # The latest quarter of the orders by decision time is held out.
-    assert model.selection.n_orders == pytest.approx(len(log) / 4, rel=0.05)
-    # The best doubly robust value ties with candidates within one standard error of it;
-    # among the tied the highest Qini wins.
-    assert scores.loc[scores["policy_value"].idxmax(), "tied"]
-    tied = scores["diff_to_best"] >= -scores["diff_se"]
-    assert scores["tied"].equals(tied)
-    assert model.learner == scores[tied].sort_values("qini")["learner"].iloc[-1]
+    assert model.selection.method == "time_folds"
+    # Every order is scored once, by models fitted on the other blocks of decision time.
+    assert model.selection.n_orders == len(log)
+    # Paired against the first candidate (the default), which is its own zero.
+    default = scores.iloc[0]
+    assert default["diff_to_default"] == 0.0
+    assert not default["clearly_better"]
+    np.testing.assert_allclose(
+        scores["diff_to_default"], scores["policy_value"] - default["policy_value"], atol=1e-12
+    )
+    # The default stays unless another candidate's paired interval lies above zero.
+    clearly = scores["diff_ci_lower"] > 0
+    assert scores["clearly_better"].equals(clearly)
+    expected = scores[clearly]["policy_value"].idxmax() if clearly.any() else 0
+    assert scores.loc[expected, "chosen"]
+
+
+def test_auto_keeps_the_default_unless_another_is_clearly_better() -> None:
+    # A randomised log where arm "a" truly adds 0.3 to retention on every order.
+    rng = np.random.default_rng(0)
+    n = 4_000
+    arm = rng.choice(["control", "a"], size=n)
+    retained = (rng.random(n) < np.where(arm == "a", 0.8, 0.5)).astype(float)
+    frame = pd.DataFrame({"arm": arm, "retained": retained, "propensity": 0.5})
+    mu = pd.DataFrame({"control": np.full(n, 0.5), "a": np.full(n, 0.8)})
+
+    def treating(share: float) -> Effects:
+        uplift = np.where(np.arange(n) < share * n, 0.1, -0.1)
+        return Effects("control", ("a",), pd.DataFrame({"a": uplift}), None, None)
+
+    def chosen(**shares: float) -> str:
+        effects = {name: treating(share) for name, share in shares.items()}
+        scores = score_candidates(frame, effects, mu, {}, "retained")
+        return str(scores.loc[scores["chosen"], "learner"].item())
+
+    # Treating 1% more orders is worth 0.003 per order: within noise, the default stays.
+    assert chosen(default=0.0, slightly=0.01) == "default"
+    # Treating every order is worth 0.3 per order: clearly better, so it is chosen ...
+    assert chosen(default=0.0, slightly=0.01, everyone=1.0) == "everyone"
+    # ... and of two clearly better candidates the one of higher value wins.
+    assert chosen(default=0.0, half=0.5, everyone=1.0) == "everyone"
 
 
 def test_auto_cross_fits_without_decision_times(log: ExperimentLog) -> None:

@@ -88,11 +88,12 @@ class ControlOutcomeModel:
 class Selection:
     """How ``auto`` chose its learner.
 
-    ``scores`` has one row per candidate: ``learner``, ``policy_value`` (doubly robust mean
-    net value per held-out order), ``se``, ``ci_lower``, ``ci_upper``, ``diff_to_best``,
-    ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (paired, against the candidate of highest
-    value), ``qini`` (mean Qini coefficient over arms), ``treated_share``, ``fit_seconds``,
-    ``tied`` (within one standard error of the best) and ``chosen``.
+    ``scores`` has one row per candidate, the default first: ``learner``, ``policy_value``
+    (doubly robust mean net value per held-out order), ``se``, ``ci_lower``, ``ci_upper``,
+    ``diff_to_default``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (paired, against the
+    default candidate), ``qini`` (mean Qini coefficient over arms), ``treated_share``,
+    ``fit_seconds``, ``clearly_better`` (the paired difference's 95% interval is above zero) and
+    ``chosen``. ``method`` is ``time_folds`` or ``cross_fit``.
     """
 
     chosen: str
