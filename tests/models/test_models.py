@@ -360,3 +360,14 @@ print(matplotlib.rcParams["axes.facecolor"])
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "#123456"
+
+
+def test_costs_without_an_order_value_are_noted_not_dropped_silently() -> None:
+    frame = simulate(3_000, weeks=2, seed=4).log.drop(columns=["order_value", "revenue"])
+    log = ExperimentLog.from_frame(frame)
+    model = train_uplift(log, learner="t_lgbm", costs={"expedite": 2.0})
+    assert any("costs in currency cannot" in note for note in model.training["notes"])
+    assert model.training["costs"] == {"expedite": 2.0}  # the card keeps them for rank
+    priced_log = ExperimentLog.from_frame(simulate(3_000, weeks=2, seed=4).log)
+    priced = train_uplift(priced_log, learner="t_lgbm", costs={"expedite": 2.0})
+    assert not any("costs" in note for note in priced.training["notes"])

@@ -483,3 +483,24 @@ def test_cli_rank_predicts_with_a_saved_model(uplift_cli, tmp_path):
         rows = queue[(queue["arm"] == arm) & ~queue["holdout"]]
         label = arm.replace("_", " ") if arm != "control" else "no action"
         assert rows["reason"].str.contains(label).all(), arm
+
+
+@pytest.mark.slow
+def test_cli_rank_uses_the_costs_the_model_was_trained_with(uplift_cli, tmp_path):
+    log = simulate(3_000, weeks=1, seed=5).log
+    # An agent call that costs more than any order is worth is never worth making.
+    costs = {"agent_call": 10_000.0}
+    model = train_uplift(ExperimentLog.from_frame(log), learner="t_lgbm", costs=costs)
+    save_model(model, tmp_path / "model")
+    orders_path, out = tmp_path / "orders.csv", tmp_path / "queue.csv"
+    pending_orders(simulate(500, weeks=1, seed=6).log).to_csv(orders_path, index=False)
+    args = ["rank", str(orders_path), "--model-dir", str(tmp_path / "model"), "--out", str(out)]
+    result = uplift_cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "costs per use of an arm: agent_call=10000" in result.output
+    assert "agent_call" not in set(pd.read_csv(out)["arm"])
+    # --cost overrides the card's cost of that arm.
+    result = uplift_cli(*args, "--cost", "agent_call=0")
+    assert result.exit_code == 0, result.output
+    assert "costs per use of an arm: agent_call=0" in result.output
+    assert "agent_call" in set(pd.read_csv(out)["arm"])

@@ -54,6 +54,8 @@ def train(
         say("saving the model")
         save_model(model, model_dir)
     card = read_card(model_dir)
+    for note in model.training["notes"][len(log.notes) :]:
+        screen.print(f"note: {note}")
     screen.print(
         f"trained {model.learner} on {len(log):,} orders, {len(model.treatment_arms)} treatment "
         f"arms, {len(model.features)} features; saved to {model_dir}"

@@ -93,7 +93,11 @@ def rank(
         check_unique_ids(orders["order_id"], str(orders_path))
     effects = _effects(orders, orders_path, model_dir, effects_path, trust_model, control)
     check_order_arms(orders, effects.treatment_arms, effects.control, source=str(orders_path))
-    costs = {**_design_costs(design), **parse_numbers(cost, "--cost")}
+    costs = {
+        **_card_costs(model_dir),
+        **_design_costs(design),
+        **parse_numbers(cost, "--cost"),
+    }
     vouchers = parse_numbers(voucher, "--voucher")
     assignment = rank_orders(
         effects,
@@ -113,7 +117,7 @@ def rank(
         table_output(queue, out),
         json_output(_payload(assignment, out), json_path) if json_path is not None else None,
     )
-    _print(assignment, out)
+    _print(assignment, out, costs)
 
 
 def _effects(
@@ -157,6 +161,16 @@ def _read_effects(orders: pd.DataFrame, source: Path, path: Path, control: str |
     return read_effects(path, rows, control=control)
 
 
+def _card_costs(model_dir: Path | None) -> dict[str, float]:
+    """The costs the model was trained with (its card keeps them); --design and --cost win."""
+    if model_dir is None:
+        return {}
+    from uplift.models import read_card
+
+    training = read_card(model_dir).get("training") or {}
+    return {str(arm): float(c) for arm, c in (training.get("costs") or {}).items()}
+
+
 def _design_costs(design: Path | None) -> dict[str, float]:
     if design is None:
         return {}
@@ -165,9 +179,11 @@ def _design_costs(design: Path | None) -> dict[str, float]:
     return dict(Design.read(design).costs)
 
 
-def _print(assignment: Assignment, out: Path) -> None:
+def _print(assignment: Assignment, out: Path, costs: dict[str, float]) -> None:
     console = make_console()
     print_frame(console, f"queue written to {out}", assignment.summary, digits=6)
+    used = ", ".join(f"{arm}={c:g}" for arm, c in sorted(costs.items())) or "none"
+    console.print(f"costs per use of an arm: {used}")
     console.print(
         f"expected net value {assignment.objective:,.2f}"
         f" (bound {assignment.upper_bound:,.2f}); cost spent {assignment.budget_used:,.2f}"

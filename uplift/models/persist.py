@@ -88,7 +88,9 @@ def model_card(model: UpliftModel, *, form: str, files: dict[str, str]) -> dict[
             "method": selection.method,
             "outcome": selection.outcome,
             "orders_scored": selection.n_orders,
-            "criterion": "doubly robust policy value net of costs; Qini breaks ties",
+            "criterion": "doubly robust policy value net of costs on cross-fitted folds; the "
+            "first candidate stays unless another is clearly better (paired 95% interval "
+            "above zero)",
             "candidates": selection.scores,
         },
         "package_version": __version__,

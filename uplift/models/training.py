@@ -62,11 +62,22 @@ def train_uplift(
             "orders": len(log),
             "data_hash": data_hash(log),
             "propensity_given": log.propensity_given,
-            "notes": list(log.notes),
+            "notes": [*log.notes, *cost_notes(costs, log)],
             "costs": costs,
             "seed": seed,
         },
     )
+
+
+def cost_notes(costs: Mapping[str, float], log: ExperimentLog) -> list[str]:
+    """Why the costs cannot enter the choice of learner, if they cannot."""
+    if not any(costs.values()) or log.has_revenue:
+        return []
+    return [
+        f"{log.source} has neither revenue nor order_value, so costs in currency cannot be set "
+        "against retention: the learner was chosen without them (map an order value column "
+        "with --map order_value=COLUMN)"
+    ]
 
 
 def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[str, float]:
