@@ -345,15 +345,19 @@ def grid_cell(world: str, orders: int, seed: int, test_orders: int) -> list[dict
         effects = model.predict_effects(X_test).uplift("retained")
         return {"share": share(effects), "note": model.learner}
 
-    def contract(name: str, rows: int | None = None) -> Callable[[], dict[str, Any]]:
+    def contract(
+        name: str, rows: int | None = None, params: dict[str, Any] | None = None
+    ) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             subset = data if rows is None else data.take(sample(len(data.X), rows))
-            return {"share": share(fit_predict(name, subset, X_test, seed=seed)[0])}
+            return {"share": share(fit_predict(name, subset, X_test, params, seed=seed)[0])}
 
         return run
 
     rows = [attempt(f"ours ({DEFAULT})", ours)]
     rows += [attempt(name, contract(name)) for name in CONTRACT_LEARNERS]
+    # The S-learner unbagged: what the bootstrap models add, on the same orders and seed.
+    rows.append(attempt("s_lgbm, one model", contract("s_lgbm", params={"n_bags": 1})))
     rows.append(attempt("econml_forest", contract("econml_forest", FOREST_ORDERS)))
     return [{**row, "world": world, "orders": orders, "seed": seed} for row in rows]
 

@@ -7,7 +7,7 @@ then hold the same store (timestamps aside), the same model files and the same q
 killed folder no temporary file.
 
 ``UPLIFT_KILL_ORDERS`` sets the size (default 1,000,000 orders, the size the promise is made
-for; the whole test takes about four minutes on two cores).
+for; the whole test takes four to six minutes on two cores).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def test_killed_commands_rerun_to_the_same_state(tmp_path: Path) -> None:
     assert len(got["experiment_log"]) == ORDERS
     trees = boosters(killed)
     assert trees == boosters(reference)
-    # The trained T-learner: one booster per arm; the weekly job's S-learner: one for all arms.
+    # The trained T-learner: one booster per arm; the weekly job's S-learner: one per bag.
     assert sum(name.startswith("model/") for name in trees) == 6
     assert sum(name.startswith("models/") for name in trees) >= 1
     orders = pending.head(10_000)

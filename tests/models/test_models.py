@@ -26,7 +26,7 @@ from uplift.models.learners import (
 from uplift.models.propensity import arm_probabilities, pairwise
 from uplift.models.select import score_candidates
 
-OURS = ("t_lgbm", "s_lgbm", "dr_lgbm")
+OURS = ("t_lgbm", "s_lgbm", "dr_lgbm", "s_linear")
 THIRD_PARTY = tuple(name for name in LEARNERS if name not in OURS)
 EVERY_LEARNER = [
     *OURS,
@@ -103,9 +103,10 @@ def test_learner_not_fitted_and_clone(name: str, small: dict) -> None:
         model.predict(small["X"])
     copy = clone(model)
     assert copy.get_params() == model.get_params()
-    copy.set_params(n_estimators=7)
-    assert copy.get_params()["n_estimators"] == 7
-    assert model.get_params()["n_estimators"] != 7
+    param = "C" if name == "s_linear" else "n_estimators"  # the linear learner has no trees
+    copy.set_params(**{param: 7})
+    assert copy.get_params()[param] == 7
+    assert model.get_params()[param] != 7
 
 
 def test_invalid_params_raise_at_fit_not_init(small: dict) -> None:

@@ -33,6 +33,7 @@ from uplift.models import (
     signing,
     train_uplift,
 )
+from uplift.models.learners import N_BAGS
 from uplift.models.persist import PICKLE_FORMAT, model_card
 
 
@@ -176,6 +177,24 @@ def test_our_learners_round_trip_exactly(
             assert after.get_params() == before.get_params()
             assert sorted(vars(after)) == sorted(vars(before))
     _assert_same_predictions(original, loaded, frame)
+
+
+def test_an_s_learner_saved_before_bagging_loads_as_one_bag(
+    log: ExperimentLog, tmp_path: Path
+) -> None:
+    original = train_uplift(log, learner="s_lgbm", seed=3)
+    single = original.retained_model
+    single.set_params(n_bags=1)
+    single.models_ = single.models_[:1]
+    save_model(original, tmp_path / "m")
+
+    def unbagged(payload: dict[str, Any]) -> None:  # the form written before n_bags existed
+        del payload["retained_model"]["params"]["n_bags"]
+
+    _edit_json(tmp_path / "m", unbagged)
+    loaded = load_model(tmp_path / "m")
+    assert loaded.retained_model.n_bags == 1
+    _assert_same_predictions(original, loaded, log.frame)
 
 
 def test_model_card_describes_the_model(log: ExperimentLog, saved: Path) -> None:
@@ -435,12 +454,10 @@ def test_saving_replaces_only_the_model_files(
     s_model = train_uplift(log, learner="s_lgbm")
     save_model(s_model, folder)
     assert (folder / "notes.txt").read_text() == "keep me"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "model.json",
-        "model_card.json",
-        "notes.txt",
-        "retained_model-0.lgbm.txt",
-    ]
+    bags = [f"retained_model-{i}.lgbm.txt" for i in range(N_BAGS)]  # one booster per bag
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["model.json", "model_card.json", "notes.txt", *bags]
+    )
     assert load_model(folder).learner == "s_lgbm"
     _pickled(model, tmp_path / "p", described=model)
     save_model(load_model(tmp_path / "p", trust=True), folder)
@@ -611,6 +628,14 @@ def test_cli_train_evaluate_predict(uplift_cli: Callable[..., Any], files: Path)
     ]
     assert len(effects) == 3_000
     assert np.isfinite(effects.to_numpy()).all()
+
+    # --no-validate only fits the named learner: the card has no held-out scores.
+    plain = uplift_cli(
+        "train", files / "log.csv", "--model-dir", files / "plain", "--learner", "t_lgbm",
+        "--no-validate", "--json", files / "plain.json",
+    )  # fmt: skip
+    assert plain.exit_code == 0, plain.stderr
+    assert json.loads((files / "plain.json").read_text())["selection"] is None
 
 
 def test_cli_trust_model(

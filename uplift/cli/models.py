@@ -33,6 +33,14 @@ def train(
     control: Annotated[str, typer.Option(help="Label of the control arm.")] = "control",
     cost: CostOption = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same model.")] = 0,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate/--no-validate",
+            help="Score a named --learner on cross-fitted folds for its card (auto always "
+            "does); --no-validate only fits it.",
+        ),
+    ] = True,
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
@@ -49,7 +57,7 @@ def train(
         screen.print(f"note: {note}")
     with progress() as say:
         model = train_uplift(
-            log, learner=learner, costs=costs, seed=seed, validate=True, progress=say
+            log, learner=learner, costs=costs, seed=seed, validate=validate, progress=say
         )
         say("saving the model")
         save_model(model, model_dir)

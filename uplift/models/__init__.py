@@ -13,6 +13,7 @@ from uplift.models.diagnose import ArmReasons, explain_arms, segment_table
 from uplift.models.effects import Effects, NetValue, read_effects
 from uplift.models.evaluate import Evaluation, evaluate_model
 from uplift.models.learners import DRLearner, SLearner, TLearner
+from uplift.models.linear import LinearLearner
 from uplift.models.oracle import oracle_policy, true_effects
 from uplift.models.persist import (
     ModelVersionWarning,
@@ -33,6 +34,7 @@ __all__ = [
     "DRLearner",
     "Effects",
     "Evaluation",
+    "LinearLearner",
     "ModelVersionWarning",
     "NetValue",
     "SLearner",

@@ -27,6 +27,7 @@ from uplift.models.base import (
     check_positive_float,
     check_positive_int,
 )
+from uplift.models.trees import predict_arms, predict_boosters
 
 __all__ = [
     "ARM_FEATURE",
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_WEIGHT",
     "MIN_CHILD_SAMPLES",
     "NUM_LEAVES",
+    "N_BAGS",
     "N_ESTIMATORS",
     "N_JOBS",
     "DRLearner",
@@ -60,16 +62,24 @@ N_ESTIMATORS = 75
 LEARNING_RATE = 0.1
 NUM_LEAVES = 7
 MIN_CHILD_SAMPLES = 200
-# One thread: on a shared 2-core machine LightGBM's second thread mostly waits for a core
-# (measured: a T-learner fit took 0.7-1.2 s with one thread and 1.3-2.5 s with two).
+#: Bootstrap models the S-learner averages (see SLearner).
+N_BAGS = 5
+# One thread (the trees are the same with two: deterministic=True). Re-measured on this
+# shared 2-core machine, a T-learner on 1,000,000 orders: 7.4-8.3 s with one thread against
+# 4.8-5.7 s with two while other work held about one core (12 alternating fits each), but one
+# fit with two threads took 37.6 s, and with both cores busy two took 20 s against 15 s. On
+# 2,500 and 50,000 orders under load two threads took 2x and 10x as long: LightGBM's threads
+# wait for each other at every step, so one descheduled thread stalls the fit.
 N_JOBS = 1
 
 #: Name of the arm column the S-learner adds to the features (cannot clash: it is no feature).
 ARM_FEATURE = "__arm__"
 
 # Prediction runs every order through every arm's trees, so it bounds a million-order scoring
-# run: a second thread takes it from 14 s to 8 s on an idle 2-core machine (1M orders). On a
-# machine busy with other work the second thread only waits for a core.
+# run. Our tree evaluator's threads take chunks of rows as they free up, so a busy core holds
+# back only its own chunk: scoring a T-learner's 6 boosters on 1,000,000 orders took 0.9-1.0 s
+# with two threads and 1.6-1.7 s with one (other work holding about one core), and 1.7-2.1 s
+# against 2.4-2.8 s with both cores busy.
 MAX_PREDICT_THREADS = 2
 # The smallest leaf any booster may grow (see LightGBMLearner._params).
 MIN_LEAF = 5
@@ -134,8 +144,8 @@ def predict_threads() -> int:
 
 
 def predict_booster(booster: lgb.Booster, X: pd.DataFrame) -> FloatArray:
-    """A booster's predictions, on :func:`predict_threads` threads."""
-    return np.asarray(booster.predict(X, num_threads=predict_threads()), dtype=np.float64)
+    """A booster's predictions (equal to ``booster.predict(X)``), on :func:`predict_threads`."""
+    return predict_boosters([booster], X, predict_threads())[:, 0]
 
 
 def inverse_propensity_weights(arm_code: NDArray[np.int64], propensity: FloatArray) -> FloatArray:
@@ -232,8 +242,8 @@ class LightGBMLearner(BaseUpliftModel):
 
 
 def predict_outcome_matrix(models: list[lgb.Booster], X: pd.DataFrame) -> FloatArray:
-    """E[y | arm, x] for every arm (columns in model order)."""
-    return np.column_stack([predict_booster(m, X) for m in models])
+    """E[y | arm, x] for every arm (columns in model order), in one pass over the rows."""
+    return predict_boosters(models, X, predict_threads())
 
 
 class VariantLearner(LightGBMLearner):
@@ -308,24 +318,64 @@ class TLearner(OutcomeLearner):
 
 
 class SLearner(OutcomeLearner):
-    """One LightGBM outcome model on the features and the arm (a categorical feature).
+    """LightGBM outcome models on the features and the arm (a categorical feature), bagged.
 
     All arms share one model of the baseline, so each arm's effect is learned from the
     differences the arm feature makes. Rows are weighted by 1 / logged propensity (normalised
-    within arm), so every arm stands for the whole population.
+    within arm), so every arm stands for the whole population. With ``n_bags`` > 1 each of
+    ``n_bags`` models is fitted on a bootstrap sample of the orders (drawn with
+    ``[random_state, bag]``) and the outcome is their mean: at the effect sizes of real nudges
+    one model's choice of which arm splits to make is noisy, and averaging models over
+    resamples steadies it (measured on the simulated worlds, 5 seeds at 20,000 orders: mean
+    share of the oracle's net value +1 to +5 points realistic, +8 hard; +3 at 200,000; see
+    ``benchmarks/results/grid.md`` for the learner as shipped). Rows are resampled, not
+    reweighted: with bootstrap counts as weights a leaf still needs ``min_child_samples``
+    distinct orders, and that variant gained nothing.
 
     Attributes
     ----------
-    model_ : lightgbm.Booster
-        The outcome model; its last input is ``ARM_FEATURE``.
+    models_ : list of lightgbm.Booster
+        The outcome models, one per bag; each one's last input is ``ARM_FEATURE``.
     """
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = N_ESTIMATORS,
+        learning_rate: float = LEARNING_RATE,
+        num_leaves: int = NUM_LEAVES,
+        min_child_samples: int = MIN_CHILD_SAMPLES,
+        n_bags: int = N_BAGS,
+        n_jobs: int = N_JOBS,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            min_child_samples=min_child_samples,
+            n_jobs=n_jobs,
+            random_state=random_state,
+        )
+        self.n_bags = n_bags
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_positive_int("n_bags", self.n_bags)
 
     def _fit(self, data: FitData) -> None:
         weights = inverse_propensity_weights(data.arm_code, data.propensity)
         X = self._with_arm(data.X, data.arm_code)
-        self.model_ = train_lgbm(
-            self._params(binary=data.binary, n_rows=len(X)), X, data.y, self.n_estimators, weights
-        )
+        params = self._params(binary=data.binary, n_rows=len(X))
+        if self.n_bags == 1:
+            self.models_ = [train_lgbm(params, X, data.y, self.n_estimators, weights)]
+            return
+        self.models_ = []
+        for bag in range(self.n_bags):
+            rows = np.random.default_rng([int(self.random_state), bag]).integers(0, len(X), len(X))
+            self.models_.append(
+                train_lgbm(params, X.iloc[rows], data.y[rows], self.n_estimators, weights[rows])
+            )
 
     def _with_arm(self, X: pd.DataFrame, codes: NDArray[np.int64]) -> pd.DataFrame:
         arm = pd.Categorical.from_codes(
@@ -334,11 +384,11 @@ class SLearner(OutcomeLearner):
         return X.assign(**{ARM_FEATURE: arm})
 
     def _outcome_matrix(self, X: pd.DataFrame) -> FloatArray:
-        columns = []
-        for code in range(1 + len(self.treatment_arms_)):
-            arm = np.full(len(X), code, dtype=np.int64)
-            columns.append(predict_booster(self.model_, self._with_arm(X, arm)))
-        return np.column_stack(columns)
+        # Every arm in one pass: a tree that never splits on the arm is looked up once per row.
+        arms = 1 + len(self.treatment_arms_)
+        per_bag = predict_arms(self.models_, X, ARM_FEATURE, arms, predict_threads())
+        total = sum(per_bag[:, bag] for bag in range(len(self.models_)))
+        return np.asarray(total, dtype=np.float64) / len(self.models_)
 
 
 class DRLearner(LightGBMLearner):

@@ -1,9 +1,10 @@
 """Our own models as plain JSON plus LightGBM text models: a format that runs no code on load.
 
 :func:`dump` turns an :class:`UpliftModel` made only of our classes into ``model.json`` and one
-LightGBM text model per booster; :func:`load` builds it back. Loading creates objects only from
-the fixed allow-list :data:`CLASSES` (no name read from a file is ever imported), checks the type
-of every field and that the feature lists agree with the boosters, and reports any damage as
+LightGBM text model per booster (a linear learner's coefficients are numbers in ``model.json``);
+:func:`load` builds it back. Loading creates objects only from the fixed allow-list
+:data:`CLASSES` (no name read from a file is ever imported), checks the type of every field and
+that the feature lists agree with the boosters, and reports any damage as
 :class:`~uplift.exceptions.ModelLoadError` naming the file.
 """
 
@@ -13,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import lightgbm as lgb
 import numpy as np
@@ -23,6 +24,7 @@ from uplift.data.files import to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError
 from uplift.models.base import FeatureEncoder
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner
+from uplift.models.linear import LinearLearner, base_width, numeric_columns
 from uplift.models.uplift_model import ControlOutcomeModel, Selection, UpliftModel
 
 __all__ = ["BOOSTER_NAME", "CLASSES", "JSON_FILE", "can_dump", "dump", "load"]
@@ -34,6 +36,7 @@ LEARNERS: dict[str, type[LightGBMLearner]] = {
     "TLearner": TLearner,
     "SLearner": SLearner,
     "DRLearner": DRLearner,
+    "LinearLearner": LinearLearner,
 }
 CLASSES = (*LEARNERS, "ControlOutcomeModel")
 ROLES = ("retained_model", "revenue_model", "retained_base_model", "revenue_base_model")
@@ -103,6 +106,7 @@ def _learner(model: LightGBMLearner) -> dict[str, Any]:
         "n_features_in": model.n_features_in_,
         "feature_names_in": [str(c) for c in model.feature_names_in_],
         "encoder": _encoder(model.encoder_),
+        **({"linear": _linear(model)} if isinstance(model, LinearLearner) else {}),
     }
 
 
@@ -120,11 +124,24 @@ def _encoder(encoder: FeatureEncoder) -> dict[str, Any]:
 
 
 def _boosters(model: LightGBMLearner) -> list[lgb.Booster]:
-    if isinstance(model, SLearner):
-        return [model.model_]
-    if isinstance(model, TLearner | DRLearner):
+    if isinstance(model, SLearner | TLearner | DRLearner):
         return list(model.models_)
+    if isinstance(model, LinearLearner):
+        return []  # its coefficients are numbers in model.json
     raise TypeError(f"not one of ours: {type(model).__name__}")
+
+
+def _linear(model: LinearLearner) -> dict[str, Any]:
+    """The fitted numbers of a linear learner, including the encoder's missing-value fill."""
+    encoder = model.encoder_
+    return {
+        "medians": {name: float(encoder.medians[name]) for name in numeric_columns(encoder)},
+        "with_missing": list(encoder.with_missing),
+        "means": [float(v) for v in model.means_],
+        "scales": [float(v) for v in model.scales_],
+        "coef": [float(v) for v in model.coef_],
+        "intercept": float(model.intercept_),
+    }
 
 
 def _selection(selection: Selection) -> dict[str, Any]:
@@ -218,6 +235,8 @@ def _build_learner(
         raise _Damaged(f"{role}: class {name!r} is not one of {', '.join(LEARNERS)}")
     cls = LEARNERS[name]
     params = _obj(spec.get("params"), f"{role}.params")
+    if cls is SLearner and "n_bags" not in params:
+        params["n_bags"] = 1  # written before the S-learner was bagged: one model
     if set(params) != set(cls().get_params()) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in params.values()
     ):
@@ -240,10 +259,14 @@ def _build_learner(
     model.binary_outcome_ = _bool(spec, "binary_outcome")
     model.n_features_in_ = len(encoder.columns)
     model.feature_names_in_ = np.asarray(encoder.columns, dtype=object)
+    if isinstance(model, LinearLearner):
+        _check_boosters(boosters, 0, encoder, role)
+        _build_linear(model, _obj(spec.get("linear"), f"{role}.linear"), role)
+        return model
     if isinstance(model, SLearner):
         arm_levels = list(range(1 + len(arms)))
-        _check_boosters(boosters, 1, encoder, role, extra=(ARM_FEATURE, arm_levels))
-        model.model_ = boosters[0]
+        _check_boosters(boosters, model.n_bags, encoder, role, extra=(ARM_FEATURE, arm_levels))
+        model.models_ = boosters
     elif isinstance(model, TLearner):
         _check_boosters(boosters, 1 + len(arms), encoder, role)
         model.models_ = boosters
@@ -261,6 +284,31 @@ def _build_control_outcome(
     encoder = _build_encoder(_obj(spec.get("encoder"), f"{role}.encoder"), inputs, role)
     _check_boosters(boosters, 1, encoder, role)
     return ControlOutcomeModel(encoder, boosters[0])
+
+
+def _build_linear(model: LinearLearner, spec: dict[str, Any], role: str) -> None:
+    """Give ``model`` (its encoder already built) the fitted numbers of ``spec``."""
+    encoder = model.encoder_
+    numeric = numeric_columns(encoder)
+    medians = _obj(spec.get("medians"), f"{role}.linear.medians")
+    with_missing = _strs(spec, "with_missing")
+    if list(medians) != numeric or not set(with_missing) <= set(numeric):
+        raise _Damaged(f"{role}: linear medians and with_missing must name its numeric columns")
+    if len(set(with_missing)) != len(with_missing):
+        raise _Damaged(f"{role}: linear with_missing names a column twice")
+    encoder.medians = {name: _float(medians, name) for name in numeric}
+    encoder.with_missing = tuple(with_missing)
+    means, scales = _floats(spec, "means"), _floats(spec, "scales")
+    width = base_width(encoder) * (1 + len(model.treatment_arms_)) + len(model.treatment_arms_)
+    coef = _floats(spec, "coef")
+    if len(means) != len(numeric) or len(scales) != len(numeric) or len(coef) != width:
+        raise _Damaged(f"{role}: linear means and scales need {len(numeric)} numbers, coef {width}")
+    if any(v <= 0 for v in scales):
+        raise _Damaged(f"{role}: linear scales must be > 0")
+    model.means_ = np.asarray(means, dtype=np.float64)
+    model.scales_ = np.asarray(scales, dtype=np.float64)
+    model.coef_ = np.asarray(coef, dtype=np.float64)
+    model.intercept_ = _float(spec, "intercept")
 
 
 def _build_encoder(spec: dict[str, Any], inputs: tuple[str, ...], role: str) -> FeatureEncoder:
@@ -373,6 +421,26 @@ def _int(spec: dict[str, Any], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise _Damaged(f"{key} must be an integer")
     return value
+
+
+def _float(spec: dict[str, Any], key: str) -> float:
+    value = spec.get(key)
+    if not _is_finite_number(value):
+        raise _Damaged(f"{key} must be a finite number")
+    return float(value)
+
+
+def _floats(spec: dict[str, Any], key: str) -> list[float]:
+    value = spec.get(key)
+    if not isinstance(value, list) or not all(_is_finite_number(v) for v in value):
+        raise _Damaged(f"{key} must be a list of finite numbers")
+    return [float(v) for v in value]
+
+
+def _is_finite_number(value: Any) -> TypeGuard[float]:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
 
 
 def _bool(spec: dict[str, Any], key: str) -> bool:
