@@ -185,7 +185,9 @@ def explain_arms(
 
 def _pick(effects: pd.DataFrame, arms: pd.Series) -> np.ndarray:
     """The effect of the given arm of each order."""
-    positions = effects.columns.get_indexer(pd.Index(arms))
+    # Factorised first: a few arms, a million orders; looking each label up costs a second.
+    codes, labels = pd.factorize(arms, use_na_sentinel=False)
+    positions = effects.columns.get_indexer(pd.Index(labels))[codes]
     return effects.to_numpy(dtype=float)[np.arange(len(effects)), positions]
 
 
