@@ -10,15 +10,14 @@ with the log's own propensities and one cross-fitted outcome model for all candi
 (:func:`~uplift.models.contest.compare_models`), so candidates are compared paired, on the same
 orders.
 
-The first candidate is the default (``s_lgbm`` in :data:`~uplift.models.catalog.DEFAULT_CANDIDATES`,
-the learner the benchmark grid of worlds, sizes and seeds found best or within noise of the best
-in every cell). Another candidate is chosen only when it is *clearly* better: the 95% interval
+The first candidate is the default (``s_lgbm`` in :data:`~uplift.models.catalog.DEFAULT_CANDIDATES`:
+on the benchmark grid of worlds, sizes and 5 seeds, ``benchmarks/results/grid.md``, it has the
+highest mean share of the oracle's net value and is within 1.5 points of the best learner of
+every cell). Another candidate is chosen only when it is *clearly* better: the 95% interval
 of its paired difference to the default lies above zero. Among several clearly better, the
 highest value wins. At the effect sizes of real nudges the doubly robust standard error of a
-policy value is larger than the true gaps between good learners, so picking the highest
-estimate (or the highest Qini among candidates within one standard error) chose the truly worse
-learner about as often as the better one; requiring clear evidence keeps the better default
-unless the log says otherwise.
+policy value is larger than the true gaps between good learners, so the highest estimate alone
+follows noise; requiring clear evidence keeps the default unless the log says otherwise.
 """
 
 from __future__ import annotations
