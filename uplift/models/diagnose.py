@@ -313,7 +313,7 @@ def _encode(features: pd.DataFrame) -> tuple[np.ndarray, list[_Column]]:
                     feature=str(name),
                     category=None,
                     integer=bool(np.all(np.mod(seen, 1) == 0)),
-                    binary=bool(np.isin(seen, (0, 1)).all()),
+                    binary=bool(((seen == 0) | (seen == 1)).all()),
                     has_missing=len(seen) < len(values),
                     smallest=float(seen.min()) if len(seen) else -math.inf,
                     largest=float(seen.max()) if len(seen) else math.inf,
