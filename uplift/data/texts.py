@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["text_per_pair"]
 
@@ -20,14 +20,25 @@ def text_per_pair(
     A million orders fall into a few dozen (rule, arm) pairs: each text is written once and
     the orders share it, instead of a million concatenated strings.
     """
-    first_codes, first_values = pd.factorize(np.asarray(first, dtype=object), use_na_sentinel=False)
-    second_codes, second_values = pd.factorize(
-        np.asarray(second, dtype=object), use_na_sentinel=False
-    )
+    first_codes, first_values = _codes(first)
+    second_codes, second_values = _codes(second)
     width = max(len(second_values), 1)
-    pairs, rows = np.unique(
-        first_codes.astype(np.int64) * width + second_codes, return_inverse=True
-    )
+    # Hashing the pair codes, not sorting them: a million rows, a few dozen pairs.
+    rows, pairs = pd.factorize(first_codes * width + second_codes)
     texts = [text(first_values[p // width], second_values[p % width]) for p in pairs]
     categories, index = np.unique(np.asarray(texts, dtype=str), return_inverse=True)
     return pd.Categorical.from_codes(index[rows], categories=pd.Index(categories))
+
+
+def _codes(values: ArrayLike) -> tuple[NDArray[np.int64], NDArray[Any]]:
+    """Each row's position in the distinct values (missing is a value of its own)."""
+    if isinstance(values, pd.Series | pd.Categorical | pd.Index) and isinstance(
+        values.dtype, pd.CategoricalDtype
+    ):
+        # A categorical already holds the codes: no million strings to hash.
+        cat = pd.Categorical(values)
+        labels = np.append(np.asarray(cat.categories, dtype=object), np.nan)
+        codes = np.asarray(cat.codes, dtype=np.int64)
+        return np.where(codes < 0, len(labels) - 1, codes), labels
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)

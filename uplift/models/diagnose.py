@@ -301,13 +301,13 @@ def _encode(features: pd.DataFrame) -> tuple[np.ndarray, list[_Column]]:
             label, counts = _labels(column)
             levels = tuple(str(v) for v in counts.index)
             for value in levels[:MAX_CATEGORIES]:
-                blocks.append((label == counts.index.get_loc(value)).astype(np.float32))
+                blocks.append(label == counts.index.get_loc(value))
                 complete = levels if len(levels) <= MAX_CATEGORIES else ()
                 columns.append(_Column(str(name), category=value, levels=complete))
         else:
             values = column.to_numpy(dtype=float)
             seen = values[~np.isnan(values)]
-            blocks.append(values.astype(np.float32))
+            blocks.append(values)
             columns.append(
                 _Column(
                     feature=str(name),
@@ -319,7 +319,12 @@ def _encode(features: pd.DataFrame) -> tuple[np.ndarray, list[_Column]]:
                     largest=float(seen.max()) if len(seen) else math.inf,
                 )
             )
-    return np.column_stack(blocks), columns
+    # Column by column into one block: each column is written contiguously, which is several
+    # times faster than stacking a million rows (the tree reads either layout).
+    matrix = np.empty((len(features), len(blocks)), dtype=np.float32, order="F")
+    for position, block in enumerate(blocks):
+        matrix[:, position] = block
+    return matrix, columns
 
 
 def _labels(column: pd.Series) -> tuple[NDArray[np.intp], pd.Series]:
