@@ -106,8 +106,14 @@ def test_segment_table_values_by_hand(world: tuple[pd.DataFrame, pd.DataFrame]) 
     assert helps["mean_effect"].iloc[0] == pytest.approx(
         effects.loc[failed, "payment_rescue"].mean(), rel=1e-12
     )
-    # True uplift of payment rescue is never negative, so it harms nowhere.
-    assert (rescue["direction"] == "helps").all()
+    # True uplift of payment rescue is never negative, so it harms nowhere, and one row says so.
+    (nowhere,) = rescue[rescue["direction"] == "harms"].itertuples(index=False)
+    assert (nowhere.rank, nowhere.orders, nowhere.segment) == (0, 0, "")
+    assert nowhere.note == (
+        f"no segment of >= {ORDERS // 100} orders has a negative mean effect, "
+        "and no order has a negative effect"
+    )
+    assert (helps["note"] == "").all()
     assert list(helps["rank"]) == [1, 2]
     assert (
         (table["arm_mean_effect"][table["arm"] == "payment_rescue"])
@@ -192,7 +198,7 @@ def test_segment_options_are_checked(world: tuple[pd.DataFrame, pd.DataFrame]) -
 def test_segments_below_the_floor_are_left_out(world: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     features, effects = world
     table = segment_table(features, effects, min_orders=len(features) + 1)
-    assert table.empty
+    # No segment is left: every arm and direction has only its row saying so.
     assert list(table.columns) == [
         "arm",
         "direction",
@@ -202,4 +208,55 @@ def test_segments_below_the_floor_are_left_out(world: tuple[pd.DataFrame, pd.Dat
         "orders",
         "mean_effect",
         "arm_mean_effect",
+        "note",
     ]
+    assert len(table) == 2 * effects.shape[1]
+    assert (table["orders"] == 0).all()
+    assert table["mean_effect"].isna().all()
+    assert table["note"].str.startswith(f"no segment of >= {len(features) + 1:,} orders").all()
+
+
+def test_an_arm_that_harms_in_no_segment_says_so() -> None:
+    """Harm spread thin over single orders averages out in every segment: a note, not silence.
+
+    ``nudge`` harms every fourth order and the 40 orders of the ``island`` region (-0.02
+    against +0.05 elsewhere): the two ``device`` segments and ``mainland`` average above 0;
+    only ``island`` (below the floor of 50) has a negative mean. ``call`` harms everywhere, so
+    it helps nowhere, and its "helps" rows are not its least negative segments.
+    """
+    n = 400
+    features = pd.DataFrame(
+        {
+            "device": np.where(np.arange(n) % 2 == 0, "app", "web"),
+            "region": np.where(np.arange(n) < 40, "island", "mainland"),
+        }
+    )
+    harmed = (np.arange(n) % 4 == 0) | (np.arange(n) < 40)
+    effects = pd.DataFrame(
+        {"nudge": np.where(harmed, -0.02, 0.05), "call": -0.01 - 0.001 * (np.arange(n) % 2)}
+    )
+    table = segment_table(features, effects, min_orders=50)
+    nudge = table[table["arm"] == "nudge"]
+    assert (nudge.loc[nudge["direction"] == "helps", "mean_effect"] > 0).all()
+    (harms,) = nudge[nudge["direction"] == "harms"].itertuples(index=False)
+    share = harmed.mean()
+    assert harms.note == (
+        "no segment of >= 50 orders has a negative mean effect (1 smaller one does), "
+        f"though {share:.1%} of orders have a negative effect"
+    )
+    assert (harms.rank, harms.orders, harms.feature) == (0, 0, "")
+    assert np.isnan(harms.mean_effect)
+    # By hand: the smaller segment is the island, and no segment of the floor's size is negative.
+    island = features["region"] == "island"
+    assert effects.loc[island, "nudge"].mean() < 0 < effects.loc[~island, "nudge"].mean()
+    for _, rows in features.groupby("device"):
+        assert effects.loc[rows.index, "nudge"].mean() > 0
+    call = table[table["arm"] == "call"]
+    (helps,) = call[call["direction"] == "helps"].itertuples(index=False)
+    assert helps.note == (
+        "no segment of >= 50 orders has a positive mean effect, and no order has a positive effect"
+    )
+    harms_rows = call[call["direction"] == "harms"]
+    assert (harms_rows["mean_effect"] < 0).all()
+    assert list(harms_rows["rank"]) == list(range(1, len(harms_rows) + 1))
+    assert (harms_rows["note"] == "").all()

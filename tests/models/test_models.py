@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from uplift.data.log import ExperimentLog
+from uplift.data.log import ColumnMap, ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, NotFittedError, SchemaError
 from uplift.models import LEARNERS, make_learner, train_uplift
@@ -363,12 +363,13 @@ print(matplotlib.rcParams["axes.facecolor"])
     assert result.stdout.strip() == "#123456"
 
 
-def test_costs_without_an_order_value_are_noted_not_dropped_silently() -> None:
+def test_costs_without_an_order_value_are_refused_not_dropped() -> None:
     frame = simulate(3_000, weeks=2, seed=4).log.drop(columns=["order_value", "revenue"])
     log = ExperimentLog.from_frame(frame)
-    model = train_uplift(log, learner="t_lgbm", costs={"expedite": 2.0})
-    assert any("costs in currency cannot" in note for note in model.training["notes"])
-    assert model.training["costs"] == {"expedite": 2.0}  # the card keeps them for rank
-    priced_log = ExperimentLog.from_frame(simulate(3_000, weeks=2, seed=4).log)
-    priced = train_uplift(priced_log, learner="t_lgbm", costs={"expedite": 2.0})
-    assert not any("costs" in note for note in priced.training["notes"])
+    with pytest.raises(ConfigError, match=r"neither revenue nor an order value.*--order-value"):
+        train_uplift(log, learner="t_lgbm", costs={"expedite": 2.0})
+    # Zero costs say nothing in currency: nothing to refuse.
+    train_uplift(log, learner="t_lgbm", costs={"expedite": 0.0}, validate=False)
+    valued = ExperimentLog.from_frame(frame, column_map=ColumnMap(order_value=40.0))
+    priced = train_uplift(valued, learner="t_lgbm", costs={"expedite": 2.0})
+    assert priced.training["costs"] == {"expedite": 2.0}  # the card keeps them for rank

@@ -46,7 +46,7 @@ def reset_debug() -> None:
 
 
 def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
-    """Parse repeated ``--option key=value`` flags into a dict, rejecting malformed ones."""
+    """Parse the repeated ``key=value`` values of one option into a dict, rejecting bad ones."""
     parsed: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -59,7 +59,7 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
 
 
 def parse_numbers(pairs: list[str] | None, option: str) -> dict[str, float]:
-    """Parse ``--option arm=number`` flags into floats."""
+    """Parse the ``arm=number`` values of one option into floats."""
     numbers: dict[str, float] = {}
     for key, value in parse_pairs(pairs, option).items():
         try:

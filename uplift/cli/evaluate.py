@@ -7,16 +7,20 @@ from typing import Annotated
 
 import typer
 
-from uplift.cli.app import app, parse_numbers
+from uplift.cli.app import app
 from uplift.cli.options import (
+    ConfigOption,
+    ControlOption,
     CostOption,
     IgnoreOption,
     JsonOption,
     MapOption,
     ModelDirOption,
+    OrderValueOption,
     TrustModelOption,
 )
-from uplift.cli.render import make_console, print_frame
+from uplift.cli.render import make_console, print_frame, progress
+from uplift.cli.settings import check_control, log_settings, numbers
 
 __all__: list[str] = []
 
@@ -27,35 +31,61 @@ def evaluate(
     model_dir: ModelDirOption,
     mapping: MapOption = None,
     ignore: IgnoreOption = None,
+    control: ControlOption = None,
+    order_value: OrderValueOption = None,
+    config: ConfigOption = None,
     cost: CostOption = None,
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
-    from uplift.data.log import ColumnMap, read_log
+    from uplift.data.log import read_log
     from uplift.models import load_model
     from uplift.models.evaluate import evaluate_model
+    from uplift.models.verdict import calibration_sentence, verdict_sentence
 
-    check_outputs({"LOG": log_path, "--model-dir": model_dir}, {"--json": json_path})
-
+    inputs = {"LOG": log_path, "--model-dir": model_dir, "--config": config}
+    check_outputs(inputs, {"--json": json_path})
+    settings = log_settings(config, mapping, ignore, control, order_value=order_value)
     model = load_model(model_dir, trust=trust_model)
-    column_map = ColumnMap.parse(mapping or [], ignore or [])
-    log = read_log(log_path, column_map=column_map, control=model.control)
-    costs = parse_numbers(cost, "--cost") if cost else None
-    result = evaluate_model(model, log, costs=costs)
+    check_control(settings.control if control or settings.project.control else None, model)
+    log = read_log(log_path, column_map=settings.column_map, control=model.control)
+    # Without costs here or in the project, the evaluation uses the model card's.
+    costs = numbers(settings.project.costs, cost, "--cost") or None
+    with progress() as say:
+        say(f"evaluating {model.learner} on {len(log):,} orders")
+        result = evaluate_model(model, log, costs=costs)
+    project = settings.project
     screen = make_console()
-    screen.print(f"{model.learner} model from {model_dir} on {len(log):,} orders of {log_path}")
+    # One line each (soft_wrap): the header, then the verdict, whatever the console's width.
+    screen.print(
+        f"{model.learner} model from {model_dir} on {len(log):,} orders of {log_path}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+    sentence = verdict_sentence(result, outcome_words=project.words.kept, currency=project.currency)
+    screen.print(sentence, soft_wrap=True, markup=False, highlight=False)
     if result.in_sample:
         screen.print("note: this is the log the model was trained on; its scores are optimistic")
     print_frame(screen, f"ranking per arm ({result.outcome} uplift)", result.by_arm)
     print_frame(screen, "calibration by decile", result.calibration_summary)
+    screen.print(calibration_sentence(result.calibration_summary), markup=False, highlight=False)
     policies = result.policies
     shown = policies[policies["estimator"].isin(["ipw", "dr"])][
         ["policy", "estimator", "value", "ci_lower", "ci_upper", "diff", "treated_share"]
     ]
     print_frame(screen, f"policy value per order ({result.policy_outcome}, net of costs)", shown)
     print_frame(screen, f"model policy minus {result.best_single_arm}", result.versus_best_arm)
-    print_frame(screen, "where each arm helps most and where it harms", result.segments)
+    segments = result.segments
+    found = segments["note"] == ""
+    print_frame(
+        screen,
+        "where each arm helps most and where it harms",
+        segments[found].drop(columns="note"),
+    )
+    for row in segments[~found].itertuples(index=False):
+        screen.print(f"{row.arm} {row.direction} in no segment: {row.note}", markup=False)
     rules = result.rules[["arm", "rule", "orders", "share", "fidelity", "mean_effect"]]
     print_frame(screen, "why the model picks each arm (policy tree)", rules)
     if json_path is not None:

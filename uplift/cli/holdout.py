@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.options import CostOption, IgnoreOption, JsonOption, MapOption, TableOption
+from uplift.cli.options import (
+    AllowOption,
+    ConfigOption,
+    CostOption,
+    IgnoreOption,
+    JsonOption,
+    MapOption,
+    OrderValueOption,
+    TableOption,
+)
 from uplift.cli.render import make_console
+from uplift.cli.settings import log_settings
+from uplift.data.log import CONTROL
 from uplift.exceptions import ConfigError, check_option
 
 if TYPE_CHECKING:
@@ -278,22 +289,35 @@ def readout(
     alpha: Annotated[
         float | None, typer.Option(help="Significance level (default: the design's, else 0.05).")
     ] = None,
+    order_value: OrderValueOption = None,
+    allow: AllowOption = None,
+    config: ConfigOption = None,
     table: TableOption = "experiment_log",
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
-    from uplift.data.log import ColumnMap, read_log
+    from uplift.data.leaks import refuse_leaks
+    from uplift.data.log import read_log
     from uplift.experiment.design import Design
     from uplift.experiment.readout import readout as read_out
 
-    check_outputs({"LOG": log_path, "--design": design_path}, {"--json": json_path})
+    inputs = {"LOG": log_path, "--design": design_path, "--config": config}
+    check_outputs(inputs, {"--json": json_path})
     planned = Design.read(design_path) if design_path is not None else None
-    log = read_log(
-        log_path,
-        column_map=ColumnMap.parse(column_map or [], ignore or []),
-        control=control or (planned.control if planned else "control"),
-        table=table,
+    settings = log_settings(
+        config,
+        column_map,
+        ignore,
+        control,
+        order_value=order_value,
+        allow=allow,
+        default_control=planned.control if planned else CONTROL,
     )
+    log = read_log(log_path, column_map=settings.column_map, control=settings.control, table=table)
+    if adjust:
+        # Adjusting on a post-treatment column biases every effect: only covariates in use count.
+        unused = [f for f in log.features if covariate and f not in covariate]
+        refuse_leaks(log, allow=(*settings.allow, *unused))
     result = read_out(
         log,
         design=planned,
@@ -319,10 +343,7 @@ def _print_readout(result: Readout, json_path: Path | None) -> None:
         _print_effects(console, chosen, f"{metric}: arm - {result.control}", result)
     if result.adjustment is not None:
         for row in result.adjustment.itertuples(index=False):
-            console.print(
-                f"adjustment {row.arm} {row.metric}: variance reduced by "
-                f"{row.variance_reduction:.1%}, interval width x{row.interval_width_ratio:.3f}"
-            )
+            console.print(f"adjustment {row.arm} {row.metric}: {_reduction(row)}")
         console.print(f"covariates: {', '.join(result.covariates)}")
     if result.segments is not None:
         for metric in result.segments["metric"].unique():
@@ -359,6 +380,15 @@ def _print_arms(console: Console, result: Readout) -> None:
     console.print(view)
 
 
+def _reduction(row: Any) -> str:
+    """What the adjustment did to one effect's variance, in words that fit its size."""
+    width = f"interval width x{row.interval_width_ratio:.3f}"
+    if row.variance_reduction < 0.0005:
+        # Rounds to 0.0%: the covariates do not predict the outcome, say so plainly.
+        return f"no variance reduction (the covariates do not predict it); {width}"
+    return f"variance reduced by {row.variance_reduction:.1%}, {width}"
+
+
 def _format(metric: str, value: float) -> str:
     return f"{value:,.4f}" if metric == "revenue_per_order" else f"{value:.4%}"
 
@@ -367,7 +397,11 @@ def _print_effects(console: Console, effects: pd.DataFrame, title: str, result: 
     from rich.table import Table
 
     level = f"{1 - result.alpha:.0%}"
-    columns = ["arm", "control", "arm mean", "difference", f"{level} interval", "relative"]
+    # With --adjust the difference and interval are adjusted, the two means are not.
+    raw = " (raw)" if result.adjustment is not None else ""
+    adjusted = " (adjusted)" if result.adjustment is not None else ""
+    columns = ["arm", f"control{raw}", f"arm mean{raw}", f"difference{adjusted}"]
+    columns += [f"{level} interval", "relative"]
     columns += ["p", f"p ({result.correction})"]
     always_valid = bool(effects["sequential_ci_lower"].notna().any())
     if always_valid:

@@ -9,10 +9,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from uplift.cli.app import app, parse_numbers
-from uplift.cli.options import CapacityOption, ControlOption, CostOption, JsonOption, MapOption
+from uplift.cli.app import app
+from uplift.cli.options import (
+    AllowOption,
+    CapacityOption,
+    ConfigOption,
+    ControlOption,
+    CostOption,
+    IgnoreOption,
+    JsonOption,
+    MapOption,
+    OrderValueOption,
+)
 from uplift.cli.render import progress
-from uplift.data.log import CONTROL
+from uplift.cli.settings import log_settings, numbers
+from uplift.data.project import resolve
 
 if TYPE_CHECKING:
     from uplift.loop.weekly import WeeklyResult
@@ -30,18 +41,29 @@ def ingest(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="CSV, Parquet or DuckDB log.")],
     store: StoreOption = Path("uplift.duckdb"),
     column_map: MapOption = None,
-    control: ControlOption = CONTROL,
+    ignore: IgnoreOption = None,
+    control: ControlOption = None,
+    order_value: OrderValueOption = None,
+    allow: AllowOption = None,
+    config: ConfigOption = None,
     week: Annotated[
         str | None, typer.Option(help="Week of every order, when the log has no assigned_at.")
     ] = None,
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
-    from uplift.data.log import ColumnMap, read_log
+    from uplift.data.leaks import refuse_leaks
+    from uplift.data.log import read_log
     from uplift.loop.store import Store, file_sha256
 
-    check_outputs({"LOG": log_path, "--store": store}, {"--json": json_path})
-    log = read_log(log_path, column_map=ColumnMap.parse(column_map or []), control=control)
+    inputs = {"LOG": log_path, "--store": store, "--config": config}
+    check_outputs(inputs, {"--json": json_path})
+    settings = log_settings(
+        config, column_map, ignore, control, order_value=order_value, allow=allow
+    )
+    log = read_log(log_path, column_map=settings.column_map, control=settings.control)
+    # The store feeds the weekly job's training: a leaking column must not get in.
+    refuse_leaks(log, allow=settings.allow)
     result = Store(store).ingest(log, week=week, sha256=file_sha256(log_path))
     typer.echo(
         f"{log_path}: {result.n_rows:,} orders read, {result.n_new:,} new in {store} "
@@ -64,17 +86,31 @@ def weekly(
     pending: Annotated[
         Path | None, typer.Option(help="Orders awaiting a decision, to rank into a queue.")
     ] = None,
+    queue_out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the ranked queue to this file (.csv or .parquet)."),
+    ] = None,
+    column_map: MapOption = None,
+    ignore: IgnoreOption = None,
+    control: ControlOption = None,
+    order_value: OrderValueOption = None,
+    allow: AllowOption = None,
+    config: ConfigOption = None,
     cost: CostOption = None,
     capacity: CapacityOption = None,
-    budget: Annotated[float, typer.Option(help="Most spent on the queue.")] = math.inf,
-    holdout: Annotated[float, typer.Option(help="Share of the queue kept on control.")] = 0.1,
+    budget: Annotated[
+        float | None, typer.Option(help="Most spent on the queue [default: no limit].")
+    ] = None,
+    holdout: Annotated[
+        float | None, typer.Option(help="Share of the queue kept on control [default: 0.1].")
+    ] = None,
     explore: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Share of the queue given a random arm, so that other policies can be valued "
-            "on the policy's own log."
+            "on the policy's own log [default: 0]."
         ),
-    ] = 0.0,
+    ] = None,
     # The weekly job's DEFAULT_LEARNER, spelled out: the command line starts without the job.
     learner: Annotated[str, typer.Option(help="Learner of the challenger.")] = "s_lgbm",
     window: Annotated[int, typer.Option(help="Weeks before the newest to train on.")] = 4,
@@ -88,29 +124,44 @@ def weekly(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     json_path: JsonOption = None,
 ) -> None:
-    from uplift.data.files import check_outputs, write_json
+    from uplift.data.files import check_outputs, check_table_suffix, write_json
     from uplift.loop.weekly import WeeklyConfig, run_weekly
 
+    settings = log_settings(
+        config, column_map, ignore, control, order_value=order_value, allow=allow
+    )
+    project = settings.project
+    queue_out = queue_out or project.queue_out
+    if queue_out is not None:
+        check_table_suffix(queue_out)
     # The reports folder is an output too: never the store, never inside the inbox.
-    inputs = {"--store": store, "--inbox": inbox, "--pending": pending}
-    check_outputs(inputs, {"--json": json_path}, {"--out": out})
-    config = WeeklyConfig(
+    inputs = {"--store": store, "--inbox": inbox, "--pending": pending, "--config": config}
+    outputs = {"--json": json_path, "--queue-out": queue_out}
+    check_outputs(inputs, outputs, {"--out": out})
+    segments = tuple(segment or project.segments)
+    job = WeeklyConfig(
         store=store,
         out=out,
         inbox=inbox,
         pending=pending,
-        costs=parse_numbers(cost, "--cost"),
-        capacity=parse_numbers(capacity, "--capacity"),
-        budget=budget,
-        holdout=holdout,
-        explore=explore,
+        costs=numbers(project.costs, cost, "--cost"),
+        capacity=numbers(project.capacities, capacity, "--capacity"),
+        budget=resolve(budget, project.budget, math.inf),
+        holdout=resolve(holdout, project.holdout, 0.1),
+        explore=resolve(explore, project.explore, 0.0),
         learner=learner,
         window=window,
         seed=seed,
-        segments=tuple(segment) if segment else None,
+        segments=segments or None,
+        column_map=settings.column_map,
+        control=settings.control,
+        allow=settings.allow,
+        queue_out=queue_out,
+        currency=project.currency,
+        words=project.words,
     )
     with progress() as say:
-        result = run_weekly(config, week, progress=say)
+        result = run_weekly(job, week, progress=say)
     print_result(result)
     if json_path is not None:
         paths = {k: str(v) for k, v in result.paths.items()}
@@ -137,5 +188,9 @@ def print_result(result: WeeklyResult) -> None:
     verdict = "promoted" if result.promoted else "kept"
     typer.echo(f"  champion: {result.champion_id} ({verdict})")
     if result.queue is not None:
-        typer.echo(f"  queue: {len(result.queue):,} orders ranked")
+        where = result.paths.get("queue")
+        typer.echo(
+            f"  queue: {len(result.queue):,} orders ranked, saved in the store"
+            + (f" and written to {where}" if where is not None else "")
+        )
     typer.echo(f"  report: {result.paths['html']}")

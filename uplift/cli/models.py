@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from uplift.cli.app import app, parse_numbers
+from uplift.cli.app import app
 from uplift.cli.options import (
+    AllowOption,
+    ConfigOption,
+    ControlOption,
     CostOption,
     IgnoreOption,
     JsonOption,
     MapOption,
     ModelDirOption,
+    OrderValueOption,
     TrustModelOption,
 )
 from uplift.cli.render import make_console, print_frame, progress
+from uplift.cli.settings import LogSettings, check_control, log_settings, numbers
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from uplift.data.log import ExperimentLog
+    from uplift.models.uplift_model import UpliftModel
+
+# The learners' names, for --help; kept in step with the catalog by a test.
+LEARNER_NAMES = (
+    "t_lgbm, s_lgbm, dr_lgbm, s_linear, causalml_t, causalml_s, causalml_x, causalml_r, "
+    "causalml_dr, econml_dr, econml_forest"
+)
 
 __all__: list[str] = []
 
@@ -26,12 +43,24 @@ def train(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="Experiment log to learn from.")],
     model_dir: ModelDirOption,
     learner: Annotated[
-        str, typer.Option(help="auto (choose by held-out policy value) or a learner name.")
+        str,
+        typer.Option(help=f"auto (choose by held-out policy value) or one of: {LEARNER_NAMES}."),
     ] = "auto",
     mapping: MapOption = None,
     ignore: IgnoreOption = None,
-    control: Annotated[str, typer.Option(help="Label of the control arm.")] = "control",
+    control: ControlOption = None,
+    order_value: OrderValueOption = None,
+    allow: AllowOption = None,
+    config: ConfigOption = None,
     cost: CostOption = None,
+    test_share: Annotated[
+        float | None,
+        typer.Option(help="Keep this share of the orders out of training and evaluate on them."),
+    ] = None,
+    test_from: Annotated[
+        str | None,
+        typer.Option(help="Keep the orders of this ISO week and later out, and evaluate on them."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same model.")] = 0,
     validate: Annotated[
         bool,
@@ -44,14 +73,20 @@ def train(
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
-    from uplift.data.log import ColumnMap, read_log
+    from uplift.data.leaks import refuse_leaks
+    from uplift.data.log import read_log
+    from uplift.data.split import split_log
     from uplift.models import read_card, save_model, train_uplift
 
-    check_outputs({"LOG": log_path}, {"--json": json_path}, {"--model-dir": model_dir})
-    costs = parse_numbers(cost, "--cost")
-    log = read_log(
-        log_path, column_map=ColumnMap.parse(mapping or [], ignore or []), control=control
-    )
+    inputs = {"LOG": log_path, "--config": config}
+    check_outputs(inputs, {"--json": json_path}, {"--model-dir": model_dir})
+    settings = log_settings(config, mapping, ignore, control, order_value=order_value, allow=allow)
+    costs = numbers(settings.project.costs, cost, "--cost")
+    log = read_log(log_path, column_map=settings.column_map, control=settings.control)
+    refuse_leaks(log, allow=settings.allow)
+    held_out = None
+    if test_share is not None or test_from is not None:
+        log, held_out = split_log(log, test_share=test_share, test_from=test_from, seed=seed)
     screen = make_console()
     for note in log.notes:
         screen.print(f"note: {note}")
@@ -62,8 +97,6 @@ def train(
         say("saving the model")
         save_model(model, model_dir)
     card = read_card(model_dir)
-    for note in model.training["notes"][len(log.notes) :]:
-        screen.print(f"note: {note}")
     screen.print(
         f"trained {model.learner} on {len(log):,} orders, {len(model.treatment_arms)} treatment "
         f"arms, {len(model.features)} features; saved to {model_dir}"
@@ -73,8 +106,32 @@ def train(
         shown = scores[["learner", "policy_value", "ci_lower", "ci_upper", "qini", "chosen"]]
         title = f"held-out scores ({model.selection.method}, {model.selection.n_orders:,} orders)"
         print_frame(screen, title, shown)
+    payload = dict(card)
+    if held_out is not None:
+        payload["held_out"] = _evaluate_held_out(model, held_out, costs, settings, screen)
     if json_path is not None:
-        write_json(card, json_path)
+        write_json(payload, json_path)
+
+
+def _evaluate_held_out(
+    model: UpliftModel,
+    held_out: ExperimentLog,
+    costs: dict[str, float],
+    settings: LogSettings,
+    screen: Console,
+) -> dict[str, Any]:
+    """The model judged on the orders kept out of its training: the verdict and the values."""
+    from uplift.models.evaluate import evaluate_model
+    from uplift.models.verdict import verdict_sentence
+
+    result = evaluate_model(model, held_out, costs=costs)
+    screen.print(f"on the {len(held_out):,} held-out orders:")
+    screen.print(
+        verdict_sentence(
+            result, outcome_words=settings.project.words.kept, currency=settings.project.currency
+        )
+    )
+    return result.to_dict()
 
 
 @app.command(help="Predict retained and revenue uplift per order and arm.")
@@ -85,6 +142,10 @@ def predict(
     model_dir: ModelDirOption,
     out: Annotated[Path, typer.Option("--out", help="Effects file to write (.csv or .parquet).")],
     mapping: MapOption = None,
+    ignore: IgnoreOption = None,
+    control: ControlOption = None,
+    order_value: OrderValueOption = None,
+    config: ConfigOption = None,
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
@@ -95,15 +156,18 @@ def predict(
         table_output,
         write_outputs,
     )
-    from uplift.data.log import ColumnMap, read_frame
+    from uplift.data.log import read_frame
     from uplift.models import load_model
     from uplift.models.uplift_model import predict_table
 
     check_table_suffix(out)
-    inputs = {"ORDERS": orders_path, "--model-dir": model_dir}
+    inputs = {"ORDERS": orders_path, "--model-dir": model_dir, "--config": config}
     check_outputs(inputs, {"--out": out, "--json": json_path})
+    settings = log_settings(config, mapping, ignore, control, order_value=order_value)
     model = load_model(model_dir, trust=trust_model)
-    frame = ColumnMap.parse(mapping or []).apply(read_frame(orders_path), str(orders_path))
+    check_control(settings.control if control or settings.project.control else None, model)
+    orders = read_frame(orders_path)
+    frame = settings.column_map.to_orders(orders).apply(orders, str(orders_path))
     effects = predict_table(model, frame, source=str(orders_path))
     table = effects.to_frame().reset_index(drop=True)
     means = {str(k): float(v) for k, v in table.drop(columns="order_id").mean().items()}

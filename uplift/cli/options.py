@@ -8,13 +8,16 @@ from typing import Annotated
 import typer
 
 __all__ = [
+    "AllowOption",
     "CapacityOption",
+    "ConfigOption",
     "ControlOption",
     "CostOption",
     "IgnoreOption",
     "JsonOption",
     "MapOption",
     "ModelDirOption",
+    "OrderValueOption",
     "TableOption",
     "TrustModelOption",
 ]
@@ -27,7 +30,26 @@ IgnoreOption = Annotated[
     list[str] | None,
     typer.Option("--ignore", help="A column that is neither canonical nor a feature (repeatable)."),
 ]
-ControlOption = Annotated[str, typer.Option("--control", help="Name of the control arm.")]
+ControlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--control", help="Name of the control arm (default: the project's, else control)."
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="Project file (default: uplift.toml in this folder, if there is one)."
+    ),
+]
+OrderValueOption = Annotated[
+    float | None,
+    typer.Option("--order-value", help="What every order is worth, when no column holds it."),
+]
+AllowOption = Annotated[
+    list[str] | None,
+    typer.Option("--allow", help="A feature the leak guard must keep (repeatable)."),
+]
 TableOption = Annotated[str, typer.Option("--table", help="Table to read from a .duckdb file.")]
 JsonOption = Annotated[
     Path | None, typer.Option("--json", help="Also write every figure, unrounded, to this file.")

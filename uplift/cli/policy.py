@@ -8,13 +8,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.options import CapacityOption, CostOption, JsonOption, TrustModelOption
-from uplift.cli.render import make_console, print_frame
+from uplift.cli.options import (
+    CapacityOption,
+    ConfigOption,
+    CostOption,
+    IgnoreOption,
+    JsonOption,
+    MapOption,
+    OrderValueOption,
+    TrustModelOption,
+)
+from uplift.cli.render import make_console, print_frame, progress
+from uplift.cli.settings import check_control, log_settings, numbers
+from uplift.data.project import resolve
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from uplift.data.project import Project
     from uplift.models.effects import Effects
     from uplift.policy.ranking import Assignment
 
@@ -47,11 +59,13 @@ def rank(
         float | None, typer.Option("--budget", help="Total cost the queue may spend.")
     ] = None,
     holdout: Annotated[
-        float, typer.Option("--holdout", help="Share of orders kept on control at random.")
-    ] = 0.0,
+        float | None,
+        typer.Option("--holdout", help="Share of orders kept on control at random [default: 0]."),
+    ] = None,
     explore: Annotated[
-        float, typer.Option("--explore", help="Share of orders given a random arm.")
-    ] = 0.0,
+        float | None,
+        typer.Option("--explore", help="Share of orders given a random arm [default: 0]."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the holdout and exploration.")] = 0,
     design: Annotated[
         Path | None, typer.Option("--design", help="design.toml whose costs to use.")
@@ -63,9 +77,13 @@ def rank(
         typer.Option(
             "--control",
             help="Control arm of an --effects file that does not record it (CSV, or written "
-            "before effects files named it); default: control.",
+            "before effects files named it); default: the project's, else control.",
         ),
     ] = None,
+    mapping: MapOption = None,
+    ignore: IgnoreOption = None,
+    order_value: OrderValueOption = None,
+    config: ConfigOption = None,
 ) -> None:
     from uplift.data.files import (
         check_outputs,
@@ -86,38 +104,49 @@ def rank(
         "--model-dir": model_dir,
         "--effects": effects_path,
         "--design": design,
+        "--config": config,
     }
     check_outputs(inputs, {"--out": out, "--json": json_path})
-    orders = read_frame(orders_path)
+    settings = log_settings(config, mapping, ignore, order_value=order_value)
+    project = settings.project
+    raw = read_frame(orders_path)
+    orders = settings.column_map.to_orders(raw).apply(raw, str(orders_path))
     if "order_id" in orders.columns:
         check_unique_ids(orders["order_id"], str(orders_path))
-    effects = _effects(orders, orders_path, model_dir, effects_path, trust_model, control)
-    check_order_arms(orders, effects.treatment_arms, effects.control, source=str(orders_path))
-    costs = {
-        **_card_costs(model_dir),
-        **_design_costs(design),
-        **parse_numbers(cost, "--cost"),
-    }
-    vouchers = parse_numbers(voucher, "--voucher")
-    assignment = rank_orders(
-        effects,
-        costs=costs,
-        vouchers=vouchers,
-        capacity=parse_numbers(capacity, "--capacity"),
-        budget=budget,
-        holdout=holdout,
-        explore=explore,
-        seed=seed,
-    )
-    queue = assignment.queue
-    if model_dir is not None:
-        features = orders[list(read_card(model_dir)["features"])]
-        queue = explain_queue(assignment, features, effects, costs, vouchers)
+    control = control or project.control
+    with progress() as say:
+        say(f"predicting {len(orders):,} orders" if model_dir else "reading the effects")
+        effects = _effects(orders, orders_path, model_dir, effects_path, trust_model, control)
+        check_order_arms(orders, effects.treatment_arms, effects.control, source=str(orders_path))
+        # Later wins: the model's training costs, the project's, the design's, the flags'.
+        costs = {
+            **_card_costs(model_dir),
+            **project.costs,
+            **_design_costs(design),
+            **parse_numbers(cost, "--cost"),
+        }
+        vouchers = numbers(project.vouchers, voucher, "--voucher")
+        say("allocating the arms")
+        assignment = rank_orders(
+            effects,
+            costs=costs,
+            vouchers=vouchers,
+            capacity=numbers(project.capacities, capacity, "--capacity"),
+            budget=resolve(budget, project.budget, None),
+            holdout=resolve(holdout, project.holdout, 0.0),
+            explore=resolve(explore, project.explore, 0.0),
+            seed=seed,
+        )
+        queue = assignment.queue
+        if model_dir is not None:
+            say("explaining the arms")
+            features = orders[list(read_card(model_dir)["features"])]
+            queue = explain_queue(assignment, features, effects, costs, vouchers)
     write_outputs(
         table_output(queue, out),
         json_output(_payload(assignment, out), json_path) if json_path is not None else None,
     )
-    _print(assignment, out, costs)
+    _print(assignment, out, costs, project)
 
 
 def _effects(
@@ -133,9 +162,8 @@ def _effects(
         from uplift.models import load_model
         from uplift.models.uplift_model import predict_table
 
-        if control is not None:
-            raise ConfigError("--control names the control arm of an --effects file only")
         model = load_model(model_dir, trust=trust_model)
+        check_control(control, model)
         return predict_table(model, orders, source=str(source))
     return _read_effects(orders, source, Path(str(effects_path)), control)
 
@@ -179,15 +207,28 @@ def _design_costs(design: Path | None) -> dict[str, float]:
     return dict(Design.read(design).costs)
 
 
-def _print(assignment: Assignment, out: Path, costs: dict[str, float]) -> None:
+def _print(assignment: Assignment, out: Path, costs: dict[str, float], project: Project) -> None:
     console = make_console()
     print_frame(console, f"queue written to {out}", assignment.summary, digits=6)
     used = ", ".join(f"{arm}={c:g}" for arm, c in sorted(costs.items())) or "none"
     console.print(f"costs per use of an arm: {used}")
+    budget = assignment.budget
     console.print(
-        f"expected net value {assignment.objective:,.2f}"
-        f" (bound {assignment.upper_bound:,.2f}); cost spent {assignment.budget_used:,.2f}"
-        + (f" of {assignment.budget:,.2f}" if assignment.budget is not None else "")
+        f"cost spent {project.money(assignment.budget_used)}"
+        + (f" of {project.money(budget)}" if budget is not None else "")
+        + f"; the LP bound on the net value is {project.money(assignment.upper_bound)}"
+    )
+    console.print(_closing(assignment, project))
+
+
+def _closing(assignment: Assignment, project: Project) -> str:
+    """The last line: what the queue is expected to earn and how many orders each arm gets."""
+    summary = assignment.summary.iloc[1:]  # the control arm first: no action, no value
+    counts = dict(zip(summary["arm"].astype(str), summary["orders"].astype(int), strict=True))
+    treated = ", ".join(f"{arm} {n:,}" for arm, n in counts.items() if n)
+    return (
+        f"expected incremental net value {project.money(assignment.objective)} from "
+        f"{int(summary['orders'].sum()):,} orders treated ({treated or 'none'})"
     )
 
 

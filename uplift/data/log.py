@@ -6,8 +6,9 @@ here and validated on construction. One row is one order that was eligible for a
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,13 +53,18 @@ class ColumnMap:
     """How a user's column names map to canonical ones, and which columns to leave out.
 
     ``mapping`` is ``{canonical: source}``; ``ignore`` names source columns that are neither
-    canonical nor features (other outcomes, for example).
+    canonical nor features (other outcomes, for example); ``order_value`` is the value of
+    every order when the file has no column for it.
     """
 
     mapping: dict[str, str] = field(default_factory=dict)
     ignore: tuple[str, ...] = ()
+    order_value: float | None = None
 
     def __post_init__(self) -> None:
+        value = self.order_value
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--order-value must be a positive number; got {value!r}")
         unknown = sorted(set(self.mapping) - set(CANONICAL))
         if unknown:
             raise ConfigError(
@@ -67,15 +73,38 @@ class ColumnMap:
             )
 
     @classmethod
-    def parse(cls, pairs: Iterable[str] = (), ignore: Iterable[str] = ()) -> ColumnMap:
-        """Build from ``["canonical=source", ...]`` as given on the command line."""
-        mapping: dict[str, str] = {}
+    def parse(
+        cls,
+        pairs: Iterable[str] = (),
+        ignore: Iterable[str] = (),
+        *,
+        configured: Mapping[str, str] | None = None,
+        order_value: float | None = None,
+    ) -> ColumnMap:
+        """Build from ``["canonical=source", ...]`` as given on the command line, over the
+        ``configured`` map of a project file (a flag wins for its canonical name)."""
+        mapping: dict[str, str] = dict(configured or {})
         for pair in pairs:
             canonical, sep, source = pair.partition("=")
             if not sep or not canonical.strip() or not source.strip():
                 raise ConfigError(f"--map expects canonical=source; got {pair!r}")
             mapping[canonical.strip()] = source.strip()
-        return cls(mapping, tuple(ignore))
+        if order_value is not None and "order_value" in mapping:
+            raise ConfigError(
+                f"the order value is given twice: as the column {mapping['order_value']!r} "
+                f"(--map order_value=...) and as the constant {order_value:g} (--order-value)"
+            )
+        return cls(mapping, tuple(dict.fromkeys(ignore)), order_value)
+
+    def to_orders(self, frame: pd.DataFrame) -> ColumnMap:
+        """The part of the map that applies to a file of orders awaiting a decision: orders
+        have no arm or outcome yet, so mapped or ignored columns they lack are passed over."""
+        present = set(map(str, frame.columns))
+        return ColumnMap(
+            {c: s for c, s in self.mapping.items() if s in present},
+            tuple(c for c in self.ignore if c in present),
+            self.order_value,
+        )
 
     def apply(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         """Rename mapped columns to canonical names and drop ignored ones."""
@@ -93,7 +122,15 @@ class ColumnMap:
                 "from another column; drop the mapping or the column"
             )
         renamed = frame.drop(columns=list(self.ignore))
-        return renamed.rename(columns={s: c for c, s in self.mapping.items()})
+        renamed = renamed.rename(columns={s: c for c, s in self.mapping.items()})
+        if self.order_value is None:
+            return renamed
+        if "order_value" in renamed.columns:
+            raise SchemaError(
+                f"{source}: has an order_value column and --order-value "
+                f"{self.order_value:g} was given too; drop one of them"
+            )
+        return renamed.assign(order_value=float(self.order_value))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from uplift.data.log import ExperimentLog, read_frame, read_log
+from uplift.data.files import table_output, write_outputs
+from uplift.data.leaks import refuse_leaks
+from uplift.data.log import CONTROL, ColumnMap, ExperimentLog, read_frame, read_log
 from uplift.data.normalize import check_week
+from uplift.data.project import Words
 from uplift.exceptions import ConfigError, SchemaError, StoreError
 from uplift.experiment.assignment import hash_unit
 from uplift.experiment.holdout import (
@@ -109,6 +112,15 @@ class WeeklyConfig:
     #: A simulation's truth files (``<week>.truth.parquet``): the report then also shows what
     #: the decisions were truly worth. Nothing the job decides reads them.
     truth_dir: Path | None = None
+    #: How to read the inbox's logs and the pending orders (the project file's map).
+    column_map: ColumnMap = field(default_factory=ColumnMap)
+    control: str = CONTROL
+    #: Features the leak guard keeps although they differ by arm.
+    allow: tuple[str, ...] = ()
+    #: Where to write the ranked queue too (it is always saved in the store).
+    queue_out: Path | None = None
+    currency: str = ""
+    words: Words = field(default_factory=Words)
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +151,17 @@ def _quiet(_: str) -> None:
     return None
 
 
-def ingest_inbox(store: Store, inbox: Path, progress: Progress = _quiet) -> list[IngestResult]:
-    """Ingest every .csv / .parquet log of ``inbox`` whose content the store has not seen."""
+def ingest_inbox(
+    store: Store,
+    inbox: Path,
+    progress: Progress = _quiet,
+    *,
+    column_map: ColumnMap | None = None,
+    control: str = CONTROL,
+    allow: tuple[str, ...] = (),
+) -> list[IngestResult]:
+    """Ingest every .csv / .parquet log of ``inbox`` whose content the store has not seen,
+    read with ``column_map`` and ``control``; a log with a leaking feature is refused."""
     if not inbox.is_dir():
         raise ConfigError(f"{inbox}: inbox folder not found; create it or drop --inbox")
     seen = store.ingested_hashes()
@@ -150,7 +171,9 @@ def ingest_inbox(store: Store, inbox: Path, progress: Progress = _quiet) -> list
         if digest in seen:
             continue
         progress(f"ingesting {path.name}")
-        results.append(store.ingest(read_log(path), sha256=digest))
+        log = read_log(path, column_map=column_map, control=control)
+        refuse_leaks(log, allow=allow)
+        results.append(store.ingest(log, sha256=digest))
     return results
 
 
@@ -198,7 +221,20 @@ class WeeklyJob:
     def run(self, week: str | None = None) -> WeeklyResult:
         """Run every step for ``week`` (default: the newest week in the store)."""
         cfg = self.config
-        ingested = tuple(ingest_inbox(self.store, cfg.inbox, self.say)) if cfg.inbox else ()
+        ingested = (
+            tuple(
+                ingest_inbox(
+                    self.store,
+                    cfg.inbox,
+                    self.say,
+                    column_map=cfg.column_map,
+                    control=cfg.control,
+                    allow=cfg.allow,
+                )
+            )
+            if cfg.inbox
+            else ()
+        )
         week = self._week(week)
         weeks = [w for w in self.store.weeks() if w <= week][-cfg.window - 1 :]
         frame, compliance = complied_orders(self.store, weeks, week)
@@ -254,6 +290,9 @@ class WeeklyJob:
         )
         self.say(f"writing the report of {week}")
         paths = save_report(report, cfg.out / week)
+        if queue is not None and cfg.queue_out is not None:
+            write_outputs(table_output(queue, cfg.queue_out))
+            paths["queue"] = cfg.queue_out
         self.store.record_report(week, paths["html"], {**asdict(report.headline), "loop": loop_row})
         return WeeklyResult(
             week,
@@ -470,7 +509,8 @@ class WeeklyJob:
         cfg = self.config
         if cfg.pending is None:
             return None, pd.DataFrame(columns=["arm", "capacity", "used", "shadow_price"])
-        orders = read_frame(cfg.pending)
+        raw = read_frame(cfg.pending)
+        orders = cfg.column_map.to_orders(raw).apply(raw, str(cfg.pending))
         self.say(f"ranking {len(orders):,} pending orders with {deployed[0].model_id}")
         effects = deployed[1].predict_effects(orders)
         if "order_id" in orders.columns:

@@ -5,7 +5,9 @@ against control's, weighted by 1 / logged propensity), and calibration by decile
 uplift (predicted against measured uplift with 95% intervals). For the whole policy (per order,
 the arm of highest net value; control when none is positive): IPW, self-normalised IPW and
 doubly robust values with intervals, against treating no order and against the best single arm
-for every order, the differences paired on the same orders. And what the model says about the
+for every order, the differences paired on the same orders (per-order differences of the two
+policies' contributions, so their intervals are those of the paired difference), summed up in
+one verdict (:mod:`uplift.models.verdict`). And what the model says about the
 orders (:mod:`uplift.models.diagnose`): where each arm helps most and where it harms, and the
 rules of a shallow policy tree that explain its choices.
 """
@@ -28,10 +30,9 @@ from uplift.models.diagnose import explain_arms, segment_table
 from uplift.models.effects import Effects, Outcome
 from uplift.models.training import data_hash
 from uplift.models.uplift_model import UpliftModel
+from uplift.models.verdict import MODEL_POLICY, PolicyVerdict
 
 __all__ = ["Evaluation", "evaluate_model"]
-
-MODEL_POLICY = "model"
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +69,8 @@ class Evaluation:
         Whether the log is the one the model was trained on (its scores are then optimistic).
     segments : DataFrame
         :func:`uplift.models.diagnose.segment_table` of the predicted uplift (``outcome``):
-        per arm, the segments where it helps most and where it harms.
+        per arm, the segments where it helps most and where it harms (or, with a ``note``,
+        that it does so in no segment).
     rules : DataFrame
         ``ArmReasons.rules`` of :func:`uplift.models.diagnose.explain_arms` fitted to the
         model's policy: ``leaf, arm, rule, orders, share, fidelity, mean_effect``.
@@ -87,11 +89,17 @@ class Evaluation:
     segments: pd.DataFrame
     rules: pd.DataFrame
 
+    @property
+    def verdict(self) -> PolicyVerdict:
+        """The model's policy against treat-none and the best single arm (dr, paired)."""
+        return PolicyVerdict.from_evaluation(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Every number, for ``--json`` and the model card."""
         return {
             "outcome": self.outcome,
             "policy_outcome": self.policy_outcome,
+            "verdict": self.verdict.to_dict(),
             "by_arm": self.by_arm,
             "calibration_summary": self.calibration_summary,
             "calibration": self.calibration,

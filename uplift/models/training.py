@@ -62,22 +62,11 @@ def train_uplift(
             "orders": len(log),
             "data_hash": data_hash(log),
             "propensity_given": log.propensity_given,
-            "notes": [*log.notes, *cost_notes(costs, log)],
+            "notes": list(log.notes),
             "costs": costs,
             "seed": seed,
         },
     )
-
-
-def cost_notes(costs: Mapping[str, float], log: ExperimentLog) -> list[str]:
-    """Why the costs cannot enter the choice of learner, if they cannot."""
-    if not any(costs.values()) or log.has_revenue:
-        return []
-    return [
-        f"{log.source} has neither revenue nor order_value, so costs in currency cannot be set "
-        "against retention: the learner was chosen without them (map an order value column "
-        "with --map order_value=COLUMN)"
-    ]
 
 
 def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[str, float]:
@@ -92,4 +81,11 @@ def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[s
     bad = {arm: c for arm, c in costs.items() if not (np.isfinite(c) and c >= 0)}
     if bad:
         raise ConfigError(f"costs must be finite numbers >= 0; got {bad}")
+    if any(costs.values()) and not log.has_revenue:
+        # Refused, not dropped: a cost in currency cannot be set against a retention rate.
+        raise ConfigError(
+            f"{log.source}: costs are given (--cost) but the log has neither revenue nor an "
+            "order value to set them against; give every order a value with --order-value 10, "
+            "or map a column with --map order_value=COLUMN"
+        )
     return {arm: float(c) for arm, c in costs.items()}

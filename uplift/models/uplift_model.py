@@ -8,6 +8,7 @@ and P(retained | control, x), which the policy needs for costs paid only when an
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from uplift.data.log import ExperimentLog
-from uplift.exceptions import SchemaError, check_option, describe_rows
+from uplift.exceptions import DataWarning, SchemaError, check_option, describe_rows
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FloatArray
 from uplift.models.catalog import make_learner
 from uplift.models.effects import BASE_COLUMN, Effects, effect_column
@@ -277,12 +278,16 @@ class FittedModels:
 
 
 def predict_table(model: UpliftModel, frame: pd.DataFrame, *, source: str) -> Effects:
-    """The effects of every order of ``frame`` (an orders file's rows), keyed by order_id."""
+    """The effects of every order of ``frame`` (an orders file's rows), keyed by order_id;
+    without an order_id column, by row number (1, 2, ...), as a log is read."""
     if "order_id" not in frame.columns:
-        raise SchemaError(
-            f"{source}: no order_id column; the effects file keys every order by it "
-            "(map yours with --map order_id=COLUMN)"
+        warnings.warn(
+            f"{source}: no order_id column; row numbers are used as order ids "
+            "(map yours with --map order_id=COLUMN)",
+            DataWarning,
+            stacklevel=2,
         )
+        frame = frame.assign(order_id=np.arange(1, len(frame) + 1))
     try:
         effects = model.predict_effects(frame)
     except SchemaError as error:
