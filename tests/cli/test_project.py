@@ -31,7 +31,7 @@ control = "No E-Mail"
 
 [outcome]
 kept = "visited"
-lost = "did not visit"
+lost = "missed visits"
 order_value = 12.5
 currency = "USD"
 
@@ -62,7 +62,7 @@ def test_a_complete_project_file_is_read_whole(tmp_path: Path) -> None:
     assert project.ignore == ("conversion",)
     assert project.allow == ("newbie",)
     assert project.control == "No E-Mail"
-    assert (project.words.kept, project.words.lost) == ("visited", "did not visit")
+    assert (project.words.kept, project.words.lost) == ("visited", "missed visits")
     assert project.order_value == 12.5
     assert project.currency == "USD"
     assert project.costs == {"Mens E-Mail": 0.15}

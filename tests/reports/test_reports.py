@@ -7,25 +7,31 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from matplotlib.ticker import PercentFormatter
 
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import ARM_COSTS, ARMS, CONTROL, simulate, true_uplift
 from uplift.exceptions import SchemaError
+from uplift.experiment.holdout import read_out_policy
 from uplift.experiment.readout import readout
 from uplift.reports import (
     build_weekly_report,
     measures,
+    plots,
     read_report,
     save_report,
     to_html,
     to_markdown,
 )
-from uplift.reports.results import WeeklyReport
+from uplift.reports.builder import holm
+from uplift.reports.render import headline_cards
+from uplift.reports.results import ModelChange, OutcomeWords, WeeklyReport
 
 ORDERS = 24_000
 
@@ -88,6 +94,44 @@ def test_arm_values_cover_the_truth_and_add_up_to_the_headline(
     assert table["protected"].sum() == pytest.approx(h.retained_revenue_protected)
     assert table["avoided"].sum() == pytest.approx(h.cancellations_avoided)
     assert table["cost"].sum() == pytest.approx(h.cost)
+
+
+def test_return_per_cost_interval_matches_a_bootstrap(
+    world: tuple[ExperimentLog, pd.DataFrame],
+) -> None:
+    log, _ = world
+    h = measures.headline(log, ARM_COSTS)
+    # Resample the week's orders within each arm (the arms' sizes, and so the cost, are the
+    # design's) and recompute protected revenue per unit spent: 2,000 times, a fixed seed.
+    rng = np.random.default_rng(0)
+    sums = {}
+    for arm, rows in log.frame.groupby("arm"):
+        kept, value = rows["revenue"].to_numpy(float), rows["order_value"].to_numpy(float)
+        draws = rng.integers(0, len(rows), size=(2000, len(rows)))
+        sums[arm] = (kept[draws].sum(axis=1), value[draws].sum(axis=1))
+    kept_c, value_c = sums.pop(CONTROL)
+    protected = sum(value * (kept / value - kept_c / value_c) for kept, value in sums.values())
+    ratios = np.asarray(protected) / h.cost
+    lower, upper = np.percentile(ratios, [2.5, 97.5])
+    width = h.return_ci_upper - h.return_ci_lower
+    # Two thousand draws place a percentile within about 3% of the width; 10% leaves room.
+    assert h.return_ci_lower == pytest.approx(lower, abs=0.1 * width)
+    assert h.return_ci_upper == pytest.approx(upper, abs=0.1 * width)
+    assert h.return_ci_lower < h.return_per_cost < h.return_ci_upper
+
+
+def test_ratio_interval_is_the_protected_interval_over_a_known_cost() -> None:
+    assert measures.ratio_interval(100.0, 500.0, 50.0) == (2.0, 10.0)
+    assert all(np.isnan(measures.ratio_interval(100.0, 500.0, 0.0)))
+
+
+def test_holm_matches_a_hand_computation() -> None:
+    p = pd.Series([0.01, 0.04, 0.03, 0.005, np.nan])
+    # Four tested. Smallest first, times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04; then each at
+    # least the one before: 0.02, 0.03, 0.06, 0.06. The untested row stays untested.
+    np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, 0.02, np.nan])
+    assert holm(pd.Series([0.5, 0.9])).tolist() == [1.0, 1.0]  # capped at 1
+    assert holm(pd.Series([np.nan])).isna().all()
 
 
 def test_learn_check_passes_the_truth_and_flags_a_shift(
@@ -173,8 +217,8 @@ def test_base_rates_interval() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(world: tuple[ExperimentLog, pd.DataFrame]) -> WeeklyReport:
-    """A full weekly report built from real result objects on the simulated week."""
+def parts(world: tuple[ExperimentLog, pd.DataFrame]) -> dict[str, Any]:
+    """The result objects of a full weekly report on the simulated week."""
     log, truth = world
     effects = truth_effects(log, truth)
     weekly = pd.DataFrame(
@@ -200,21 +244,27 @@ def report(world: tuple[ExperimentLog, pd.DataFrame]) -> WeeklyReport:
     learn = measures.learn_check(
         log, effects, model_id="m1", trained_through="2026-W39", train_orders=50_000
     )
-    return build_weekly_report(
-        week="2026-W40",
-        headline=measures.headline(log, ARM_COSTS),
-        readout=readout(log),
-        segments=[readout(log, segment="payment_status")],
-        arm_values=measures.arm_value(log, ARM_COSTS),
-        learn=learn,
-        models=None,
-        qini=measures.qini_points(log, effects),
-        qini_summary=pd.DataFrame({"arm": ["expedite"], "qini_coefficient": [0.01]}),
-        policy_values=values,
-        capacity=capacity,
-        mix=measures.mix_shift(log.frame.iloc[:5000], log.frame.iloc[5000:], log.features),
-        base_rates=measures.base_rates(weekly),
-    )
+    return {
+        "week": "2026-W40",
+        "headline": measures.headline(log, ARM_COSTS),
+        "readout": readout(log),
+        "segments": [readout(log, segment="payment_status"), readout(log, segment="category")],
+        "arm_values": measures.arm_value(log, ARM_COSTS),
+        "learn": learn,
+        "models": None,
+        "qini": measures.qini_points(log, effects),
+        "qini_summary": pd.DataFrame({"arm": ["expedite"], "qini_coefficient": [0.01]}),
+        "policy_values": values,
+        "capacity": capacity,
+        "mix": measures.mix_shift(log.frame.iloc[:5000], log.frame.iloc[5000:], log.features),
+        "base_rates": measures.base_rates(weekly),
+    }
+
+
+@pytest.fixture(scope="module")
+def report(parts: dict[str, Any]) -> WeeklyReport:
+    """A full weekly report built from real result objects on the simulated week."""
+    return build_weekly_report(**parts)
 
 
 def test_recommendations_follow_the_figures(report: WeeklyReport) -> None:
@@ -225,6 +275,83 @@ def test_recommendations_follow_the_figures(report: WeeklyReport) -> None:
     for action in report.actions:
         if action.kind == "scale_up":
             assert arms.loc[action.arm, "net_ci_lower"] > 0
+
+
+def test_segments_are_adjusted_over_every_segment_tested(report: WeeklyReport) -> None:
+    rows = report.segments.dropna(subset=["p_raw"])
+    assert set(rows["segment"]) == {"payment_status", "category"}
+    # Holm by hand over the whole family, both segment columns together.
+    p = np.sort(rows["p_raw"].to_numpy())
+    m = len(p)
+    by_hand = np.minimum(1, np.maximum.accumulate(p * (m - np.arange(m))))
+    np.testing.assert_allclose(rows["p_value"].sort_values(), by_hand)
+    page = to_html(report)
+    assert f"{m} segment comparisons tested" in page
+    assert f"p-values adjusted by Holm across all {m}" in page
+
+
+VISITS = OutcomeWords(
+    kept="visited",
+    keeps="brings back",
+    lost="missed visits",
+    avoided="visits gained",
+    rate="no-visit rate",
+)
+
+
+def test_currency_and_words_reach_every_figure(parts: dict[str, Any], tmp_path: Path) -> None:
+    report = build_weekly_report(**parts, currency="EUR", outcome_words=VISITS)
+    cards = dict(headline_cards(report.headline, report.currency, report.outcome_words))
+    money = r"EUR -?[\d,]+"
+    assert re.fullmatch(rf"{money} \({money} to {money}\)", cards["visited revenue protected"])
+    assert cards["cost of the interventions"] == f"EUR {report.headline.cost:,.0f}"
+    assert "visits gained" in cards
+    capacity = next(a for a in report.actions if a.kind == "add_capacity")
+    assert "would earn about EUR 2.50 net" in capacity.text
+    page = to_html(report)
+    assert "Money is in EUR." in page
+    assert "net value (EUR)" in page
+    assert "net value per order (EUR)" in page
+    for old in ("retained", "cancellation", "cancelled"):
+        assert old not in page.lower(), old
+    rates = plots.base_rate_plot(report.base_rates, VISITS).axes[0]
+    assert rates.get_ylabel() == "no-visit rate, control arm"
+    assert plots.arm_effects_plot(report.arms, VISITS).axes[0].get_xlabel().startswith("visited")
+    back = read_report(save_report(report, tmp_path)["json"])
+    assert (back.currency, back.outcome_words) == ("EUR", VISITS)
+    assert to_markdown(back) == to_markdown(report)
+
+
+def test_default_words_and_numbers_read_as_before(report: WeeklyReport) -> None:
+    h = report.headline
+    cards = headline_cards(h)
+    assert [label for label, _ in cards] == [
+        "retained revenue protected",
+        "cancellations avoided",
+        "cost of the interventions",
+        "revenue protected per unit spent",
+    ]
+    assert cards[0][1] == (
+        f"{h.retained_revenue_protected:,.0f} "
+        f"({h.protected_ci_lower:,.0f} to {h.protected_ci_upper:,.0f})"
+    )
+    assert cards[2][1] == f"{h.cost:,.0f}"
+    assert cards[3][1] == (
+        f"{h.return_per_cost:,.1f} ({h.return_ci_lower:,.1f} to {h.return_ci_upper:,.1f})"
+    )
+    assert report.currency == ""
+    assert "Money is in" not in to_html(report)
+
+
+def test_each_measure_reads_in_one_unit(report: WeeklyReport) -> None:
+    page = to_html(report)
+    # Qini, like every uplift and share on the page, is a percentage.
+    assert "<td>1.00%</td>" in page
+    assert re.search(r"<td>-?\d+\.\d\d% <span class='ci'>\(-?\d+\.\d\d% to", page)
+    qini = plots.qini_plot(report.qini).axes[0]
+    arms = plots.arm_effects_plot(report.arms).axes[0]
+    for axis in (qini.xaxis, qini.yaxis, arms.xaxis):
+        assert isinstance(axis.get_major_formatter(), PercentFormatter)
 
 
 def test_html_is_self_contained_with_its_figures(report: WeeklyReport) -> None:
@@ -313,3 +440,112 @@ def test_report_renders_in_chromium(report: WeeklyReport, tmp_path: Path) -> Non
     assert blue.sum() > 500
     # A blank page has no dark pixels; this one has about 5% (text, tables, six figures).
     assert (pixels.mean(axis=-1) < 0.9).mean() > 0.02
+
+
+def _loop(weeks: int, seed: int) -> pd.DataFrame:
+    """Weeks of the loop as the weekly job tabulates them, with a simulation's truth."""
+    rng = np.random.default_rng(seed)
+    protected, se = rng.normal(20_000, 30_000, weeks), rng.uniform(20_000, 30_000, weeks)
+    total, total_se = protected.cumsum(), np.sqrt((se**2).cumsum())
+    z = 1.959964
+    return pd.DataFrame(
+        {
+            "week": [f"2026-W{33 + k}" for k in range(weeks)],
+            "protected": protected,
+            "ci_lower": protected - z * se,
+            "ci_upper": protected + z * se,
+            "predicted": rng.normal(30_000, 10_000, weeks),
+            "cumulative": total,
+            "true_value": rng.normal(-10_000, 20_000, weeks),
+            "true_protected": rng.normal(10_000, 5_000, weeks),
+            "oracle_value": rng.normal(50_000, 10_000, weeks),
+            "holdout_cost": rng.normal(1_000, 1_500, weeks),
+            "explore_cost": rng.normal(3_500, 500, weeks),
+            "cumulative_ci_lower": total - z * total_se,
+            "cumulative_ci_upper": total + z * total_se,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def decided(world: tuple[ExperimentLog, pd.DataFrame], parts: dict[str, Any]) -> WeeklyReport:
+    """A week the policy decided, eight weeks into the loop, in a currency: the page's widest
+    tables (the policy's readout, the loop with the simulation's truth)."""
+    log, _ = world
+    frame = log.frame
+    treated = (frame["arm"] != CONTROL).to_numpy()
+    arms = [a for a in ARMS if a != CONTROL]
+    # Each treated order got the arm the policy intended; control orders are its holdout, each
+    # intended for an arm at random.
+    intended = np.where(treated, frame["arm"], np.random.default_rng(3).choice(arms, len(frame)))
+    decisions = pd.DataFrame({"policy_arm": intended, "holdout": ~treated}, index=frame.index)
+    policy = read_out_policy(
+        pd.concat([frame, decisions], axis=1), control=CONTROL, costs=ARM_COSTS
+    )
+    models = ModelChange(
+        pd.DataFrame(
+            {
+                "role": ["challenger", "champion"],
+                "model_id": ["2026-W40-s_lgbm-s0", "2026-W39-s_lgbm-s0"],
+                "learner": ["s_lgbm", "s_lgbm"],
+                "trained_in": ["2026-W40", "2026-W39"],
+                "train_orders": [140_993, 141_018],
+                "policy_value": [98.78, 95.35],
+                "ci_lower": [94.31, 92.7],
+                "ci_upper": [103.25, 98.0],
+            }
+        ),
+        3.43,
+        1.87,
+        True,
+        "The challenger replaces the champion.",
+    )
+    compliance = pd.DataFrame({"arm": list(ARMS), "decided": 4000, "logged_other_arm": 0})
+    return build_weekly_report(
+        **{**parts, "models": models},
+        policy=policy,
+        compliance=compliance,
+        loop=_loop(8, seed=4),
+        currency="EUR",
+    )
+
+
+# Writes, once the page has laid out, the page's width and the window's, then every table's
+# width and its container's, into the DOM that --dump-dom prints.
+_MEASURE = """<script>addEventListener('load', () => {
+const p = document.createElement('pre'); p.id = 'widths';
+const pairs = [[document.documentElement.scrollWidth, innerWidth]];
+for (const t of document.querySelectorAll('table')) {
+  pairs.push([t.scrollWidth, t.parentElement.clientWidth]); }
+p.textContent = pairs.map(x => x.join(' ')).join(';'); document.body.append(p); });
+</script>"""
+
+
+def laid_out_widths(page: Path, folder: Path, width: int) -> list[tuple[int, int]]:
+    """Page and window width, then each table's width and its container's, in Chromium."""
+    assert CHROMIUM is not None
+    probe = folder / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
+    command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={folder / 'profile'}"]
+    command += [f"--window-size={width},4000", "--virtual-time-budget=5000", "--dump-dom"]
+    dom = subprocess.run(
+        [*command, probe.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    found = re.search(r'<pre id="widths">([^<]*)</pre>', dom)
+    assert found, dom[-500:]
+    return [(int(a), int(b)) for a, b in (pair.split() for pair in found.group(1).split(";"))]
+
+
+@pytest.mark.browser
+def test_no_table_is_wider_than_the_page(
+    report: WeeklyReport, decided: WeeklyReport, tmp_path: Path
+) -> None:
+    if CHROMIUM is None:
+        pytest.fail("chromium not found: install it with `apt-get install -y chromium`")
+    for name, week in (("randomised", report), ("decided", decided)):
+        page = save_report(week, tmp_path / name)["html"]
+        (page_width, window), *tables = laid_out_widths(page, tmp_path / name, width=1280)
+        assert page_width <= window, name
+        # The policy's readout and the loop are among them: eleven tables in a decided week.
+        assert len(tables) >= (11 if name == "decided" else 7), (name, tables)
+        assert all(table <= box for table, box in tables), (name, tables)

@@ -174,12 +174,13 @@ def print_result(result: WeeklyResult) -> None:
 
     report = result.report
     typer.echo(f"week {result.week}: {report.headline.orders:,} orders")
-    for label, text in headline_cards(report.headline):
+    for label, text in headline_cards(report.headline, report.currency, report.outcome_words):
         typer.echo(f"  {label}: {text}")
     if not report.policy.empty:
         total = report.policy.iloc[-1]
+        money = f"{report.currency} " if report.currency else ""
         typer.echo(
-            f"  the policy against its holdout: {total['protected']:,.0f} net protected "
+            f"  the policy against its holdout: {money}{total['protected']:,.0f} net protected "
             f"({total['protected_ci_lower']:,.0f} to {total['protected_ci_upper']:,.0f})"
         )
     if report.learn is not None:

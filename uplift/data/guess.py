@@ -38,8 +38,8 @@ class Guess:
     column_map: dict[str, str] = field(default_factory=dict)
     ignore: list[str] = field(default_factory=list)
     control: str | None = None
-    kept: str = "retained"
-    lost: str = "cancelled"
+    #: The [outcome] words (see :class:`uplift.data.project.Words`); empty: the defaults.
+    words: dict[str, str] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
 
 
@@ -85,8 +85,7 @@ def project_text(guess: Guess, source: str) -> str:
     lines += [
         "",
         "[outcome]",
-        f"kept = {_toml(guess.kept)}",
-        f"lost = {_toml(guess.lost)}",
+        *(f"{key} = {_toml(text)}" for key, text in guess.words.items()),
         "# order_value = 10.0   # what every order is worth, when no column holds it",
         '# currency = "EUR"',
         "",
@@ -112,7 +111,14 @@ def _guess_outcome(frame: pd.DataFrame, free: list[str], guess: Guess) -> None:
     first = outcomes[0]
     lost = bool(_words(first) & set(_LOST))
     _take(guess, "cancelled" if lost else "retained", first, free, "0/1, named like an outcome")
-    guess.kept, guess.lost = ("kept", first) if lost else (first, f"no {first}")
+    if not lost:
+        guess.words = {
+            "kept": first,
+            "keeps": f"gets {first}",
+            "lost": f"orders without {first}",
+            "avoided": f"{first} gained",
+            "rate": f"share without {first}",
+        }
     for column in outcomes[1:]:
         free.remove(column)
         guess.ignore.append(column)

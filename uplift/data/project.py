@@ -12,8 +12,9 @@ and the key, so a typo never silently falls back to a default::
     control = "No E-Mail"
 
     [outcome]
-    kept = "visited"             # the words for the outcome and its absence
-    lost = "did not visit"
+    kept = "visited"             # the words for the outcome (see Words)
+    lost = "missed visits"
+    avoided = "visits gained"
     order_value = 10.0           # every order is worth this (or map an order_value column)
     currency = "USD"
 
@@ -58,10 +59,22 @@ PROJECT_FILE = "uplift.toml"
 
 @dataclass(frozen=True)
 class Words:
-    """How the outcome reads: an order that stays (``kept``) or goes (``lost``)."""
+    """How reports and verdicts name the outcome; the defaults are an order kept, not cancelled.
 
+    A shop whose outcome is a visit might use ``Words(kept="visited", keeps="brings back",
+    lost="missed visits", avoided="visits gained", rate="no-visit rate")``.
+    """
+
+    #: The good outcome as an adjective: "retained revenue protected", "retained uplift".
     kept: str = "retained"
-    lost: str = "cancelled"
+    #: What an arm does to more orders: "it keeps 2.0% more orders".
+    keeps: str = "keeps"
+    #: The bad outcome, counted: "it raises cancellations there by 2.0%".
+    lost: str = "cancellations"
+    #: The headline count of orders turned from the bad outcome to the good one.
+    avoided: str = "cancellations avoided"
+    #: The bad outcome's share of orders (the drift chart).
+    rate: str = "cancellation rate"
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,11 @@ class Project:
 # section -> key -> (kind, description); the kinds are checked by ``_value``.
 _SCHEMA: dict[str, dict[str, str]] = {
     "log": {"map": "names", "ignore": "list", "allow": "list", "control": "text"},
-    "outcome": {"kept": "text", "lost": "text", "order_value": "positive", "currency": "text"},
+    "outcome": {
+        **dict.fromkeys(("kept", "keeps", "lost", "avoided", "rate"), "text"),
+        "order_value": "positive",
+        "currency": "text",
+    },
     "arms": {"costs": "amounts", "vouchers": "amounts", "capacities": "amounts"},
     "policy": {"holdout": "share", "explore": "share", "budget": "amount"},
     "weekly": {"queue_out": "text", "segments": "list"},
@@ -129,7 +146,7 @@ def load_project(config: Path | None = None, cwd: Path | None = None) -> Project
         ignore=tuple(log.get("ignore", ())),
         allow=tuple(log.get("allow", ())),
         control=log.get("control"),
-        words=Words(kept=outcome.get("kept", "retained"), lost=outcome.get("lost", "cancelled")),
+        words=Words(**{k: v for k, v in outcome.items() if k in Words.__dataclass_fields__}),
         order_value=outcome.get("order_value"),
         currency=outcome.get("currency", ""),
         costs=dict(arms.get("costs", {})),

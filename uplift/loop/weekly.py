@@ -287,6 +287,8 @@ class WeeklyJob:
             policy=policy,
             compliance=compliance,
             loop=loop,
+            currency=cfg.currency,
+            outcome_words=cfg.words,
         )
         self.say(f"writing the report of {week}")
         paths = save_report(report, cfg.out / week)

@@ -1,4 +1,5 @@
-"""Exact allocation of orders to arms under per-arm capacities and a total budget.
+"""Allocation of orders to arms under per-arm capacities and a total budget: exact with
+capacities alone, within a printed bound of the integer optimum when a budget binds.
 
 The problem, with ``x[o, a]`` = 1 when order ``o`` gets arm ``a``::
 
@@ -24,11 +25,13 @@ result is primal feasible with value equal to ``D(p)``: exact, with a certificat
 A budget adds a price ``mu`` on cost. ``phi(mu) = min_p D(p, mu)`` is convex and piecewise
 linear in ``mu``; we minimise it by a one-dimensional cutting-plane search, which ends at the
 exact kink. There the LP optimum may split one or a few orders fractionally; we round down by
-taking the Lagrangian solution on the feasible side of the kink (``mu`` just above it). Its
-value is below the LP optimum by ``mu * (budget - budget_used)``: the reported
-``upper_bound - objective``, an a posteriori certificate. Because a basic LP optimum has at
-most one fractional order per coupling constraint, in general position this gap is at most the
-net value of ``number of capacitated arms + 1`` orders.
+taking the Lagrangian solution on the feasible side of the kink (``mu`` just above it), then
+move orders tied at the kink to the overspending side's arm while the budget and capacities
+allow (so a group of identical orders is split, not dropped whole). The value is below the LP
+optimum by at most the reported ``upper_bound - objective``, an a posteriori certificate.
+Because a basic LP optimum has at most one fractional order per coupling constraint, in
+general position this gap is at most the net value of ``number of capacitated arms + 1``
+orders.
 """
 
 from __future__ import annotations
@@ -373,4 +376,51 @@ def _budget_search(
                 above = _lagrangian(value, cost, capacity, budget, nudged, point.prices, tol)
                 high = above if above.spent <= budget else high
             break
-    return high, min(low.dual, high.dual)
+    return _fill_budget(value, cost, capacity, budget, high, low), min(low.dual, high.dual)
+
+
+def _fill_budget(
+    value: FloatArray,
+    cost: FloatArray,
+    capacity: FloatArray,
+    budget: float,
+    high: _Lagrangian,
+    low: _Lagrangian,
+) -> _Lagrangian:
+    """Spend what the feasible side of the kink leaves: move orders to the overspending side's
+    arm, best value per unit of extra cost first, while the budget and capacities allow.
+
+    At the kink the two sides differ only in orders tied at the budget's price; taken whole,
+    a group of identical orders would be all in or all out, and 1,000 identical orders with
+    room in the budget for 300 would all stay untreated.
+    """
+    rows = np.flatnonzero(low.choice != high.choice)
+    if rows.size == 0:
+        return high
+
+    def picked(choice: IntArray, what: FloatArray) -> FloatArray:
+        arm = choice[rows]
+        return np.where(arm > 0, what[np.maximum(arm - 1, 0), rows], 0.0)
+
+    gain = picked(low.choice, value) - picked(high.choice, value)
+    extra = picked(low.choice, cost) - picked(high.choice, cost)
+    useful = gain > 0
+    rows, gain, extra = rows[useful], gain[useful], extra[useful]
+    order = np.lexsort((rows, -gain / np.maximum(extra, 1e-300)))
+    rows, extra = rows[order], extra[order]
+    # Longest prefix within the budget and, arm by arm, within the room left.
+    fits = np.cumsum(extra) <= budget - high.spent + 1e-9 * max(1.0, budget)
+    counts = np.bincount(high.choice, minlength=capacity.size + 1)[1:]
+    for arm in np.flatnonzero(np.isfinite(capacity)):
+        net = np.cumsum((low.choice[rows] == arm + 1).astype(np.int64)) - np.cumsum(
+            (high.choice[rows] == arm + 1).astype(np.int64)
+        )
+        fits &= counts[arm] + net <= capacity[arm]
+    taken = rows[: int(np.argmin(fits)) if not fits.all() else rows.size]
+    if taken.size == 0:
+        return high
+    choice = high.choice.copy()
+    choice[taken] = low.choice[taken]
+    treated = np.flatnonzero(choice > 0)
+    spent = float(cost[choice[treated] - 1, treated].sum())
+    return _Lagrangian(mu=high.mu, prices=high.prices, choice=choice, dual=high.dual, spent=spent)

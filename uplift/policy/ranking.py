@@ -1,10 +1,10 @@
 """The queue: which orders to act on, with which arm, in which order, within real capacity.
 
 Orders are valued by net value (:mod:`uplift.models.effects`); the allocation (see
-:mod:`uplift.policy.allocation`) is exact, not greedy by rank. A random holdout stays on
-control and a random exploration share gets a random arm; every row of the queue records the
-probability with which this procedure gives it its arm, so next week's log can evaluate any
-policy and retrain without bias.
+:mod:`uplift.policy.allocation`) solves a linear program, not greedy by rank. A random holdout
+stays on control and a random exploration share gets a random arm; every row of the queue
+records the probability with which this procedure gives it its arm, so next week's log can
+evaluate any policy and retrain without bias.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def rank_orders(
     seed: int = 0,
     control: str = "control",
 ) -> Assignment:
-    """Allocate arms to orders exactly within capacities and budget, and rank the queue.
+    """Allocate arms to orders within capacities and budget (see allocation), and rank the queue.
 
     ``effects`` is the output of ``UpliftModel.predict_effects`` (or a frame of the columns
     ``uplift predict`` writes, whose control arm is ``control``); order ids come from its

@@ -7,6 +7,7 @@ from uplift.reports.results import (
     Headline,
     LearnCheck,
     ModelChange,
+    OutcomeWords,
     WeeklyReport,
     read_report,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "Headline",
     "LearnCheck",
     "ModelChange",
+    "OutcomeWords",
     "WeeklyReport",
     "build_weekly_report",
     "read_report",

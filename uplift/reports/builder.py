@@ -8,12 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from statsmodels.stats.multitest import multipletests
 
+from uplift.reports.formats import money, percent
 from uplift.reports.results import (
+    DEFAULT_WORDS,
     Action,
     Headline,
     LearnCheck,
     ModelChange,
+    OutcomeWords,
     SampleRatio,
     WeeklyReport,
 )
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from uplift.experiment.holdout import PolicyReadout
     from uplift.experiment.readout import Readout
 
-__all__ = ["POLICY_COLUMNS", "build_weekly_report", "policy_table"]
+__all__ = ["MIN_SHADOW_PRICE", "POLICY_COLUMNS", "build_weekly_report", "holm", "policy_table"]
 
 #: A shadow price below this (currency per extra use) is not worth a sentence.
 MIN_SHADOW_PRICE = 0.01
@@ -50,8 +54,31 @@ def arm_table(readout: Readout, values: pd.DataFrame) -> pd.DataFrame:
     return table.join(extra).rename_axis("arm").reset_index()
 
 
+SEGMENT_COLUMNS = (
+    "segment", "level", "arm", "orders", "uplift", "ci_lower", "ci_upper", "p_raw", "p_value",
+)  # fmt: skip
+
+
+def holm(p_values: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values over every p-value given; NaN (not tested) stays NaN.
+
+    Holm rather than Benjamini-Hochberg: a segment row is read as a finding to act on, so the
+    chance of any false one is what is kept at the test's level, under any dependence between
+    rows (segments of different columns share orders).
+    """
+    tested = p_values.notna().to_numpy()
+    adjusted = np.full(len(p_values), np.nan)
+    if tested.any():
+        adjusted[tested] = multipletests(p_values.to_numpy(float)[tested], method="holm")[1]
+    return pd.Series(adjusted, index=p_values.index)
+
+
 def segment_table(readouts: Sequence[Readout]) -> pd.DataFrame:
-    """Retained uplift per segment level and arm, from readouts broken down by a segment."""
+    """Retained uplift per segment level and arm, from readouts broken down by a segment.
+
+    ``p_raw`` is each comparison's own; ``p_value`` is Holm-adjusted over every row of every
+    segment column, the whole family a reader scans.
+    """
     frames = []
     for r in readouts:
         if r.segments is None:
@@ -67,16 +94,15 @@ def segment_table(readouts: Sequence[Readout]) -> pd.DataFrame:
                     "uplift": rows["difference"],
                     "ci_lower": rows["ci_lower"],
                     "ci_upper": rows["ci_upper"],
-                    "p_value": rows["p_value_adjusted"],
+                    "p_raw": rows["p_value"],
                 }
             )
         )
     if not frames:
-        return pd.DataFrame(
-            columns=["segment", "level", "arm", "orders", "uplift", "ci_lower", "ci_upper"]
-        )
+        return pd.DataFrame(columns=list(SEGMENT_COLUMNS))
     table = pd.concat(frames, ignore_index=True)
-    return table.sort_values("p_value", kind="stable").reset_index(drop=True)
+    table["p_value"] = holm(table["p_raw"])
+    return table.sort_values("p_raw", kind="stable").reset_index(drop=True)
 
 
 POLICY_COLUMNS = (
@@ -126,71 +152,90 @@ def recommend(
     segments: pd.DataFrame,
     capacity: pd.DataFrame,
     alpha: float,
+    *,
+    currency: str = "",
+    words: OutcomeWords = DEFAULT_WORDS,
 ) -> tuple[Action, ...]:
     """What to change, in plain words, from the week's measured effects and shadow prices.
 
     Scale up an arm whose protected revenue clears its cost even at the interval's lower end
     (use less one that misses it even at the upper end); stop an arm for a segment where it
-    raises cancellations beyond noise (Bonferroni over all segment levels shown); add capacity
-    to an arm whose limit binds with a positive price.
+    raises the bad outcome beyond noise (``p_value``: Holm over every segment row); add
+    capacity to an arm whose limit binds with a positive price.
     """
-    actions = []
-    paying = arms[(arms["p_value"] < alpha) & (arms["net_ci_lower"] > 0)]
-    for row in _records(paying.sort_values("net_value", ascending=False)):
-        actions.append(
-            Action(
-                "scale_up",
-                str(row["arm"]),
-                f"Scale up {row['arm']}: it keeps {row['uplift']:.1%} more orders "
-                f"({row['ci_lower']:.1%} to {row['ci_upper']:.1%}) and this week protected "
-                f"{row['protected']:,.0f} of revenue for a cost of {row['cost']:,.0f}, "
-                f"{row['net_value']:,.0f} net ({row['net_ci_lower']:,.0f} to "
-                f"{row['net_ci_upper']:,.0f}).",
-                float(row["net_value"]),
-            )
-        )
-    for row in _records(arms[arms["net_ci_upper"] < 0]):
-        actions.append(
-            Action(
-                "stop",
-                str(row["arm"]),
-                f"Stop giving {row['arm']} at random: in the holdout test it cost "
-                f"{row['cost']:,.0f} this week but protected only {row['protected']:,.0f} of "
-                f"revenue (at most {row['protected_ci_upper']:,.0f}); keep it for the orders "
-                "the model ranks.",
-                float(row["net_value"]),
-            )
-        )
-    if not segments.empty:
-        levels = max(len(segments[["segment", "level"]].drop_duplicates()), 1)
-        harmful = segments[(segments["ci_upper"] < 0) & (segments["p_value"] < alpha / levels)]
-        for row in _records(harmful.sort_values("uplift")):
-            actions.append(
-                Action(
-                    "stop",
-                    str(row["arm"]),
-                    f"Stop {row['arm']} for {row['segment']} = {row['level']}: it raises "
-                    f"cancellations there by {-row['uplift']:.1%} "
-                    f"({-row['ci_upper']:.1%} to {-row['ci_lower']:.1%}).",
-                    float(row["uplift"]),
-                )
-            )
-    binding = (
-        capacity[capacity["shadow_price"] > MIN_SHADOW_PRICE] if not capacity.empty else capacity
+    return (
+        *_scale_up(arms, alpha, currency, words),
+        *_use_less(arms, currency),
+        *_segment_stops(segments, alpha, words),
+        *_more_capacity(capacity, currency),
     )
-    for row in _records(binding):
-        actions.append(
-            Action(
-                "add_capacity",
-                str(row["arm"]),
-                f"Add {row['arm']} capacity: the queue filled all {row['capacity']:,.0f} uses, "
-                f"and one more, given to the next best order, would earn about "
-                f"{row['shadow_price']:.2f} net of its cost: capacity that costs less than "
-                "that per use pays for itself.",
-                float(row["shadow_price"]),
-            )
+
+
+def _scale_up(arms: pd.DataFrame, alpha: float, currency: str, words: OutcomeWords) -> list[Action]:
+    paying = arms[(arms["p_value"] < alpha) & (arms["net_ci_lower"] > 0)]
+    return [
+        Action(
+            "scale_up",
+            str(row["arm"]),
+            f"Scale up {row['arm']}: it {words.keeps} {percent(row['uplift'], 1)} more orders "
+            f"({percent(row['ci_lower'], 1)} to {percent(row['ci_upper'], 1)}) and this week "
+            f"protected {money(row['protected'], currency)} of revenue for a cost of "
+            f"{money(row['cost'], currency)}, {money(row['net_value'], currency)} net "
+            f"({money(row['net_ci_lower'], currency)} to {money(row['net_ci_upper'], currency)}).",
+            float(row["net_value"]),
         )
-    return tuple(actions)
+        for row in _records(paying.sort_values("net_value", ascending=False))
+    ]
+
+
+def _use_less(arms: pd.DataFrame, currency: str) -> list[Action]:
+    return [
+        Action(
+            "stop",
+            str(row["arm"]),
+            f"Stop giving {row['arm']} at random: in the holdout test it cost "
+            f"{money(row['cost'], currency)} this week but protected only "
+            f"{money(row['protected'], currency)} of revenue (at most "
+            f"{money(row['protected_ci_upper'], currency)}); keep it for the orders the model "
+            "ranks.",
+            float(row["net_value"]),
+        )
+        for row in _records(arms[arms["net_ci_upper"] < 0])
+    ]
+
+
+def _segment_stops(segments: pd.DataFrame, alpha: float, words: OutcomeWords) -> list[Action]:
+    if segments.empty:
+        return []
+    harmful = segments[(segments["ci_upper"] < 0) & (segments["p_value"] < alpha)]
+    return [
+        Action(
+            "stop",
+            str(row["arm"]),
+            f"Stop {row['arm']} for {row['segment']} = {row['level']}: it raises "
+            f"{words.lost} there by {percent(-row['uplift'], 1)} "
+            f"({percent(-row['ci_upper'], 1)} to {percent(-row['ci_lower'], 1)}).",
+            float(row["uplift"]),
+        )
+        for row in _records(harmful.sort_values("uplift"))
+    ]
+
+
+def _more_capacity(capacity: pd.DataFrame, currency: str) -> list[Action]:
+    if capacity.empty:
+        return []
+    return [
+        Action(
+            "add_capacity",
+            str(row["arm"]),
+            f"Add {row['arm']} capacity: the queue filled all {row['capacity']:,.0f} uses, "
+            f"and one more, given to the next best order, would earn about "
+            f"{money(row['shadow_price'], currency, 2)} net of its cost: capacity that costs "
+            "less than that per use pays for itself.",
+            float(row["shadow_price"]),
+        )
+        for row in _records(capacity[capacity["shadow_price"] > MIN_SHADOW_PRICE])
+    ]
 
 
 def build_weekly_report(
@@ -212,8 +257,14 @@ def build_weekly_report(
     policy: PolicyReadout | None = None,
     compliance: pd.DataFrame | None = None,
     loop: pd.DataFrame | None = None,
+    currency: str = "",
+    outcome_words: OutcomeWords = DEFAULT_WORDS,
 ) -> WeeklyReport:
-    """The weekly report of ``week`` from its result objects; nothing is fitted here."""
+    """The weekly report of ``week`` from its result objects; nothing is fitted here.
+
+    ``currency`` (e.g. "EUR") is written before every money figure ("EUR 1,234"; empty: the
+    bare number); ``outcome_words`` names the outcome (defaults: kept against cancelled).
+    """
     arms = arm_table(readout, arm_values)
     segment_rows = segment_table(segments)
     srm = readout.srm
@@ -265,9 +316,13 @@ def build_weekly_report(
             segment_rows.iloc[:0] if decided else segment_rows,
             capacity,
             readout.alpha,
+            currency=currency,
+            words=outcome_words,
         ),
         notes=tuple(all_notes),
         policy=table,
         compliance=compliance if compliance is not None else pd.DataFrame(),
         loop=loop if loop is not None else pd.DataFrame(),
+        currency=currency,
+        outcome_words=outcome_words,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "mix_shift",
     "policy_headline",
     "qini_points",
+    "ratio_interval",
 ]
 
 #: Family-wise error rate of the learn check across arms (Bonferroni).
@@ -164,19 +165,35 @@ def _headline(
 ) -> Headline:
     """A headline from its totals and their standard errors (``(value, se)`` pairs)."""
     (revenue, revenue_se), (saved, saved_se) = protected, avoided
+    low, high = revenue - Z95 * revenue_se, revenue + Z95 * revenue_se
+    return_low, return_high = ratio_interval(low, high, cost)
     return Headline(
         orders=orders,
         treated_orders=treated,
         holdout_orders=held,
         retained_revenue_protected=revenue,
-        protected_ci_lower=revenue - Z95 * revenue_se,
-        protected_ci_upper=revenue + Z95 * revenue_se,
+        protected_ci_lower=low,
+        protected_ci_upper=high,
         cancellations_avoided=saved,
         avoided_ci_lower=saved - Z95 * saved_se,
         avoided_ci_upper=saved + Z95 * saved_se,
         cost=cost,
         return_per_cost=revenue / cost if cost > 0 else float("nan"),
+        return_ci_lower=return_low,
+        return_ci_upper=return_high,
     )
+
+
+def ratio_interval(lower: float, upper: float, cost: float) -> tuple[float, float]:
+    """95% interval of protected revenue per unit spent, from the protected revenue's interval.
+
+    The cost is the treated orders times the price of one use: known exactly, not estimated.
+    With a denominator free of noise the delta method and Fieller's interval both reduce to
+    the numerator's interval divided by the cost (NaN when nothing was spent).
+    """
+    if not cost > 0:
+        return float("nan"), float("nan")
+    return lower / cost, upper / cost
 
 
 def learn_threshold(arms: int, alpha: float = LEARN_ALPHA) -> float:

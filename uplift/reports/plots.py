@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
-from uplift.reports.results import LearnCheck
+from uplift.reports.formats import money
+from uplift.reports.results import DEFAULT_WORDS, LearnCheck, OutcomeWords
 
 __all__ = [
     "arm_effects_plot",
@@ -41,6 +43,15 @@ def png_base64(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _percent(axis: Any) -> None:
+    """Shares of orders read as percentages, as in the report's tables."""
+    axis.set_major_formatter(PercentFormatter(xmax=1.0))
+
+
+def _unit(label: str, currency: str) -> str:
+    return f"{label} ({currency})" if currency else label
+
+
 def _figure(ncols: int = 1) -> tuple[Figure, list[Any]]:
     figure = Figure(figsize=(_SIZE[0], _SIZE[1]), layout="constrained")
     axes = figure.subplots(1, ncols, squeeze=False)[0]
@@ -49,7 +60,7 @@ def _figure(ncols: int = 1) -> tuple[Figure, list[Any]]:
     return figure, list(axes)
 
 
-def arm_effects_plot(arms: pd.DataFrame) -> Figure:
+def arm_effects_plot(arms: pd.DataFrame, words: OutcomeWords = DEFAULT_WORDS) -> Figure:
     """Measured retained uplift per treatment arm with its 95% interval."""
     figure, (ax,) = _figure()
     rows = arms.dropna(subset=["uplift"]).reset_index(drop=True)
@@ -63,7 +74,8 @@ def arm_effects_plot(arms: pd.DataFrame) -> Figure:
     )
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, rows["arm"])
-    ax.set_xlabel("retained uplift against the holdout (share of orders)")
+    ax.set_xlabel(f"{words.kept} uplift against the holdout (share of orders)")
+    _percent(ax.xaxis)
     ax.set_title("Holdout readout of the week")
     return figure
 
@@ -93,6 +105,8 @@ def calibration_plot(learn: LearnCheck) -> Figure:
         high = float(np.nanmax([table["predicted"].max(), table["ci_upper"].max(), 0.0]))
         ax.plot([low, high], [low, high], color="grey", lw=1, ls="--")
         ax.set_xlabel("predicted uplift")
+        _percent(ax.xaxis)
+        _percent(ax.yaxis)
     left.set_ylabel("measured uplift (95% interval)")
     left.set_title("by arm (dashed: predicted = measured)", fontsize=10)
     right.set_title("by decile of predicted uplift", fontsize=10)
@@ -102,7 +116,7 @@ def calibration_plot(learn: LearnCheck) -> Figure:
     return figure
 
 
-def qini_plot(qini: pd.DataFrame) -> Figure:
+def qini_plot(qini: pd.DataFrame, words: OutcomeWords = DEFAULT_WORDS) -> Figure:
     """Qini curve of every arm (measured gain per treated order when treating the top share)."""
     figure, (ax,) = _figure()
     for arm, points in qini.groupby("arm", sort=True):
@@ -110,13 +124,15 @@ def qini_plot(qini: pd.DataFrame) -> Figure:
         end = points["value"].iloc[-1]
         ax.plot([0, 1], [0, end], color=line[0].get_color(), lw=0.8, ls=":")
     ax.set_xlabel("share of orders treated, best predicted first")
-    ax.set_ylabel("retained uplift per treated order")
+    ax.set_ylabel(f"{words.kept} uplift per treated order")
+    _percent(ax.xaxis)
+    _percent(ax.yaxis)
     ax.set_title("Qini curves (dotted: random ranking)")
     ax.legend(fontsize=8, ncols=2)
     return figure
 
 
-def policy_value_plot(values: pd.DataFrame) -> Figure:
+def policy_value_plot(values: pd.DataFrame, currency: str = "") -> Figure:
     """Mean net revenue per order of each policy, with its 95% interval."""
     figure, (ax,) = _figure()
     y = np.arange(len(values))
@@ -128,16 +144,16 @@ def policy_value_plot(values: pd.DataFrame) -> Figure:
         capsize=3,
     )
     ax.set_yticks(y, values["policy"])
-    ax.set_xlabel("net revenue per order (doubly robust, 95% interval)")
+    ax.set_xlabel(_unit("net revenue per order", currency) + " (doubly robust, 95% interval)")
     ax.set_title("Policy value on the week's log")
     return figure
 
 
-def capacity_plot(capacity: pd.DataFrame) -> Figure:
+def capacity_plot(capacity: pd.DataFrame, currency: str = "") -> Figure:
     """Capacity used per arm (grey: the limit, if any), with each limit's shadow price."""
     figure, (ax,) = _figure()
     labels = [
-        f"{arm}\n(shadow {price:.2f})" if np.isfinite(price) else str(arm)
+        f"{arm}\n(shadow {money(price, currency, 2)})" if np.isfinite(price) else str(arm)
         for arm, price in zip(capacity["arm"], capacity["shadow_price"], strict=True)
     ]
     x = np.arange(len(capacity))
@@ -151,19 +167,20 @@ def capacity_plot(capacity: pd.DataFrame) -> Figure:
     return figure
 
 
-def base_rate_plot(base_rates: pd.DataFrame) -> Figure:
-    """Cancellation rate of the control arm, week by week, with 95% intervals."""
+def base_rate_plot(base_rates: pd.DataFrame, words: OutcomeWords = DEFAULT_WORDS) -> Figure:
+    """Cancellation rate (``words.rate``) of the control arm, week by week, with 95% intervals."""
     figure, (ax,) = _figure()
     x = np.arange(len(base_rates))
     ax.fill_between(x, base_rates["ci_lower"], base_rates["ci_upper"], alpha=0.25)
     ax.plot(x, base_rates["cancel_rate"], marker="o")
     ax.set_xticks(x, base_rates["week"], fontsize=8)
-    ax.set_ylabel("cancellation rate, control arm")
-    ax.set_title("Base cancellation rate by week")
+    ax.set_ylabel(f"{words.rate}, control arm")
+    _percent(ax.yaxis)
+    ax.set_title(f"Base {words.rate} by week")
     return figure
 
 
-def loop_plot(loop: pd.DataFrame) -> Figure:
+def loop_plot(loop: pd.DataFrame, currency: str = "") -> Figure:
     """Net value the policy protected per week against its holdout (left) and in total
     (right), with 95% intervals and what the model predicted."""
     figure, (weekly, total) = _figure(2)
@@ -189,10 +206,12 @@ def loop_plot(loop: pd.DataFrame) -> Figure:
     for ax in (weekly, total):
         ax.set_xticks(x, loop["week"], fontsize=7, rotation=45)
     weekly.legend(fontsize=8)
+    if currency:
+        weekly.set_ylabel(_unit("net value", currency))
     return figure
 
 
-def truth_plot(loop: pd.DataFrame) -> Figure:
+def truth_plot(loop: pd.DataFrame, currency: str = "") -> Figure:
     """A simulation only: what the week's decisions were truly worth, the oracle's value with
     the same capacities, and the estimate of the protected value beside its true value."""
     figure, (ax,) = _figure()
@@ -203,7 +222,7 @@ def truth_plot(loop: pd.DataFrame) -> Figure:
     ax.plot(x, loop["protected"], "x", label="acted orders, estimated")
     ax.axhline(0, color="grey", lw=1)
     ax.set_xticks(x, loop["week"], fontsize=7, rotation=45)
-    ax.set_ylabel("net value of the week")
+    ax.set_ylabel(_unit("net value of the week", currency))
     ax.set_title("Against the simulation's truth")
     ax.legend(fontsize=7)
     return figure

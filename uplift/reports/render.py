@@ -1,22 +1,25 @@
 """Render a :class:`WeeklyReport` as one self-contained HTML page, Markdown and JSON.
 
 The HTML embeds its figures as base64 PNG and carries its own style sheet, so it opens
-offline from a mail attachment. Here (and only here) numbers are rounded for reading.
+offline from a mail attachment. Here (and only here) numbers are rounded for reading, each
+measure in one unit across the page (see :mod:`uplift.reports.formats`), and every table is
+narrow enough for the page: an estimate shares its cell with its interval, headers wrap.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from uplift.data.files import atomic_path, write_json
-from uplift.reports import plots
-from uplift.reports.results import Headline, WeeklyReport
+from uplift.reports import captions, plots, tables
+from uplift.reports.formats import count, money, span
+from uplift.reports.results import DEFAULT_WORDS, Headline, OutcomeWords, WeeklyReport
+from uplift.reports.tables import Column
 
 __all__ = ["headline_cards", "save_report", "to_html", "to_markdown"]
 
@@ -27,95 +30,54 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #e3e7ee;padding
 margin-top:1.8em}.sub{color:#5b6575}
 .cards{display:flex;gap:1em;flex-wrap:wrap}.card{flex:1 1 200px;background:#f4f6fa;
 border-radius:8px;padding:.8em 1em}.card .v{font-size:1.5em;font-weight:600}
+.card .ci{display:block;font-size:.6em;font-weight:400;margin-bottom:.3em;white-space:normal}
 .card .k{color:#5b6575;font-size:.9em}table{border-collapse:collapse;margin:.6em 0;
-font-size:.88em}th,td{padding:.25em .6em;border-bottom:1px solid #e3e7ee;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f4f6fa}
+font-size:.85em;max-width:100%}th,td{padding:.25em .5em;border-bottom:1px solid #e3e7ee;
+text-align:right;vertical-align:top}th{background:#f4f6fa;vertical-align:bottom}
+th:first-child,td:first-child,.t{text-align:left}td.t{white-space:nowrap}
+.ci{white-space:nowrap;color:#5b6575}.caption{color:#3a4454;margin:.3em 0 1em}
 .flag{background:#fde8e8;border-left:4px solid #c0392b;padding:.6em 1em}
 .ok{background:#e8f6ec;border-left:4px solid #27ae60;padding:.6em 1em}
 img{max-width:100%}li{margin:.3em 0}.wide{overflow-x:auto}
 """
 
-Formatter = Callable[[object], str]
+
+def _td(cell: tables.Cell) -> str:
+    if cell.is_text:
+        return f"<td class='t'>{html.escape(cell.text)}</td>"
+    bounds = f" <span class='ci'>{html.escape(cell.interval)}</span>" if cell.interval else ""
+    return f"<td>{html.escape(cell.text)}{bounds}</td>"
 
 
-def _number(value: object, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def money(value: float) -> str:
-    """A currency amount for reading: thousands separated, no decimals."""
-    return _number(value) if not math.isfinite(value) else f"{value:,.0f}"
-
-
-#: Columns shown as percentages: shares of orders and differences of them.
-PERCENT = frozenset(
-    {"retention", "uplift", "ci_lower", "ci_upper", "predicted", "measured", "se", "cancel_rate"}
-    | {"uplift_ci_lower", "uplift_ci_upper", "predicted_uplift", "delivered"}
-)
-#: Columns of the arm table on the page (report.json has them all).
-ARM_COLUMNS = (
-    "arm", "orders", "retention", "uplift", "ci_lower", "ci_upper", "p_value",
-    "protected", "cost", "net_value", "net_ci_lower", "net_ci_upper",
-)  # fmt: skip
-
-
-def _percent(value: object) -> str:
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{value:.2%}"
-    return _number(value)
-
-
-def _cells(frame: pd.DataFrame, percent: frozenset[str]) -> list[list[str]]:
-    formats = [_percent if c in percent else _number for c in frame.columns]
-    return [
-        [fmt(v) for fmt, v in zip(formats, row, strict=True)]
-        for row in frame.astype(object).itertuples(index=False)
-    ]
-
-
-def html_table(frame: pd.DataFrame, limit: int | None = None, percent: bool = False) -> str:
-    """An HTML table of ``frame`` (first ``limit`` rows), numbers rounded for reading.
-
-    With ``percent``, the columns named in :data:`PERCENT` are shown as percentages.
-    """
+def html_table(frame: pd.DataFrame, columns: list[Column], limit: int | None = None) -> str:
+    """An HTML table of ``frame`` (first ``limit`` rows) as ``columns`` say."""
     if frame.empty:
         return "<p class='sub'>No rows.</p>"
-    shown = frame if limit is None else frame.head(limit)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-        for row in _cells(shown, PERCENT if percent else frozenset())
+    shown, rows = tables.view(frame, columns, limit)
+    head = "".join(
+        f"<th{' class=t' if c.unit == 'text' else ''}>{html.escape(c.header)}</th>" for c in shown
     )
+    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
     more = (
-        f"<p class='sub'>{len(frame) - len(shown)} more rows in report.json.</p>"
-        if len(shown) < len(frame)
+        f"<p class='sub'>{len(frame) - len(rows)} more rows in report.json.</p>"
+        if len(rows) < len(frame)
         else ""
     )
+    # The wrapper scrolls only as a last resort: the tables are built to fit the page.
     return (
         f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
         f"</table></div>{more}"
     )
 
 
-def markdown_table(frame: pd.DataFrame, limit: int | None = None, percent: bool = False) -> str:
-    """A Markdown pipe table of ``frame``, numbers rounded for reading."""
+def markdown_table(frame: pd.DataFrame, columns: list[Column], limit: int | None = None) -> str:
+    """A Markdown pipe table of ``frame`` as ``columns`` say."""
     if frame.empty:
         return "_No rows._"
-    shown = frame if limit is None else frame.head(limit)
-    lines = [
-        "| " + " | ".join(map(str, shown.columns)) + " |",
-        "|" + "---|" * len(shown.columns),
-    ]
+    shown, rows = tables.view(frame, columns, limit)
+    lines = ["| " + " | ".join(c.header for c in shown) + " |", "|" + "---|" * len(shown)]
     lines += [
-        "| " + " | ".join(row) + " |" for row in _cells(shown, PERCENT if percent else frozenset())
+        "| " + " | ".join(f"{c.text} {c.interval}".rstrip() for c in row) + " |" for row in rows
     ]
     return "\n".join(lines)
 
@@ -124,23 +86,43 @@ def _image(figure: Figure, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(figure)}">'
 
 
-def headline_cards(h: Headline) -> list[tuple[str, str]]:
-    """The four headline figures as (label, text) pairs."""
-    rpc = "–" if not math.isfinite(h.return_per_cost) else f"{h.return_per_cost:,.1f}"
+def _caption(text: str) -> str:
+    return f"<p class='caption'>{html.escape(text)}</p>"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:,.1f}" if math.isfinite(value) else "–"
+
+
+def _cards(
+    h: Headline, currency: str, words: OutcomeWords
+) -> list[tuple[str, str, tuple[str, str]]]:
+    """The four headline figures as (label, estimate, (interval's lower, upper end))."""
     return [
         (
-            "retained revenue protected",
-            f"{money(h.retained_revenue_protected)}"
-            f" ({money(h.protected_ci_lower)} to {money(h.protected_ci_upper)})",
+            f"{words.kept} revenue protected",
+            money(h.retained_revenue_protected, currency),
+            (money(h.protected_ci_lower, currency), money(h.protected_ci_upper, currency)),
         ),
         (
-            "cancellations avoided",
-            f"{h.cancellations_avoided:,.0f}"
-            f" ({h.avoided_ci_lower:,.0f} to {h.avoided_ci_upper:,.0f})",
+            words.avoided,
+            count(h.cancellations_avoided),
+            (count(h.avoided_ci_lower), count(h.avoided_ci_upper)),
         ),
-        ("cost of the interventions", money(h.cost)),
-        ("revenue protected per unit spent", rpc),
+        ("cost of the interventions", money(h.cost, currency), ("–", "–")),
+        (
+            "revenue protected per unit spent",
+            _ratio(h.return_per_cost),
+            (_ratio(h.return_ci_lower), _ratio(h.return_ci_upper)),
+        ),
     ]
+
+
+def headline_cards(
+    h: Headline, currency: str = "", words: OutcomeWords = DEFAULT_WORDS
+) -> list[tuple[str, str]]:
+    """The four headline figures as (label, text) pairs, each with its 95% interval."""
+    return [(label, span(value, *bounds)) for label, value, bounds in _cards(h, currency, words)]
 
 
 def _learn_words(report: WeeklyReport) -> tuple[str, str]:
@@ -162,29 +144,75 @@ def _learn_words(report: WeeklyReport) -> tuple[str, str]:
     )
 
 
-def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
-    """The report's sections as (title, HTML blocks)."""
-    css, words = _learn_words(report)
-    learn: list[str] = [f"<p class='{css}'>{html.escape(words)}</p>"]
-    if report.learn is not None:
-        learn += [
-            _image(plots.calibration_plot(report.learn), "calibration"),
-            html_table(report.learn.by_arm, percent=True),
-        ]
-    if report.models is not None:
-        learn += [
-            f"<p>{html.escape(report.models.reason)}</p>",
-            html_table(report.models.table),
-        ]
+def _srm_words(report: WeeklyReport) -> str:
     srm = report.srm
-    srm_words = f"Sample-ratio check: p = {srm.p_value:.3g} " + (
-        "(passed)." if srm.passed else "(FAILED: the arms' sizes do not match the design)."
-    )
     if math.isnan(srm.p_value):
-        srm_words = (
+        return (
             "Sample-ratio check: not applicable (the arms' probabilities differ from order to "
             "order, so there is no one design to check the counts against)."
         )
+    return f"Sample-ratio check: p = {srm.p_value:.3g} " + (
+        "(passed)." if srm.passed else "(FAILED: the arms' sizes do not match the design)."
+    )
+
+
+def _readout_blocks(report: WeeklyReport) -> list[str]:
+    words, currency = report.outcome_words, report.currency
+    return [
+        *_readout_caveat(report),
+        f"<p class='{'ok' if report.srm.passed else 'flag'}'>{html.escape(_srm_words(report))}</p>",
+        _image(plots.arm_effects_plot(report.arms, words), "arm effects"),
+        _caption(captions.arm_caption(report.arms, words)),
+        html_table(report.arms, tables.arm_columns(words, currency)),
+        "<h3>By segment</h3>",
+        _caption(captions.segment_caption(report.segments, words)),
+        html_table(report.segments, tables.segment_columns(report.segments), limit=30),
+    ]
+
+
+def _learn_blocks(report: WeeklyReport) -> list[str]:
+    css, words = _learn_words(report)
+    blocks = [f"<p class='{css}'>{html.escape(words)}</p>"]
+    learn = report.learn
+    if learn is not None:
+        blocks += [
+            _image(plots.calibration_plot(learn), "calibration"),
+            _caption(captions.calibration_caption(learn.by_arm, learn.threshold_z)),
+            html_table(learn.by_arm, tables.learn_columns()),
+        ]
+    if report.models is not None:
+        blocks += [
+            f"<p>{html.escape(report.models.reason)}</p>",
+            html_table(report.models.table, tables.model_columns(report.currency)),
+        ]
+    return blocks
+
+
+def _targeting_blocks(report: WeeklyReport) -> list[str]:
+    currency = report.currency
+    return [
+        _image(plots.qini_plot(report.qini, report.outcome_words), "qini curves"),
+        _caption(captions.qini_caption(report.qini_summary)),
+        html_table(report.qini_summary, tables.qini_columns(report.qini_summary)),
+        _image(plots.policy_value_plot(report.policy_values, currency), "policy value"),
+        _caption(captions.policy_value_caption(report.policy_values, currency)),
+        html_table(report.policy_values, tables.policy_value_columns(currency)),
+    ]
+
+
+def _drift_blocks(report: WeeklyReport) -> list[str]:
+    words = report.outcome_words
+    return [
+        _image(plots.base_rate_plot(report.base_rates, words), f"base {words.rate}"),
+        _caption(captions.drift_caption(report.base_rates, words)),
+        html_table(report.base_rates, tables.base_rate_columns(words)),
+        "<h3>Order mix, largest changes against last week</h3>",
+        html_table(tables.mix_text(report.mix), tables.mix_columns(), limit=12),
+    ]
+
+
+def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
+    """The report's sections as (title, HTML blocks)."""
     blocks: list[tuple[str, list[str]]] = [
         (
             "What to change",
@@ -193,38 +221,12 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
             else ["<p>No change recommended this week.</p>"],
         ),
         ("The policy against its holdout", _policy_blocks(report)),
-        (
-            "Experiment readout",
-            [
-                *_readout_caveat(report),
-                f"<p class='{'ok' if srm.passed else 'flag'}'>{html.escape(srm_words)}</p>",
-                _image(plots.arm_effects_plot(report.arms), "arm effects"),
-                html_table(report.arms[list(ARM_COLUMNS)], percent=True),
-                "<h3>By segment</h3>",
-                html_table(report.segments, limit=30, percent=True),
-            ],
-        ),
-        ("Learn: did last week's predictions hold?", learn),
+        ("Experiment readout", _readout_blocks(report)),
+        ("Learn: did last week's predictions hold?", _learn_blocks(report)),
         ("The loop over time", _loop_blocks(report)),
-        (
-            "Targeting: Qini curves and policy value",
-            [
-                _image(plots.qini_plot(report.qini), "qini curves"),
-                html_table(report.qini_summary),
-                _image(plots.policy_value_plot(report.policy_values), "policy value"),
-                html_table(report.policy_values),
-            ],
-        ),
+        ("Targeting: Qini curves and policy value", _targeting_blocks(report)),
         ("Capacity and shadow prices", _capacity_blocks(report)),
-        (
-            "Drift",
-            [
-                _image(plots.base_rate_plot(report.base_rates), "base cancellation rate"),
-                html_table(report.base_rates, percent=True),
-                "<h3>Order mix, largest changes against last week</h3>",
-                html_table(report.mix, limit=12),
-            ],
-        ),
+        ("Drift", _drift_blocks(report)),
     ]
     if report.notes:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
@@ -247,13 +249,14 @@ def _policy_words(report: WeeklyReport) -> str:
         "measure and is left out."
         for row in small.itertuples()
     )
+    currency = report.currency
     return (
         f"The orders the policy acted on ({total['acted']:,.0f}) kept "
-        f"{money(total['protected'])} more net value than its holdout predicts they would have "
-        f"without action ({money(total['protected_ci_lower'])} to "
-        f"{money(total['protected_ci_upper'])}), about {total['orders_saved']:,.0f} orders. "
-        "Each arm compares the orders given it with the held-out orders the policy intended "
-        f"it for.{unmeasured}"
+        f"{money(total['protected'], currency)} more net value than its holdout predicts they "
+        f"would have without action ({money(total['protected_ci_lower'], currency)} to "
+        f"{money(total['protected_ci_upper'], currency)}), about {total['orders_saved']:,.0f} "
+        "orders. Each arm compares the orders given it with the held-out orders the policy "
+        f"intended it for.{unmeasured}"
     )
 
 
@@ -273,47 +276,66 @@ def _readout_caveat(report: WeeklyReport) -> list[str]:
 def _policy_blocks(report: WeeklyReport) -> list[str]:
     blocks = [f"<p>{html.escape(_policy_words(report))}</p>"]
     if not report.policy.empty:
-        blocks.append(html_table(report.policy, percent=True))
+        blocks.append(html_table(report.policy, tables.policy_columns(report.currency)))
     if not report.compliance.empty:
-        blocks += ["<h3>Compliance with the queue</h3>", html_table(report.compliance)]
+        blocks += [
+            "<h3>Compliance with the queue</h3>",
+            html_table(report.compliance, tables.compliance_columns()),
+        ]
     return blocks
 
 
 def _loop_blocks(report: WeeklyReport) -> list[str]:
-    loop = report.loop
+    loop, currency = report.loop, report.currency
     if loop.empty or loop["protected"].isna().all():
         return ["<p class='sub'>No week of the loop has been decided by the policy yet.</p>"]
-    blocks = [_image(plots.loop_plot(loop), "loop over time"), html_table(loop)]
+    blocks = [
+        _image(plots.loop_plot(loop, currency), "loop over time"),
+        _caption(captions.loop_caption(loop, currency)),
+        html_table(loop, tables.loop_columns(currency)),
+    ]
     if "oracle_value" in loop.columns:
         blocks += [
             "<h3>Against the simulation's truth</h3>",
             "<p class='sub'>Only a simulation knows every order's true effects: this panel "
             "shows what the decisions were truly worth next to the oracle's allocation with the "
             "same capacities.</p>",
-            _image(plots.truth_plot(loop), "truth"),
+            _image(plots.truth_plot(loop, currency), "truth"),
+            _caption(captions.truth_caption(loop, currency)),
         ]
     return blocks
 
 
 def _capacity_blocks(report: WeeklyReport) -> list[str]:
-    if report.capacity.empty:
+    capacity, currency = report.capacity, report.currency
+    if capacity.empty:
         return ["<p class='sub'>No queue was ranked this week.</p>"]
-    return [_image(plots.capacity_plot(report.capacity), "capacity"), html_table(report.capacity)]
+    return [
+        _image(plots.capacity_plot(capacity, currency), "capacity"),
+        _caption(captions.capacity_caption(capacity, currency)),
+        html_table(capacity, tables.capacity_columns(currency)),
+    ]
+
+
+def _card(label: str, value: str, bounds: tuple[str, str]) -> str:
+    ci = f"({bounds[0]} to {bounds[1]})" if "–" not in bounds else ""
+    shown = f"<span class='ci'>{html.escape(ci)}</span>" if ci else ""
+    return (
+        f"<div class='card'><div class='v'>{html.escape(value)}{shown}</div>"
+        f"<div class='k'>{html.escape(label)}</div></div>"
+    )
 
 
 def to_html(report: WeeklyReport) -> str:
     """The report as one self-contained HTML page."""
-    cards = "".join(
-        f"<div class='card'><div class='v'>{html.escape(v)}</div><div class='k'>"
-        f"{html.escape(k)}</div></div>"
-        for k, v in headline_cards(report.headline)
-    )
     h = report.headline
+    cards = "".join(_card(*card) for card in _cards(h, report.currency, report.outcome_words))
+    unit = f" Money is in {report.currency}." if report.currency else ""
     body = [
         f"<h1>Uplift report, week {html.escape(report.week)}</h1>",
         f"<p class='sub'>{h.orders:,} orders, {h.treated_orders:,} treated, "
         f"{h.holdout_orders:,} in the holdout; written {html.escape(report.created_at)}. "
-        "Intervals are 95%.</p>",
+        f"Intervals are 95%.{html.escape(unit)}</p>",
         f"<div class='cards'>{cards}</div>",
     ]
     for title, blocks in _section_blocks(report):
@@ -326,31 +348,46 @@ def to_html(report: WeeklyReport) -> str:
     )
 
 
+def _markdown_learn(report: WeeklyReport) -> list[str]:
+    lines = ["## Learn", "", _learn_words(report)[1], ""]
+    if report.learn is not None:
+        lines += [markdown_table(report.learn.by_arm, tables.learn_columns()), ""]
+    if report.models is not None:
+        table = markdown_table(report.models.table, tables.model_columns(report.currency))
+        lines += [report.models.reason, "", table, ""]
+    return lines
+
+
 def to_markdown(report: WeeklyReport) -> str:
-    """The report as Markdown text (tables, no figures)."""
+    """The report as Markdown text (tables and the sentences under the charts, no figures)."""
+    words, currency = report.outcome_words, report.currency
     lines = [f"# Uplift report, week {report.week}", ""]
-    lines += [f"- **{k}**: {v}" for k, v in headline_cards(report.headline)]
+    lines += [f"- **{k}**: {v}" for k, v in headline_cards(report.headline, currency, words)]
     lines += ["", "## What to change", ""]
     lines += [f"- {a.text}" for a in report.actions] or ["No change recommended this week."]
-    srm = report.srm
-    lines += ["", "## Experiment readout", "", f"Sample-ratio check p = {srm.p_value:.3g}", ""]
-    lines += [markdown_table(report.arms[list(ARM_COLUMNS)], percent=True), ""]
+    lines += ["", "## Experiment readout", "", _srm_words(report), ""]
+    lines += [captions.arm_caption(report.arms, words), ""]
+    lines += [markdown_table(report.arms, tables.arm_columns(words, currency)), ""]
+    lines += [captions.segment_caption(report.segments, words), ""]
+    lines += [
+        markdown_table(report.segments, tables.segment_columns(report.segments), limit=30),
+        "",
+    ]
     lines += ["## The policy against its holdout", "", _policy_words(report), ""]
     if not report.policy.empty:
-        lines += [markdown_table(report.policy, percent=True), ""]
+        lines += [markdown_table(report.policy, tables.policy_columns(currency)), ""]
     if not report.compliance.empty:
-        lines += [markdown_table(report.compliance), ""]
-    lines += ["## Learn", "", _learn_words(report)[1], ""]
-    if report.learn is not None:
-        lines += [markdown_table(report.learn.by_arm, percent=True), ""]
-    if report.models is not None:
-        lines += [report.models.reason, "", markdown_table(report.models.table), ""]
+        lines += [markdown_table(report.compliance, tables.compliance_columns()), ""]
+    lines += _markdown_learn(report)
     if not report.loop.empty:
-        lines += ["## The loop over time", "", markdown_table(report.loop), ""]
-    lines += ["## Policy value", "", markdown_table(report.policy_values), ""]
-    lines += ["## Capacity", "", markdown_table(report.capacity), ""]
-    lines += ["## Drift", "", markdown_table(report.base_rates, percent=True), ""]
-    lines += [markdown_table(report.mix, limit=12), ""]
+        lines += ["## The loop over time", "", captions.loop_caption(report.loop, currency), ""]
+        lines += [markdown_table(report.loop, tables.loop_columns(currency)), ""]
+    lines += ["## Policy value", "", captions.policy_value_caption(report.policy_values, currency)]
+    lines += ["", markdown_table(report.policy_values, tables.policy_value_columns(currency)), ""]
+    lines += ["## Capacity", "", markdown_table(report.capacity, tables.capacity_columns(currency))]
+    lines += ["", "## Drift", "", captions.drift_caption(report.base_rates, words), ""]
+    lines += [markdown_table(report.base_rates, tables.base_rate_columns(words)), ""]
+    lines += [markdown_table(tables.mix_text(report.mix), tables.mix_columns(), limit=12), ""]
     lines += [f"- {n}" for n in report.notes]
     return "\n".join(lines).rstrip() + "\n"
 

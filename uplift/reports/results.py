@@ -16,17 +16,26 @@ from typing import Any
 import pandas as pd
 
 from uplift.data.files import to_json_ready
+from uplift.data.project import Words
 from uplift.exceptions import SchemaError
 
 __all__ = [
+    "DEFAULT_WORDS",
     "Action",
     "Headline",
     "LearnCheck",
     "ModelChange",
+    "OutcomeWords",
     "SampleRatio",
     "WeeklyReport",
     "read_report",
 ]
+
+
+#: How the page names the outcome (the project file's [outcome] words).
+OutcomeWords = Words
+#: The words of an order kept rather than cancelled.
+DEFAULT_WORDS = OutcomeWords()
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Headline:
     ``retained_revenue_protected`` and ``cancellations_avoided`` are totals over the treated
     orders of the week (see :func:`uplift.reports.measures.headline`); intervals are normal
     95%. ``return_per_cost`` is the protected revenue per unit of ``cost`` (NaN when nothing
-    was spent).
+    was spent), with its interval ``return_ci_lower`` to ``return_ci_upper``.
     """
 
     orders: int
@@ -50,6 +59,8 @@ class Headline:
     avoided_ci_upper: float
     cost: float
     return_per_cost: float
+    return_ci_lower: float = math.nan
+    return_ci_upper: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,8 @@ class WeeklyReport:
     ``cumulative`` with its interval, ``holdout_cost`` and ``explore_cost`` (net value the
     holdout and exploration gave up), and, when a simulation's truth was given,
     ``true_value``, ``true_protected`` and ``oracle_value``.
+    ``segments`` also has ``p_raw`` and ``p_value`` (Holm-adjusted over every row tested).
+    ``currency`` (e.g. "EUR") labels every money figure; ``outcome_words`` names the outcome.
     """
 
     week: str
@@ -148,6 +161,8 @@ class WeeklyReport:
     policy: pd.DataFrame = field(default_factory=pd.DataFrame)
     compliance: pd.DataFrame = field(default_factory=pd.DataFrame)
     loop: pd.DataFrame = field(default_factory=pd.DataFrame)
+    currency: str = ""
+    outcome_words: OutcomeWords = field(default_factory=OutcomeWords)
 
     def to_dict(self) -> dict[str, Any]:
         """Every figure of the report as JSON-ready values (unrounded; NaN becomes null)."""
@@ -177,6 +192,8 @@ class WeeklyReport:
             policy=pd.DataFrame(data.get("policy", [])),
             compliance=pd.DataFrame(data.get("compliance", [])),
             loop=pd.DataFrame(data.get("loop", [])),
+            currency=data.get("currency", ""),
+            outcome_words=OutcomeWords(**data.get("outcome_words", {})),
         )
 
 
@@ -184,6 +201,8 @@ def _restore(kind: type[Any], data: Mapping[str, Any]) -> Any:
     """A dataclass from its ``_plain`` form: tables back to frames, null floats back to NaN."""
     values = {}
     for f in fields(kind):
+        if f.name not in data:
+            continue  # a field added since the report was written: its default
         value = data[f.name]
         if f.type == "pd.DataFrame":
             value = pd.DataFrame(value)
