@@ -48,6 +48,9 @@ budget = 1000
 [weekly]
 queue_out = "out/queue.parquet"
 segments = ["channel"]
+
+[causes]
+payment = ["psp_status", "retries"]
 """
 # Commands that read a log or orders: each takes the same log options.
 LOG_COMMANDS = ("validate", "readout", "train", "evaluate", "predict", "rank", "ingest", "weekly")
@@ -71,6 +74,7 @@ def test_a_complete_project_file_is_read_whole(tmp_path: Path) -> None:
     # Relative to the project file, not to the folder a command runs in.
     assert project.queue_out == tmp_path / "out" / "queue.parquet"
     assert project.segments == ("channel",)
+    assert project.causes == {"payment": ("psp_status", "retries")}
     assert project.money(1234.5) == "USD 1,234.50"
 
 
@@ -91,6 +95,7 @@ def test_no_project_file_means_the_defaults(tmp_path: Path) -> None:
         ("[outcome]\norder_value = 0\n", r"order_value must be positive"),
         ("[log]\nignore = 'conversion'\n", r"ignore must be a list of column names"),
         ("[log\n", r"not a valid TOML file"),
+        ("[causes]\nweather = ['rain']\n", r"unknown key 'weather' in \[causes\]"),
     ],
 )
 def test_a_wrong_project_file_is_refused_naming_the_key(

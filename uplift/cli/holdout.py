@@ -12,6 +12,7 @@ from uplift.cli.app import app, parse_numbers
 from uplift.cli.options import (
     AllowOption,
     ConfigOption,
+    ControlOption,
     CostOption,
     IgnoreOption,
     JsonOption,
@@ -56,7 +57,7 @@ def design(
     arm: Annotated[
         ListOption, typer.Option("--arm", help="A treatment arm's name (repeat).")
     ] = None,
-    control: Annotated[str, typer.Option(help="Name of the control arm.")] = "control",
+    control: ControlOption = None,
     holdout: Annotated[
         float | None,
         typer.Option(help="Share of orders on control (default: equal shares for all arms)."),
@@ -87,6 +88,9 @@ def design(
         str | None, typer.Option(help="Column to stratify the assignment by.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing design.")] = False,
+    column_map: MapOption = None,
+    ignore: IgnoreOption = None,
+    config: ConfigOption = None,
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_name, check_outputs, json_output, text_output, write_outputs
@@ -97,21 +101,29 @@ def design(
     check_option("--metric", metric, METRICS)
     check_option("--correction", correction, CORRECTIONS)
     target = out_dir / check_name(name, "--name") / "design.toml"
-    check_outputs({"--past-log": past_log}, {"design file": target, "--json": json_path})
+    inputs = {"--past-log": past_log, "--config": config}
+    check_outputs(inputs, {"design file": target, "--json": json_path})
+    settings = log_settings(config, column_map, ignore, control)
+    control = settings.control
+    treatment_arms = _arm_names(arms, arm)
+    # The project's costs of the arms under test; --cost wins.
+    costs = {a: c for a, c in settings.project.costs.items() if a in treatment_arms}
+    costs.update(parse_numbers(cost, "--cost"))
     if target.exists() and not force:
         raise ConfigError(
             f"{target} exists: a running test's design (and salt) must not change; "
             "choose another --name, or pass --force"
         )
     if past_log is not None:
-        past_cancel, past_sd = baselines_from_log(read_log(past_log, control=control))
+        past = read_log(past_log, column_map=settings.column_map, control=control)
+        past_cancel, past_sd = baselines_from_log(past)
         baseline_cancel_rate = baseline_cancel_rate or past_cancel
         revenue_sd = revenue_sd or past_sd
     if baseline_cancel_rate is None:
         raise ConfigError("give --baseline-cancel-rate, or --past-log to take it from")
     planned = plan_design(
         name=name,
-        treatment_arms=_arm_names(arms, arm),
+        treatment_arms=treatment_arms,
         baseline_cancel_rate=baseline_cancel_rate,
         mde=mde,
         daily_orders=daily_orders,
@@ -122,7 +134,7 @@ def design(
         power=power,
         correction=correction,  # type: ignore[arg-type]
         revenue_sd=revenue_sd,
-        costs=parse_numbers(cost, "--cost"),
+        costs=costs,
         start_date=_date(start_date),
         salt=salt,
         stratify=stratify,
@@ -217,6 +229,9 @@ def assign(
         str | None, typer.Option(help="Column to stratify by (default: the design's).")
     ] = None,
     table: TableOption = "orders",
+    column_map: MapOption = None,
+    ignore: IgnoreOption = None,
+    config: ConfigOption = None,
     json_path: JsonOption = None,
 ) -> None:
     from rich.table import Table
@@ -234,12 +249,13 @@ def assign(
     from uplift.experiment.sample_ratio import check_sample_ratio
 
     check_table_suffix(out)
-    inputs = {"ORDERS": orders_path, "--design": design_path}
+    inputs = {"ORDERS": orders_path, "--design": design_path, "--config": config}
     check_outputs(inputs, {"--out": out, "--json": json_path})
     planned = Design.read(design_path)
-    assigned = assign_arms(
-        read_frame(orders_path, table=table), planned, stratify=stratify, source=str(orders_path)
-    )
+    settings = log_settings(config, column_map, ignore)
+    raw = read_frame(orders_path, table=table)
+    orders = settings.column_map.to_orders(raw).apply(raw, str(orders_path))
+    assigned = assign_arms(orders, planned, stratify=stratify, source=str(orders_path))
     check = check_sample_ratio(assigned["arm"].value_counts(), planned.allocation)
     payload = {"orders": len(assigned), "out": str(out), "counts": check.counts}
     write_outputs(

@@ -31,6 +31,9 @@ and the key, so a typo never silently falls back to a default::
     [weekly]
     queue_out = "queue.parquet"  # relative paths are relative to the project file
     segments = ["channel"]
+
+    [causes]                     # which columns speak for which cause of risk
+    payment = ["psp_status"]     # (the order world's columns have a default map)
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from uplift.data.causes import FAMILIES
 from uplift.exceptions import ConfigError
 
 __all__ = [
@@ -97,6 +101,7 @@ class Project:
     budget: float | None = None
     queue_out: Path | None = None
     segments: tuple[str, ...] = ()
+    causes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -120,6 +125,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "arms": {"costs": "amounts", "vouchers": "amounts", "capacities": "amounts"},
     "policy": {"holdout": "share", "explore": "share", "budget": "amount"},
     "weekly": {"queue_out": "text", "segments": "list"},
+    "causes": dict.fromkeys(FAMILIES, "list"),
 }
 
 
@@ -158,6 +164,7 @@ def load_project(config: Path | None = None, cwd: Path | None = None) -> Project
         # A relative path means the same file wherever the command runs from.
         queue_out=None if queue_out is None else config.parent / queue_out,
         segments=tuple(weekly.get("segments", ())),
+        causes=dict(values["causes"]),
     )
 
 
