@@ -1,4 +1,5 @@
-"""The order world: reproducibility, marginals, outcomes against truth, assignment, causes, CLI."""
+"""The order world: reproducibility, marginals, outcomes against truth, assignment, causes, CLI,
+the true cause of each order's risk and surges of one cause."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pandas as pd
 import pytest
 from scipy.stats import skew
 
+import uplift.data.simulate as world_module
+from uplift.data.causes import FAMILIES, OTHER
 from uplift.data.log import read_log
 from uplift.data.simulate import (
     ARM_COSTS,
@@ -26,6 +29,7 @@ from uplift.data.simulate import (
     explained_share,
     pending_orders,
     propensity_matrix,
+    signal_draws,
     simulate,
     true_revenue_uplift,
     true_uplift,
@@ -537,3 +541,161 @@ def test_cli_simulates_the_named_world(uplift_cli: Callable[..., Any], tmp_path:
     result = uplift_cli(*argv[:-1], str(tmp_path / "x.parquet"), "--world", "medium")
     assert result.exit_code == 2
     assert "world must be one of" in result.stderr + result.stdout
+
+
+# ---------------------------------------------------------------------------- cause of risk
+
+CAUSE_FAMILIES = (*FAMILIES, OTHER)
+PARTS = [f"true_logit_{f}" for f in CAUSE_FAMILIES]
+
+
+def _digest(world: SimulatedWorld) -> int:
+    """A hash of the log and the truth's probabilities (rounded, so that a last-bit difference
+    of exp or log between CPUs does not move it)."""
+    p = world.truth[[f"p_cancel_{a}" for a in ARMS]].round(10)
+    frame = pd.concat([world.log, p], axis=1)
+    return int(pd.util.hash_pandas_object(frame, index=False).sum())
+
+
+def test_no_surge_draws_the_orders_of_old() -> None:
+    plain = simulate(2_000, weeks=2, seed=7)
+    # Computed with the simulator before cause_surge existed; a numpy release that changes
+    # its random streams would move it as well.
+    assert _digest(plain) == 6764820429415724805
+    for surge in (None, {}, dict.fromkeys(FAMILIES, 1.0)):
+        again = simulate(2_000, weeks=2, seed=7, cause_surge=surge)
+        pd.testing.assert_frame_equal(again.log, plain.log, check_exact=True)
+        pd.testing.assert_frame_equal(again.truth, plain.truth, check_exact=True)
+
+
+def test_truth_gains_the_cause_columns_and_keeps_the_others(realistic: SimulatedWorld) -> None:
+    columns = list(realistic.truth.columns)
+    assert columns[-8:] == [*PARTS, "true_cause", "true_cause_share"]
+    assert columns[0] == "order_id"
+    assert all(c.startswith(("p_cancel_", "p_delivered_", "propensity_")) for c in columns[1:-8])
+    # Centred on this call's orders.
+    np.testing.assert_allclose(realistic.truth[PARTS].mean(), 0.0, atol=1e-12)
+
+
+def test_centred_parts_add_up_to_the_control_log_odds(
+    realistic: SimulatedWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def residual(world: SimulatedWorld) -> np.ndarray:
+        p = world.truth["p_cancel_control"].to_numpy()
+        logit = np.log(p / (1 - p))
+        return logit - logit.mean() - world.truth[PARTS].sum(axis=1).to_numpy()
+
+    # Without the unobserved intent the parts are the whole centred log-odds.
+    monkeypatch.setattr(world_module, "_INTENT_SD", 0.0)
+    np.testing.assert_allclose(residual(simulate(20_000, weeks=3, seed=6)), 0.0, atol=1e-9)
+    # With it, what is left is the centred intent: mean 0, sd 0.4 (60k draws: se 0.0012).
+    left = residual(realistic)
+    assert abs(left.mean()) < 1e-9
+    assert left.std() == pytest.approx(0.4, abs=0.006)
+
+
+def test_centred_parts_follow_their_signals() -> None:
+    world = simulate(20_000, weeks=2, seed=3, world="easy")  # easy: stock is always seen
+    log, truth = world.log, world.truth
+
+    def by(column: str, part: str) -> pd.Series:
+        spread = truth[part].groupby(log[column]).agg(["min", "max"])
+        np.testing.assert_allclose(spread["min"], spread["max"], atol=1e-12)
+        return spread["min"]
+
+    payment = by("payment_status", "true_logit_payment")
+    assert payment["retry_failed"] - payment["confirmed"] == pytest.approx(1.5 * 1.6)
+    service = by("serviceability", "true_logit_serviceability")
+    assert service["unverified"] - service["serviceable"] == pytest.approx(1.1 * 1.3)
+    delay = by("dispatch_delay_days", "true_logit_fulfilment")
+    assert delay[3] - delay[0] == pytest.approx(0.6 * np.log(4))
+    stock = truth["true_logit_stock"] - 2.0 * ((0.7 - log["stock_confidence"]) / 0.7).clip(0, 1)
+    np.testing.assert_allclose(stock, stock.iloc[0], atol=1e-12)
+    # Other: the category and the week's base rate, nothing the order itself does.
+    assert (
+        truth.groupby([log["category"], log["assigned_at"].dt.isocalendar().week])[
+            "true_logit_other"
+        ]
+        .nunique()
+        .eq(1)
+        .all()
+    )
+
+
+def test_true_cause_is_the_largest_positive_part(realistic: SimulatedWorld) -> None:
+    truth = realistic.truth
+    parts = truth[PARTS].to_numpy()
+    largest = parts.max(axis=1)
+    risky = largest > 0
+    expected = np.where(risky, np.array(CAUSE_FAMILIES)[parts.argmax(axis=1)], "none")
+    np.testing.assert_array_equal(truth["true_cause"].to_numpy(), expected)
+    assert 0 < (~risky).sum() < len(truth)  # some orders are low-risk on every count
+    share = truth["true_cause_share"].to_numpy()
+    assert np.isnan(share[~risky]).all()
+    positive = np.where(parts > 0, parts, 0.0).sum(axis=1)
+    np.testing.assert_allclose(share[risky], largest[risky] / positive[risky], rtol=1e-12)
+    assert ((share[risky] > 0) & (share[risky] <= 1)).all()
+    alone = risky & ((parts > 0).sum(axis=1) == 1)
+    assert alone.any()
+    np.testing.assert_array_equal(share[alone], 1.0)
+
+
+def test_signal_draws_truth_carries_the_causes() -> None:
+    draws = signal_draws(orders=2_000, draws=2)
+    one, expected = draws.truth(0), draws.truth()
+    assert {*PARTS, "true_cause", "true_cause_share"} <= set(one.columns)
+    # The intent is no cause: every draw and the expectation share one cause per order.
+    pd.testing.assert_series_equal(one["true_cause"], expected["true_cause"])
+
+
+# ---------------------------------------------------------------------------- surge of a cause
+
+SURGE_ORDERS = 30_000
+
+
+@pytest.fixture(scope="module")
+def unsurged() -> SimulatedWorld:
+    return simulate(SURGE_ORDERS, weeks=2, seed=17)
+
+
+def _carriers(log: pd.DataFrame) -> dict[str, float]:
+    """The share of orders carrying each family's cause, as the log shows it."""
+    return {
+        "payment": log["payment_status"].isin(["pending", "retry_failed"]).mean(),
+        "stock": (log["stock_confidence"].dropna() < 0.7).mean(),
+        "fulfilment": (log["dispatch_delay_days"] > 0).mean(),
+        "serviceability": (log["serviceability"] != "serviceable").mean(),
+        "confidence": (log["order_edits"] > 0).mean(),
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_surge_of_one_cause_makes_it_the_cause_of_more_orders(
+    family: str, unsurged: SimulatedWorld
+) -> None:
+    surged = simulate(SURGE_ORDERS, weeks=2, seed=17, cause_surge={family: 2.0})
+    # The prevalence doubles (30k orders: each share within a few percent of twice as large).
+    ratio = _carriers(surged.log)[family] / _carriers(unsurged.log)[family]
+    assert ratio == pytest.approx(2.0, rel=0.1)
+    before = (unsurged.truth["true_cause"] == family).mean()
+    after = (surged.truth["true_cause"] == family).mean()
+    # Measured over seeds 0-5: the share rises by 2.5 (stock) to 7.2 (serviceability) points,
+    # the rise varying by at most 0.5 point between seeds.
+    assert after - before > 0.015
+
+
+@pytest.mark.parametrize(
+    ("surge", "message"),
+    [
+        ({"delivery": 2.0}, "unknown family 'delivery'; families are payment, stock, fulfilment"),
+        ({OTHER: 2.0}, "unknown family 'other'"),
+        ({"stock": 0.0}, r"cause_surge\['stock'\] must be a finite number > 0"),
+        ({"payment": -1.0}, r"cause_surge\['payment'\] must be a finite number > 0"),
+        ({"fulfilment": float("nan")}, "must be a finite number > 0"),
+        ({"confidence": float("inf")}, "must be a finite number > 0"),
+        ({"serviceability": "2"}, "must be a finite number > 0"),
+    ],
+)
+def test_bad_surge_is_refused(surge: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        simulate(100, cause_surge=surge)  # type: ignore[arg-type]

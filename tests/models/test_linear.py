@@ -202,7 +202,12 @@ def test_round_trip_predicts_the_same(saved: tuple[Any, Path, pd.DataFrame]) -> 
     model, folder, frame = saved
     assert model.retained_base_model is None
     assert model.revenue_base_model is None
-    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model_card.json"]
+    # The learner's numbers are in model.json; the booster is the risk model's.
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "model.json",
+        "model_card.json",
+        "risk_model-0.lgbm.txt",
+    ]
     loaded = load_model(folder)
     for role in ("retained_model", "revenue_model"):
         before, after = getattr(model, role), getattr(loaded, role)

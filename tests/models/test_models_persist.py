@@ -456,7 +456,7 @@ def test_saving_replaces_only_the_model_files(
     assert (folder / "notes.txt").read_text() == "keep me"
     bags = [f"retained_model-{i}.lgbm.txt" for i in range(N_BAGS)]  # one booster per bag
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["model.json", "model_card.json", "notes.txt", *bags]
+        ["model.json", "model_card.json", "notes.txt", *bags, "risk_model-0.lgbm.txt"]
     )
     assert load_model(folder).learner == "s_lgbm"
     _pickled(model, tmp_path / "p", described=model)

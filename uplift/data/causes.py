@@ -47,8 +47,7 @@ def family_of(
     for family, named in (configured or {}).items():
         if family not in FAMILIES:
             raise ConfigError(
-                f"[causes] names an unknown family {family!r}; families are "
-                + ", ".join(FAMILIES)
+                f"[causes] names an unknown family {family!r}; families are " + ", ".join(FAMILIES)
             )
         for column in named:
             if column in chosen and chosen[column] != family:

@@ -33,18 +33,24 @@ Three named worlds (:data:`WORLDS`) set how hard the world is to learn:
 
 The truth holds the intent-to-treat probability ``p_cancel_<arm>`` (what deciding the arm
 does, non-delivery included) and ``p_delivered_<arm>``; an order whose action is not
-delivered cancels with its control probability.
+delivered cancels with its control probability. It also holds where each order's risk comes
+from: the causes' part of its control log-odds by family of causes (:mod:`uplift.data.causes`)
+and the family that pushes it most (see :func:`simulate`).
 """
 
 from __future__ import annotations
 
+import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy.special import betainc, betaincinv
 
+from uplift.data.causes import FAMILIES, OTHER
 from uplift.exceptions import ConfigError
 
 __all__ = [
@@ -154,6 +160,19 @@ _COD_METHOD = PAYMENT_METHODS.index("cash_on_delivery")
 _REMOTE = SERVICEABILITY.index("remote")
 _UNVERIFIED = SERVICEABILITY.index("unverified")
 _BASE_LOGIT = -3.55
+#: Weight of each cause in the control log-odds, and the family of causes it belongs to.
+_CAUSE_WEIGHT = {"payment": 1.5, "stock": 2.0, "delay": 0.6, "service": 1.1, "doubt": 0.7}
+_CAUSE_FAMILY = {
+    "payment": "payment",
+    "stock": "stock",
+    "delay": "fulfilment",
+    "service": "serviceability",
+    "doubt": "confidence",
+}
+_LOYALTY_WEIGHT = 0.08  # per prior order, up to _LOYALTY_CAP: loyalty lowers buyer doubt
+_LOYALTY_CAP = 10
+_LOW_STOCK = 0.7  # stock confidence below which stock doubt is a cause
+_MAX_PREVALENCE = 0.95  # a surged share of orders is capped here
 _LOYAL_PRIOR_ORDERS = 5
 _INTENT_SD = 0.4  # sd of the unobserved intent term of the log-odds of cancelling
 #: Arms that act on every order (a message, a call), so that unobserved noise reaches them all.
@@ -260,8 +279,10 @@ class SimulatedWorld:
 
     ``log`` holds what a shop records (order_id, arm, cancelled, order_value, revenue,
     propensity, assigned_at, features). ``truth`` holds, per order_id, ``p_cancel_<arm>`` (the
-    true probability of cancellation under each arm) and ``propensity_<arm>`` (the probability
-    with which each arm could have been chosen). Never train on ``truth``.
+    true probability of cancellation under each arm), ``p_delivered_<arm>``,
+    ``propensity_<arm>`` (the probability with which each arm could have been chosen) and the
+    cause of the order's risk (``true_logit_<family>``, ``true_cause``, ``true_cause_share``;
+    see :func:`simulate`). Never train on ``truth``.
     """
 
     log: pd.DataFrame
@@ -314,6 +335,7 @@ def simulate(
     drift: float = 1.0,
     effect_drift: float = 0.0,
     first_order_id: int = 1,
+    cause_surge: Mapping[str, float] | None = None,
 ) -> SimulatedWorld:
     """Simulate ``orders`` eligible orders over ``weeks`` ISO weeks from ``start_week``.
 
@@ -324,15 +346,35 @@ def simulate(
     week to week (0 = none). ``effect_drift`` is the fraction of every arm's effect lost by the
     last simulated week, linearly from none in the first (a single week counts as the last;
     negative values strengthen effects, values above 1 reverse them). Same seed, same world.
+
+    ``cause_surge`` multiplies how many orders carry a family of causes in every simulated
+    week, e.g. ``{"stock": 2.0}``: payment (pending and failed payments), stock (orders of low
+    stock confidence), fulfilment (delayed dispatches), serviceability (remote and unverified
+    addresses), confidence (edits, support contacts, and the odds of a first order, as first
+    orders are already a third of orders); shares are capped below 1 (at 90% to 95%). An order
+    carrying a cause carries it as strongly as without the surge; what follows from the cause
+    follows too (more doubtful stock, more delays; more first orders, more cash on delivery).
+
+    Besides probabilities and propensities, the truth holds the cause of each order's risk.
+    ``true_logit_<family>`` is the family's part of the order's control log-odds (for
+    ``other``: the category and the week's base rate) *centred on its mean over this call's
+    orders*, so it says how much more (> 0) or less this family pushes this order to cancel
+    than it pushes an average order, like SHAP values centred on the data's mean (so two calls,
+    e.g. two weeks simulated apart, are centred on their own means). The centred parts add up
+    to the control log-odds minus its mean, less the centred unobserved intent, which is no
+    cause. ``true_cause`` is the family of largest centred part, or
+    ``none`` when no part is above 0 (an order no riskier than average on any count);
+    ``true_cause_share`` is that part over the sum of the positive parts (NaN for ``none``).
     """
     spec = get_world(world)
     _validate(orders, weeks, control_share, drift, effect_drift, first_order_id)
+    surge = _validate_surge(cause_surge)
     rng = np.random.default_rng(seed)
     # What the harder worlds add is drawn from its own stream, so the easy world stays as it was.
     hidden = np.random.default_rng([seed, 1])
     plan = _plan_weeks(_parse_week(start_week), weeks, drift, effect_drift, spec.effect_wave)
     week, assigned_at, hour = _draw_times(rng, orders, plan)
-    x = _draw_orders(rng, week, hour, plan)
+    x = _draw_orders(rng, week, hour, plan, surge)
     causes = _causes(x)
     base = _base_logit(x, causes, plan.base_shift[week]) + rng.normal(0.0, _INTENT_SD, orders)
     effects = _arm_effects(x, causes, spec, _Modifiers.draw(hidden, orders, spec))
@@ -369,6 +411,7 @@ def simulate(
             **{f"p_cancel_{a}": p_cancel[:, i] for i, a in enumerate(ARMS)},
             **{f"p_delivered_{a}": p_delivered[:, i] for i, a in enumerate(ARMS) if i},
             **{f"propensity_{a}": propensities[:, i] for i, a in enumerate(ARMS)},
+            **_cause_columns(x, causes, plan.base_shift[week]),
         }
     )
     return SimulatedWorld(log=log, truth=truth, logged_policy=logged_policy)
@@ -385,19 +428,25 @@ def delivered_column(delivered: np.ndarray, treated: np.ndarray) -> pd.Series:
 class SignalDraws:
     """Orders drawn once, and their cancellation probabilities under ``draws`` draws of what
     the shop does not see (intent, responsiveness, effect noise). ``p_cancel`` is draws x
-    orders x arms (intent-to-treat); ``order_value`` per order."""
+    orders x arms (intent-to-treat); ``order_value`` per order; ``causes``, when given, the
+    cause columns of :func:`simulate`'s truth per order (the same in every draw: the intent
+    is no cause)."""
 
     p_cancel: np.ndarray
     order_value: np.ndarray
+    causes: pd.DataFrame | None = None
 
     def truth(self, draw: int | None = None) -> pd.DataFrame:
-        """A truth frame (``order_id``, ``p_cancel_<arm>``): one draw's, or with ``None`` the
-        expectation given the signals (the mean over draws: what a perfect model could know)."""
+        """A truth frame (``order_id``, ``p_cancel_<arm>``, and the causes when known): one
+        draw's, or with ``None`` the expectation given the signals (the mean over draws: what a
+        perfect model could know)."""
         p = self.p_cancel.mean(axis=0) if draw is None else self.p_cancel[draw]
+        causes = {} if self.causes is None else {c: self.causes[c] for c in self.causes.columns}
         return pd.DataFrame(
             {
                 "order_id": np.arange(1, p.shape[0] + 1),
                 **{f"p_cancel_{a}": p[:, i] for i, a in enumerate(ARMS)},
+                **causes,
             }
         )
 
@@ -423,7 +472,8 @@ def signal_draws(
         effects = _arm_effects(x, causes, spec, _Modifiers.draw(rng, orders, spec))
         p = _logistic((base + rng.normal(0.0, _INTENT_SD, orders))[:, None] + effects)
         p_cancel[k] = p_delivered * p + (1 - p_delivered) * p[:, :1]
-    return SignalDraws(p_cancel, x["order_value"])
+    causes_frame = pd.DataFrame(_cause_columns(x, causes, plan.base_shift[week]))
+    return SignalDraws(p_cancel, x["order_value"], causes_frame)
 
 
 def explained_share(
@@ -505,6 +555,24 @@ def _validate(
         raise ConfigError(f"first_order_id must be a whole number >= 0; got {first_id!r}")
 
 
+def _validate_surge(cause_surge: Mapping[str, float] | None) -> dict[str, float]:
+    """``cause_surge`` as a plain dict, after checking its families and factors."""
+    surge = dict(cause_surge or {})
+    for family, factor in surge.items():
+        if family not in FAMILIES:
+            raise ConfigError(
+                f"cause_surge names an unknown family {family!r}; families are "
+                + ", ".join(FAMILIES)
+            )
+        real = isinstance(factor, numbers.Real) and not isinstance(factor, bool)
+        if not (real and np.isfinite(factor) and factor > 0):
+            raise ConfigError(
+                f"cause_surge[{family!r}] must be a finite number > 0 (1 = no surge); "
+                f"got {factor!r}"
+            )
+    return {family: float(factor) for family, factor in surge.items()}
+
+
 def _parse_week(label: str) -> date:
     """The Monday of an ISO week label such as ``2026-W40``."""
     match = _WEEK_RE.match(label)
@@ -582,16 +650,32 @@ def _draw_categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray
 
 
 def _draw_orders(
-    rng: np.random.Generator, week: np.ndarray, hour: np.ndarray, plan: _Weeks
+    rng: np.random.Generator,
+    week: np.ndarray,
+    hour: np.ndarray,
+    plan: _Weeks,
+    surge: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
+    """The orders' signals; ``surge`` multiplies the share of orders carrying a family's cause.
+
+    Without a surge every draw is the same call with the same arguments as before surges
+    existed, so the orders are the same bit for bit.
+    """
+    surge = surge or {}
     n = len(week)
     category = _draw_categorical(rng, plan.category_share[week])
-    first = rng.random(n) < plan.first_order_share[week]
+    confidence = surge.get("confidence", 1.0)
+    first_share = plan.first_order_share[week]
+    if confidence != 1.0:
+        # The odds, not the share: a third of orders are first orders, and twice as many would
+        # make them the norm, the cause of no order's excess risk.
+        first_share = first_share * confidence / (1 - first_share + first_share * confidence)
+    first = rng.random(n) < first_share
     returning = (~first).astype(int)
     prior_orders = np.where(first, 0, rng.geometric(0.22, n))
     device = _draw_categorical(rng, _DEVICE_SHARE[returning])
     method = _draw_categorical(rng, _METHOD_SHARE[returning])
-    factor = plan.payment_factor[week]
+    factor = plan.payment_factor[week] * surge.get("payment", 1.0)
     u = rng.random(n)
     pending = np.clip(_PENDING_BY_METHOD[method] * factor, 0, 0.9)
     failed = np.clip(_RETRY_FAILED_BY_METHOD[method] * factor, 0, 0.9 - pending)
@@ -603,16 +687,27 @@ def _draw_orders(
     value = np.round(
         rng.lognormal(np.log(_CATEGORY_MEDIAN_VALUE[category]), _CATEGORY_VALUE_SIGMA[category]), 2
     )
-    stock = np.round(rng.beta(_CATEGORY_STOCK_BETA_A[category], 1.4), 2)
-    delayed = rng.random(n) < np.clip(plan.delay_rate[week] + 0.6 * (1 - stock) ** 2, 0, 0.95)
+    stock_a = _CATEGORY_STOCK_BETA_A[category]
+    stock = rng.beta(stock_a, 1.4)
+    if surge.get("stock", 1.0) != 1.0:
+        stock = _surge_low_stock(stock, stock_a, surge["stock"])
+    stock = np.round(stock, 2)
+    p_delay = plan.delay_rate[week] + 0.6 * (1 - stock) ** 2
+    delayed = rng.random(n) < np.clip(p_delay * surge.get("fulfilment", 1.0), 0, 0.95)
     delay = np.where(delayed, 1 + rng.poisson(1.0 + 2.5 * (1 - stock)), 0)
-    service = _draw_categorical(rng, _SERVICE_SHARE[returning])
-    edits = rng.poisson(0.10 + 0.12 * first)
+    service_share = _SERVICE_SHARE[returning]
+    if surge.get("serviceability", 1.0) != 1.0:
+        service_share = _surge_shares(service_share, surge["serviceability"])
+    service = _draw_categorical(rng, service_share)
+    edits = rng.poisson((0.10 + 0.12 * first) * confidence)
     contacts = rng.poisson(
-        0.04
-        + 0.25 * (delay > 0)
-        + 0.45 * np.isin(status, _FIXABLE_STATUS)
-        + 0.3 * (service == _UNVERIFIED)
+        (
+            0.04
+            + 0.25 * (delay > 0)
+            + 0.45 * np.isin(status, _FIXABLE_STATUS)
+            + 0.3 * (service == _UNVERIFIED)
+        )
+        * confidence
     )
     return {
         "category": category,
@@ -629,6 +724,28 @@ def _draw_orders(
         "contacts": contacts,
         "hour": hour,
     }
+
+
+def _surge_low_stock(stock: np.ndarray, a: np.ndarray, factor: float) -> np.ndarray:
+    """Stock confidences (Beta(a, 1.4) draws) with ``factor`` times as many below 0.7.
+
+    A monotone map of the draws' quantiles: the low ones spread over a ``factor`` times larger
+    share, so that a low-stock order is as short of stock as without the surge.
+    """
+    q = betainc(a, 1.4, _LOW_STOCK)  # today's share of low stock, per order's category
+    target = np.minimum(q * factor, np.maximum(q, _MAX_PREVALENCE))
+    u = betainc(a, 1.4, stock)
+    moved = np.where(u < target, u * q / target, q + (u - target) * (1 - q) / (1 - target))
+    return np.asarray(betaincinv(a, 1.4, moved))
+
+
+def _surge_shares(shares: np.ndarray, factor: float) -> np.ndarray:
+    """Rows of (first level, problem levels...) shares with the problem levels' share times
+    ``factor``, capped, and the first level taking up the rest."""
+    problems = shares[:, 1:]
+    total = problems.sum(axis=1, keepdims=True)
+    scaled = problems * (np.minimum(total * factor, _MAX_PREVALENCE) / total)
+    return np.column_stack([1 - scaled.sum(axis=1), scaled])
 
 
 def _causes(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -651,17 +768,52 @@ def _base_logit(
     x: dict[str, np.ndarray], c: dict[str, np.ndarray], shift: np.ndarray
 ) -> np.ndarray:
     """Log-odds of cancelling under control, before the unobserved intent term."""
+    # Summed in this order since the start: another order would move the draws' last bits.
+    w = _CAUSE_WEIGHT
     return (
         _BASE_LOGIT
         + shift
         + _CATEGORY_LOGIT[x["category"]]
-        + 1.5 * c["payment"]
-        + 2.0 * c["stock"]
-        + 0.6 * c["delay"]
-        + 1.1 * c["service"]
-        + 0.7 * c["doubt"]
-        - 0.08 * np.minimum(x["prior_orders"], 10)
+        + w["payment"] * c["payment"]
+        + w["stock"] * c["stock"]
+        + w["delay"] * c["delay"]
+        + w["service"] * c["service"]
+        + w["doubt"] * c["doubt"]
+        - _LOYALTY_WEIGHT * np.minimum(x["prior_orders"], _LOYALTY_CAP)
     )
+
+
+def _family_logits(
+    x: dict[str, np.ndarray], c: dict[str, np.ndarray], shift: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each family's part of :func:`_base_logit` (``other``: category and week), uncentred;
+    the parts add up to it less the constant baseline."""
+    parts = {_CAUSE_FAMILY[cause]: weight * c[cause] for cause, weight in _CAUSE_WEIGHT.items()}
+    parts["confidence"] = parts["confidence"] - _LOYALTY_WEIGHT * np.minimum(
+        x["prior_orders"], _LOYALTY_CAP
+    )
+    parts[OTHER] = _CATEGORY_LOGIT[x["category"]] + shift
+    return {family: parts[family] for family in (*FAMILIES, OTHER)}
+
+
+def _cause_columns(
+    x: dict[str, np.ndarray], c: dict[str, np.ndarray], shift: np.ndarray
+) -> dict[str, object]:
+    """The truth's cause columns: centred family parts, the dominant family and its share."""
+    families = (*FAMILIES, OTHER)
+    raw = _family_logits(x, c, shift)
+    centred = np.column_stack([raw[f] - raw[f].mean() for f in families])
+    top = centred.argmax(axis=1)
+    largest = centred[np.arange(len(centred)), top]
+    positive = np.where(centred > 0, centred, 0.0).sum(axis=1)
+    risky = largest > 0
+    cause = np.where(risky, np.array(families)[top], "none")
+    share = np.divide(largest, positive, out=np.full(len(top), np.nan), where=risky)
+    return {
+        **{f"true_logit_{f}": centred[:, k] for k, f in enumerate(families)},
+        "true_cause": pd.Series(cause, dtype="str"),
+        "true_cause_share": share,
+    }
 
 
 def _logistic(logits: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 ``train_uplift(log)`` gives an :class:`UpliftModel` whose ``predict_effects`` returns the
 :class:`Effects` of every treatment arm on every order; ``save_model`` / ``load_model``
 persist it with its model card; ``evaluate_model`` and ``compare_models`` judge models by the
-policies they imply.
+policies they imply. Its ``predict_risk`` gives every order's calibrated cancellation risk
+without action and the family of causes it comes from (:class:`RiskModel`).
 """
 
 from uplift.models.base import BaseUpliftModel
@@ -22,6 +23,7 @@ from uplift.models.persist import (
     read_card,
     save_model,
 )
+from uplift.models.risk import RiskModel
 from uplift.models.training import train_uplift
 from uplift.models.uplift_model import Selection, UpliftModel
 
@@ -37,6 +39,7 @@ __all__ = [
     "LinearLearner",
     "ModelVersionWarning",
     "NetValue",
+    "RiskModel",
     "SLearner",
     "Selection",
     "TLearner",

@@ -49,6 +49,7 @@ __all__ = [
     "leaf_size",
     "lgbm_params",
     "predict_booster",
+    "predict_threads",
     "train_lgbm",
 ]
 

@@ -7,8 +7,9 @@ HMAC-SHA256 signature under the user's key, kept outside the folder
 (:mod:`uplift.models.signing`): a pickle runs code when loaded, so ``load_model`` unpickles only
 what that key signed, unless the caller vouches for the folder with ``trust=True``.
 
-``model_card.json`` (learner, features, arms, data hash, validation scores, package versions,
-time, format and the SHA-256 of every other file) is written last, so a save that did not
+``model_card.json`` (learner, features, arms, data hash, validation scores, the risk model's
+calibration and family map, package versions, time, format and the SHA-256 of every other
+file) is written last, so a save that did not
 finish fails the checksums. Saving replaces only the files a model owns; other files in the
 folder are kept. :func:`model_digest` fingerprints the whole model for a store to record.
 """
@@ -81,6 +82,7 @@ def model_card(model: UpliftModel, *, form: str, files: dict[str, str]) -> dict[
             else "none (the log has no revenue)"
         ),
         "training": model.training,
+        "risk": _risk_card(model),
         "selection": None
         if selection is None
         else {
@@ -99,6 +101,20 @@ def model_card(model: UpliftModel, *, form: str, files: dict[str, str]) -> dict[
         "created_at": datetime.now(UTC).isoformat(),
         "files": files,
     }
+
+
+def _risk_card(model: UpliftModel) -> dict[str, Any]:
+    """The card's ``risk`` section: the risk model's calibration (method chosen, both
+    cross-validated log losses, expected calibration error and reliability curve, out of fold
+    on the calibration orders), its expected value and family map; or why there is none."""
+    if model.risk_model is not None:
+        return model.risk_model.card()
+    reason = model.training.get("risk_absent") or (
+        "no risk model: the log had no 0/1 outcome (retained or cancelled)"
+        if model.retained_model is None
+        else "no risk model: trained before risk models existed; retrain to get one"
+    )
+    return {"fitted": False, "reason": reason}
 
 
 def _versions() -> dict[str, str]:

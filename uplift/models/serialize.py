@@ -1,10 +1,11 @@
 """Our own models as plain JSON plus LightGBM text models: a format that runs no code on load.
 
 :func:`dump` turns an :class:`UpliftModel` made only of our classes into ``model.json`` and one
-LightGBM text model per booster (a linear learner's coefficients are numbers in ``model.json``);
-:func:`load` builds it back. Loading creates objects only from the fixed allow-list
-:data:`CLASSES` (no name read from a file is ever imported), checks the type of every field and
-that the feature lists agree with the boosters, and reports any damage as
+LightGBM text model per booster (a linear learner's coefficients are numbers in ``model.json``,
+as are the risk model's calibrator and family map); :func:`load` builds it back. Loading
+creates objects only from the fixed allow-list :data:`CLASSES` (no name read from a file is
+ever imported), checks the type of every field and that the feature lists agree with the
+boosters, and reports any damage as
 :class:`~uplift.exceptions.ModelLoadError` naming the file.
 """
 
@@ -20,11 +21,14 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from uplift.data.causes import FAMILIES, OTHER
 from uplift.data.files import to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError
 from uplift.models.base import FeatureEncoder
+from uplift.models.calibration import CalibrationReport, calibrator_from_dict
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner
 from uplift.models.linear import LinearLearner, base_width, numeric_columns
+from uplift.models.risk import RiskModel
 from uplift.models.uplift_model import ControlOutcomeModel, Selection, UpliftModel
 
 __all__ = ["BOOSTER_NAME", "CLASSES", "JSON_FILE", "can_dump", "dump", "load"]
@@ -38,10 +42,11 @@ LEARNERS: dict[str, type[LightGBMLearner]] = {
     "DRLearner": DRLearner,
     "LinearLearner": LinearLearner,
 }
-CLASSES = (*LEARNERS, "ControlOutcomeModel")
+CLASSES = (*LEARNERS, "ControlOutcomeModel", "RiskModel")
 ROLES = ("retained_model", "revenue_model", "retained_base_model", "revenue_base_model")
 #: Booster files are named ``<role>-<i>.lgbm.txt``; nothing else is read as a booster.
-BOOSTER_NAME = re.compile(r"(retained|revenue)(_base)?_model-\d{1,4}\.lgbm\.txt")
+BOOSTER_NAME = re.compile(r"((retained|revenue)(_base)?|risk)_model-\d{1,4}\.lgbm\.txt")
+RISK_ROLE = "risk_model"
 #: Column types a selection's scores table may have.
 _SCORE_DTYPES = ("float64", "int64", "bool", "object", "str", "string")
 
@@ -61,6 +66,13 @@ def can_dump(model: UpliftModel) -> bool:
         and all(type(m.encoder_) is FeatureEncoder for m in learners if m is not None)
         and all(type(m.encoder) is FeatureEncoder for m in bases if m is not None)
         and (model.selection is None or type(model.selection) is Selection)
+        and (
+            model.risk_model is None
+            or (
+                type(model.risk_model) is RiskModel
+                and type(model.risk_model.encoder) is FeatureEncoder
+            )
+        )
     )
 
 
@@ -81,6 +93,11 @@ def dump(model: UpliftModel) -> tuple[bytes, dict[str, bytes]]:
         for name, booster in zip(names, found, strict=True):
             boosters[name] = booster.model_to_string().encode()
         components[role] = {**description, "boosters": names}
+    risk = model.risk_model
+    if risk is not None:
+        name = f"{RISK_ROLE}-0.lgbm.txt"
+        boosters[name] = risk.booster.model_to_string().encode()
+        components[RISK_ROLE] = {**_risk(risk), "boosters": [name]}
     payload = {
         "format": "uplift-model",
         "version": JSON_VERSION,
@@ -107,6 +124,16 @@ def _learner(model: LightGBMLearner) -> dict[str, Any]:
         "feature_names_in": [str(c) for c in model.feature_names_in_],
         "encoder": _encoder(model.encoder_),
         **({"linear": _linear(model)} if isinstance(model, LinearLearner) else {}),
+    }
+
+
+def _risk(model: RiskModel) -> dict[str, Any]:
+    return {
+        "class": "RiskModel",
+        "encoder": _encoder(model.encoder),
+        "families": dict(model.families),
+        "calibrator": model.calibrator.to_dict(),
+        "report": model.report.to_dict(),
     }
 
 
@@ -211,6 +238,11 @@ def _model(payload: dict[str, Any], files: Mapping[str, bytes], folder: Path) ->
         if (base is None) != (learner is None or not isinstance(learner, DRLearner)):
             raise _Damaged(f"{outcome}_base_model does not fit {outcome}_model")
     selection = payload.get("selection")
+    risk = payload.get(RISK_ROLE)  # absent from models saved before risk models existed
+    if risk is not None:
+        risk = _obj(risk, RISK_ROLE)
+        boosters = [_booster(name, files, folder) for name in _strs(risk, "boosters")]
+        components[RISK_ROLE] = _build_risk(risk, boosters, inputs)
     return UpliftModel(
         learner=_str(payload, "learner"),
         control=control,
@@ -284,6 +316,31 @@ def _build_control_outcome(
     encoder = _build_encoder(_obj(spec.get("encoder"), f"{role}.encoder"), inputs, role)
     _check_boosters(boosters, 1, encoder, role)
     return ControlOutcomeModel(encoder, boosters[0])
+
+
+def _build_risk(
+    spec: dict[str, Any], boosters: list[lgb.Booster], inputs: tuple[str, ...]
+) -> RiskModel:
+    if _str(spec, "class") != "RiskModel":
+        raise _Damaged(f"{RISK_ROLE}: class {spec['class']!r} is not RiskModel")
+    encoder = _build_encoder(_obj(spec.get("encoder"), f"{RISK_ROLE}.encoder"), inputs, RISK_ROLE)
+    _check_boosters(boosters, 1, encoder, RISK_ROLE)
+    objective = str(boosters[0].dump_model(num_iteration=1).get("objective", ""))
+    if objective.split()[:1] != ["binary"]:
+        raise _Damaged(f"{RISK_ROLE}: its booster is not a binary classifier")
+    families = _obj(spec.get("families"), f"{RISK_ROLE}.families")
+    if list(families) != list(inputs) or not all(
+        v in (*FAMILIES, OTHER) for v in families.values()
+    ):
+        raise _Damaged(
+            f"{RISK_ROLE}: families must give each input one of {', '.join((*FAMILIES, OTHER))}"
+        )
+    try:
+        calibrator = calibrator_from_dict(_obj(spec.get("calibrator"), f"{RISK_ROLE}.calibrator"))
+        report = CalibrationReport.from_dict(_obj(spec.get("report"), f"{RISK_ROLE}.report"))
+    except ValueError as error:
+        raise _Damaged(f"{RISK_ROLE}: {error}") from None
+    return RiskModel(encoder, boosters[0], calibrator, dict(families), report)
 
 
 def _build_linear(model: LinearLearner, spec: dict[str, Any], role: str) -> None:

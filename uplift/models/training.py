@@ -1,18 +1,21 @@
-"""Training the uplift model of a log: ``auto`` selection, the fit, and what the card records."""
+"""Training the uplift model of a log: ``auto`` selection, the fit, the risk model beside it,
+and what the card records."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from uplift.data.causes import family_of
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import ConfigError, check_option
 from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS
+from uplift.models.risk import fit_risk, no_risk_reason
 from uplift.models.select import select_learner
-from uplift.models.uplift_model import UpliftModel, fit_models
+from uplift.models.uplift_model import UpliftModel, fit_models, model_inputs
 
 __all__ = ["data_hash", "train_uplift"]
 
@@ -35,6 +38,7 @@ def train_uplift(
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
     validate: bool = False,
     progress: Progress | None = None,
+    causes: Mapping[str, Sequence[str]] | None = None,
 ) -> UpliftModel:
     """Fit the uplift model of ``log`` with ``learner`` (``auto`` chooses by validation).
 
@@ -43,11 +47,17 @@ def train_uplift(
     value on held-out orders (see :mod:`uplift.models.select`). With ``validate`` a named
     learner is scored the same way, so its card holds held-out figures too. ``progress``
     receives a short line before each step.
+
+    Beside the uplift models, a log with a 0/1 outcome gets a risk model (see
+    :mod:`uplift.models.risk`): P(cancelled | no action, x), calibrated, and the family of
+    causes of every order's risk; ``causes`` maps families to columns (the project's
+    ``[causes]``, e.g. ``{"payment": ["psp_status"]}``), None for the default map.
     """
     check_option("learner", learner, (AUTO, *LEARNERS))
     for name in candidates:
         check_option("candidate learner", name, LEARNERS)
     costs = check_costs(costs, log)
+    family_of(model_inputs(log), causes)  # a wrong [causes] map fails before any fit
     say = progress or (lambda _: None)
     selection = None
     if learner == AUTO or validate:
@@ -55,18 +65,24 @@ def train_uplift(
         selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
         learner = selection.chosen
     say(f"fitting {learner} on {len(log):,} orders")
-    return fit_models(log, learner, seed).model(
-        selection=selection,
-        training={
-            "source": log.source,
-            "orders": len(log),
-            "data_hash": data_hash(log),
-            "propensity_given": log.propensity_given,
-            "notes": list(log.notes),
-            "costs": costs,
-            "seed": seed,
-        },
-    )
+    fitted = fit_models(log, learner, seed)
+    training = {
+        "source": log.source,
+        "orders": len(log),
+        "data_hash": data_hash(log),
+        "propensity_given": log.propensity_given,
+        "notes": list(log.notes),
+        "costs": costs,
+        "seed": seed,
+    }
+    absent = no_risk_reason(log)
+    risk = None
+    if absent is None:
+        say("fitting the risk model on the control orders")
+        risk = fit_risk(log, model_inputs(log), seed, causes)
+    else:
+        training["risk_absent"] = absent
+    return fitted.model(selection=selection, training=training, risk_model=risk)
 
 
 def check_costs(costs: Mapping[str, float] | None, log: ExperimentLog) -> dict[str, float]:

@@ -4,6 +4,8 @@
 revenue at risk is not known at decision time, one for revenue; ``predict_effects`` returns
 their :class:`~uplift.models.effects.Effects`: retained and revenue uplift per order and arm,
 and P(retained | control, x), which the policy needs for costs paid only when an order is kept.
+``predict_risk`` gives every order's calibrated cancellation risk without action and the family
+of causes it comes from (:mod:`uplift.models.risk`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from uplift.models.learners import (
     predict_booster,
     train_lgbm,
 )
+from uplift.models.risk import RiskModel
 
 __all__ = [
     "ControlOutcomeModel",
@@ -125,6 +128,10 @@ class UpliftModel:
         The validation scores of every candidate when ``auto`` chose the learner.
     training : dict
         Facts about the training log for the model card (source, rows, data hash, costs ...).
+    risk_model : RiskModel or None
+        P(cancelled | no action, x) and its causes; None for a revenue-only log, a control arm
+        with too few cancellations (``training["risk_absent"]`` says which), or a model saved
+        before risk models existed.
     """
 
     learner: str
@@ -137,6 +144,7 @@ class UpliftModel:
     revenue_base_model: ControlOutcomeModel | None
     selection: Selection | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    risk_model: RiskModel | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -175,6 +183,32 @@ class UpliftModel:
         elif self.revenue_model is not None:
             revenue = self.revenue_model.predict(X)[list(self.treatment_arms)]
         return Effects(self.control, self.treatment_arms, retained, revenue, base)
+
+    def predict_risk(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Every order's cancellation risk without action and where it comes from.
+
+        One row per row of ``frame`` (its index): ``risk``, the calibrated P(cancelled |
+        control, x); ``cause``, the family of causes (payment, stock, fulfilment,
+        serviceability, confidence, other) that pushes the order's log-odds up most against an
+        average order, or ``none``; ``cause_share``, that family's part over the sum of the
+        parts above 0 (NaN for none); and ``logit_<family>``, each family's part of the
+        log-odds (exact tree SHAP values summed by family; with
+        ``risk_model.expected_value`` they add up to the model's log-odds).
+        """
+        if self.risk_model is None:
+            if self.retained_model is None:
+                raise SchemaError(
+                    "this model has no risk model: its log had no 0/1 outcome (retained or "
+                    "cancelled), only revenue, so there is no cancellation risk to predict"
+                )
+            reason = self.training.get("risk_absent")
+            raise SchemaError(
+                f"this model has no risk model ({reason}); give the log more control orders"
+                if reason
+                else "this model was trained without a risk model; retrain it "
+                "(uplift train) to predict risk and causes"
+            )
+        return self.risk_model.predict(check_inputs(frame, self.inputs))
 
     def predict_outcomes(self, frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
         """E[``outcome`` | arm, x] per order and arm (control first): base plus uplift.
@@ -260,7 +294,11 @@ class FittedModels:
     revenue_base: ControlOutcomeModel | None
 
     def model(
-        self, *, selection: Selection | None = None, training: dict[str, Any] | None = None
+        self,
+        *,
+        selection: Selection | None = None,
+        training: dict[str, Any] | None = None,
+        risk_model: RiskModel | None = None,
     ) -> UpliftModel:
         """The fitted models as one :class:`UpliftModel`."""
         return UpliftModel(
@@ -274,6 +312,7 @@ class FittedModels:
             revenue_base_model=self.revenue_base,
             selection=selection,
             training=training or {},
+            risk_model=risk_model,
         )
 
 

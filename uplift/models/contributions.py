@@ -1,0 +1,181 @@
+"""Exact tree SHAP contributions of a booster's raw score, summed by family of causes, at the
+speed of the compiled tree evaluator (see :func:`contribution_forest`)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from uplift.data.causes import FAMILIES, OTHER
+from uplift.models.base import FloatArray
+from uplift.models.trees import Forest, compiled
+
+__all__ = [
+    "CAUSES",
+    "NO_CAUSE",
+    "FamilyForest",
+    "contribution_forest",
+    "dominant_cause",
+    "logit_column",
+]
+
+#: The columns of the family contributions: the five families, then "other".
+CAUSES: tuple[str, ...] = (*FAMILIES, OTHER)
+#: The cause of an order no family pushes above an average order.
+NO_CAUSE = "none"
+_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, as trees.py reads it
+_NUMERIC, _CATEGORICAL = 1, 2
+
+
+def logit_column(family: str) -> str:
+    """The column of ``predict_risk`` holding ``family``'s part of the log-odds."""
+    return f"logit_{family}"
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration: small pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def dominant_cause(logits: FloatArray) -> tuple[pd.Categorical[str], FloatArray]:
+    """Per row of ``logits`` (rows x :data:`CAUSES`): the family of the largest part
+    (:data:`NO_CAUSE` when none is above 0) and that part over the sum of the positive parts
+    (NaN for none)."""
+    top = logits.argmax(axis=1)
+    largest = logits[np.arange(len(logits)), top]
+    positive = np.where(logits > 0, logits, 0.0).sum(axis=1)
+    risky = largest > 0
+    codes = np.where(risky, top, len(CAUSES))
+    cause = pd.Categorical.from_codes(codes, categories=pd.Index([*CAUSES, NO_CAUSE]))
+    share = np.divide(largest, positive, out=np.full(len(logits), np.nan), where=risky)
+    return cause, share
+
+
+@dataclass(frozen=True, eq=False)
+class FamilyForest:
+    """The tree SHAP values of one booster summed by family, as :class:`Forest` tables.
+
+    Model m of ``forest`` adds up the contributions to family ``CAUSES[columns[m]]``.
+    """
+
+    forest: Forest
+    columns: NDArray[np.int64]
+
+
+def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> FamilyForest | None:
+    """Tables of ``booster``'s exact tree SHAP values summed by family (``family[f]``: the
+    :data:`CAUSES` column of input f), or None when the booster's trees have no tables (see
+    :mod:`uplift.models.trees`) or a table cell cannot be reproduced.
+
+    For every tree and every cell of its table (a combination of the classes of its inputs),
+    one order that falls in the cell is made up and LightGBM computes its SHAP values for that
+    tree alone (``start_iteration``): they depend on the order only through the cell. The
+    cell's leaf, read from the table, must equal the SHAP values' sum, or the cell was missed.
+    """
+    if compiled() is None:
+        return None
+    forest = Forest.of([booster])
+    if forest is None:
+        return None
+    sizes = np.diff(np.append(forest.table_start, forest.table.size)).astype(np.int64)
+    per_column: dict[int, list[tuple[int, FloatArray]]] = {}
+    for t in range(len(forest.tree_model)):
+        inputs = range(int(forest.input_start[t]), int(forest.input_start[t + 1]))
+        if not len(inputs):
+            continue  # a tree of one leaf: all of it is expected value
+        features = [int(forest.input_feature[k]) for k in inputs]
+        choices = [_classes(forest, k, f) for k, f in zip(inputs, features, strict=True)]
+        cells = list(itertools.product(*choices))
+        offsets = np.array([sum(o for o, _ in cell) for cell in cells], dtype=np.int64)
+        rows = np.full((len(cells), len(forest.kind)), np.nan)
+        for j, f in enumerate(features):
+            rows[:, f] = [cell[j][1] for cell in cells]
+        shap = np.asarray(
+            booster.predict(
+                rows, start_iteration=t, num_iteration=1, pred_contrib=True, num_threads=1
+            ),
+            dtype=np.float64,
+        )
+        leaf = forest.table[int(forest.table_start[t]) + offsets]
+        if not np.allclose(shap.sum(axis=1), leaf, rtol=0, atol=1e-9):
+            return None
+        for column in sorted({int(family[f]) for f in features}):
+            table = np.zeros(sizes[t])
+            mine = [f for f in features if family[f] == column]
+            table[offsets] = shap[:, mine].sum(axis=1)
+            per_column.setdefault(column, []).append((t, table))
+    return FamilyForest(_regroup(forest, per_column), np.array(sorted(per_column), np.int64))
+
+
+def _classes(forest: Forest, k: int, f: int) -> list[tuple[int, float]]:
+    """(table offset, a value of input f in it) for every class of input k of a tree: the
+    classes of values the tree's splits on f tell apart, as the Forest bins them."""
+    values = _bin_values(forest, f)
+    offsets = forest.lut[int(forest.lut_start[k]) : int(forest.lut_start[k]) + len(values)]
+    found: dict[int, float] = {}
+    for offset, value in zip(offsets.tolist(), values, strict=True):
+        if value is not None:
+            found.setdefault(int(offset), value)
+    return sorted(found.items())
+
+
+def _bin_values(forest: Forest, f: int) -> list[float | None]:
+    """A value of input f in each of the Forest's bins of it (None: no value falls there).
+
+    A numeric input's bin is the number of its thresholds below the value; past them come NaN
+    and zero (|x| <= 1e-35). A categorical input's bin is its category, then anything else.
+    """
+    if forest.kind[f] == _CATEGORICAL:
+        return [*(float(c) for c in range(int(forest.levels[f]))), math.nan]
+    if forest.kind[f] != _NUMERIC:
+        return [math.nan]
+    grid = forest.thresholds[int(forest.threshold_start[f]) : int(forest.threshold_start[f + 1])]
+    edges = [-math.inf, *grid.tolist(), math.inf]
+    values: list[float | None] = []
+    for low, high in itertools.pairwise(edges):
+        candidates = (high, math.nextafter(low, math.inf), high - 1.0, low + 1.0, (low + high) / 2)
+        inside = [v for v in candidates if math.isfinite(v) and low < v <= high and abs(v) > _ZERO]
+        values.append(inside[0] if inside else None)
+    return [*values, math.nan, 0.0]
+
+
+def _regroup(forest: Forest, per_column: Mapping[int, list[tuple[int, FloatArray]]]) -> Forest:
+    """A Forest of one model per family column: the trees that touch it, its tables."""
+    tree_model, input_start, input_feature, lut_start = [], [0], [], []
+    table_start, tables, size = [], [], 0
+    for model, column in enumerate(sorted(per_column)):
+        for t, table in per_column[column]:
+            inputs = slice(int(forest.input_start[t]), int(forest.input_start[t + 1]))
+            tree_model.append(model)
+            input_feature.extend(forest.input_feature[inputs].tolist())
+            lut_start.extend(forest.lut_start[inputs].tolist())
+            input_start.append(len(input_feature))
+            table_start.append(size)
+            tables.append(table)
+            size += len(table)
+    return Forest(
+        kind=forest.kind,
+        thresholds=forest.thresholds,
+        threshold_start=forest.threshold_start,
+        levels=forest.levels,
+        tree_model=np.asarray(tree_model, dtype=np.int64),
+        input_start=np.asarray(input_start, dtype=np.int64),
+        input_feature=np.asarray(input_feature, dtype=np.int64),
+        lut_start=np.asarray(lut_start, dtype=np.int64),
+        lut=forest.lut,
+        table_start=np.asarray(table_start, dtype=np.uint64),
+        table=np.concatenate([np.empty(0), *tables]),
+        sigmoid=np.zeros(len(per_column)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The risk model
+# --------------------------------------------------------------------------------------------
