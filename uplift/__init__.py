@@ -42,6 +42,9 @@ _EXPORTS: dict[str, str] = {
         "uplift.data.simulate",
     ),
     **dict.fromkeys(("hillstrom_log", "load_hillstrom", "load_ihdp"), "uplift.data.datasets"),
+    **dict.fromkeys(("Project", "Words", "load_project"), "uplift.data.project"),
+    **dict.fromkeys(("LeakCheck", "check_leaks", "refuse_leaks"), "uplift.data.leaks"),
+    "split_log": "uplift.data.split",
     "simulate_outcomes": "uplift.data.outcomes",
     **dict.fromkeys(("write_json", "write_table"), "uplift.data.files"),
     # experiment
@@ -72,6 +75,7 @@ _EXPORTS: dict[str, str] = {
             "load_model",
             "make_learner",
             "oracle_policy",
+            "RiskModel",
             "save_model",
             "train_uplift",
             "true_effects",
@@ -79,10 +83,12 @@ _EXPORTS: dict[str, str] = {
         "uplift.models",
     ),
     # policy
+    **dict.fromkeys(("RiskCheck", "check_risk"), "uplift.models.risk_check"),
     **dict.fromkeys(("Assignment", "rank_orders"), "uplift.policy"),
     **dict.fromkeys(("pending_payment_rule", "treat_all", "treat_none"), "uplift.policy.baselines"),
     # reports
     **dict.fromkeys(("WeeklyReport", "read_report", "save_report"), "uplift.reports"),
+    "progress_bar": "uplift.reports.progress",
     **dict.fromkeys(("learn_check", "qini_points"), "uplift.reports.measures"),
     **dict.fromkeys(
         (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,11 @@ from uplift.cli.options import (
 from uplift.cli.render import make_console, print_frame, progress
 from uplift.cli.settings import check_control, log_settings, numbers
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from uplift.models.risk_check import RiskCheck
+
 __all__: list[str] = []
 
 
@@ -35,16 +40,24 @@ def evaluate(
     order_value: OrderValueOption = None,
     config: ConfigOption = None,
     cost: CostOption = None,
+    truth_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="A simulated log's truth file: also check the risk and its cause against it.",
+        ),
+    ] = None,
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
-    from uplift.data.log import read_log
+    from uplift.data.log import read_frame, read_log
     from uplift.models import load_model
     from uplift.models.evaluate import evaluate_model
+    from uplift.models.risk_check import check_risk
     from uplift.models.verdict import calibration_sentence, verdict_sentence
 
-    inputs = {"LOG": log_path, "--model-dir": model_dir, "--config": config}
+    inputs = {"LOG": log_path, "--model-dir": model_dir, "--config": config, "--truth": truth_path}
     check_outputs(inputs, {"--json": json_path})
     settings = log_settings(config, mapping, ignore, control, order_value=order_value)
     model = load_model(model_dir, trust=trust_model)
@@ -55,6 +68,11 @@ def evaluate(
     with progress() as say:
         say(f"evaluating {model.learner} on {len(log):,} orders")
         result = evaluate_model(model, log, costs=costs)
+        risk = None
+        if model.risk_model is not None and log.has_retained:
+            say("checking the risk and its cause")
+            truth = read_frame(truth_path) if truth_path is not None else None
+            risk = check_risk(model, log, truth)
     project = settings.project
     screen = make_console()
     # One line each (soft_wrap): the header, then the verdict, whatever the console's width.
@@ -88,5 +106,29 @@ def evaluate(
         screen.print(f"{row.arm} {row.direction} in no segment: {row.note}", markup=False)
     rules = result.rules[["arm", "rule", "orders", "share", "fidelity", "mean_effect"]]
     print_frame(screen, "why the model picks each arm (policy tree)", rules)
+    if risk is not None:
+        _print_risk(screen, risk)
+    elif truth_path is not None:
+        screen.print("note: this model has no risk model, so --truth has nothing to check")
     if json_path is not None:
-        write_json(result.to_dict(), json_path)
+        payload = result.to_dict()
+        payload["risk"] = risk.to_dict() if risk is not None else None
+        write_json(payload, json_path)
+
+
+def _print_risk(screen: Console, risk: RiskCheck) -> None:
+    """The risk's calibration on the control orders, the causes, and the check against truth."""
+    print_frame(screen, "risk: the control orders by predicted risk", risk.reliability)
+    screen.print(
+        f"risk calibration error {risk.ece:.4f}: the mean gap between predicted risk and the "
+        "cancellation rate of the control orders (no action) with that risk",
+        markup=False,
+    )
+    print_frame(screen, "where the risk comes from (cause of each order)", risk.causes)
+    if risk.truth_ece is not None:
+        screen.print(
+            f"against the truth: risk calibration error {risk.truth_ece:.4f}; the cause is the "
+            f"true cause for {risk.agreement_above_median:.1%} of the orders above the median "
+            f"risk ({risk.agreement_all:.1%} of all)",
+            markup=False,
+        )

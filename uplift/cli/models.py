@@ -92,7 +92,13 @@ def train(
         screen.print(f"note: {note}")
     with progress() as say:
         model = train_uplift(
-            log, learner=learner, costs=costs, seed=seed, validate=validate, progress=say
+            log,
+            learner=learner,
+            costs=costs,
+            seed=seed,
+            validate=validate,
+            progress=say,
+            causes=settings.project.causes,
         )
         say("saving the model")
         save_model(model, model_dir)
@@ -149,6 +155,8 @@ def predict(
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
 ) -> None:
+    import pandas as pd
+
     from uplift.data.files import (
         check_outputs,
         check_table_suffix,
@@ -159,6 +167,7 @@ def predict(
     from uplift.data.log import read_frame
     from uplift.models import load_model
     from uplift.models.uplift_model import predict_table
+    from uplift.policy.ranking import RISK_COLUMNS
 
     check_table_suffix(out)
     inputs = {"ORDERS": orders_path, "--model-dir": model_dir, "--config": config}
@@ -171,6 +180,10 @@ def predict(
     effects = predict_table(model, frame, source=str(orders_path))
     table = effects.to_frame().reset_index(drop=True)
     means = {str(k): float(v) for k, v in table.drop(columns="order_id").mean().items()}
+    if model.risk_model is not None:
+        # Risk and its cause beside the effects: rank and readers of the file ignore extra columns.
+        risk = model.predict_risk(frame).reset_index(drop=True)
+        table = pd.concat([table, risk[list(RISK_COLUMNS)]], axis=1)
     payload = {"orders": len(table), "out": str(out), "mean": means, "control": model.control}
     write_outputs(
         table_output(table, out, effects.metadata()),

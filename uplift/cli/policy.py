@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from uplift.data.project import Project
     from uplift.models.effects import Effects
+    from uplift.models.uplift_model import UpliftModel
     from uplift.policy.ranking import Assignment
 
 __all__: list[str] = []
@@ -93,8 +94,15 @@ def rank(
         write_outputs,
     )
     from uplift.data.log import read_frame
-    from uplift.models import read_card
-    from uplift.policy.ranking import check_order_arms, check_unique_ids, explain_queue, rank_orders
+    from uplift.models import load_model
+    from uplift.policy.ranking import (
+        check_order_arms,
+        check_unique_ids,
+        explain_queue,
+        order_ids,
+        rank_orders,
+        with_risk,
+    )
 
     check_table_suffix(out)
     if (model_dir is None) == (effects_path is None):
@@ -116,7 +124,8 @@ def rank(
     control = control or project.control
     with progress() as say:
         say(f"predicting {len(orders):,} orders" if model_dir else "reading the effects")
-        effects = _effects(orders, orders_path, model_dir, effects_path, trust_model, control)
+        model = load_model(model_dir, trust=trust_model) if model_dir is not None else None
+        effects = _effects(orders, orders_path, model, effects_path, control)
         check_order_arms(orders, effects.treatment_arms, effects.control, source=str(orders_path))
         # Later wins: the model's training costs, the project's, the design's, the flags'.
         costs = {
@@ -138,10 +147,13 @@ def rank(
             seed=seed,
         )
         queue = assignment.queue
-        if model_dir is not None:
+        if model is not None:
             say("explaining the arms")
-            features = orders[list(read_card(model_dir)["features"])]
+            features = orders[list(model.features)]
             queue = explain_queue(assignment, features, effects, costs, vouchers)
+            if model.risk_model is not None:
+                say("risk and its cause")
+                queue = with_risk(queue, model.predict_risk(orders), order_ids(effects))
     write_outputs(
         table_output(queue, out),
         json_output(_payload(assignment, out), json_path) if json_path is not None else None,
@@ -152,17 +164,14 @@ def rank(
 def _effects(
     orders: pd.DataFrame,
     source: Path,
-    model_dir: Path | None,
+    model: UpliftModel | None,
     effects_path: Path | None,
-    trust_model: bool,
     control: str | None,
 ) -> Effects:
     """Predicted effects of every order, keyed by order_id."""
-    if model_dir is not None:
-        from uplift.models import load_model
+    if model is not None:
         from uplift.models.uplift_model import predict_table
 
-        model = load_model(model_dir, trust=trust_model)
         check_control(control, model)
         return predict_table(model, orders, source=str(source))
     return _read_effects(orders, source, Path(str(effects_path)), control)

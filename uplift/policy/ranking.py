@@ -25,12 +25,15 @@ from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.policy.allocation import Allocation, allocate
 
 __all__ = [
+    "RISK_COLUMNS",
     "Assignment",
     "check_order_arms",
     "check_unique_ids",
     "explain_queue",
+    "order_ids",
     "rank_orders",
     "with_reasons",
+    "with_risk",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -318,6 +321,20 @@ def with_reasons(queue: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
 
     rule = why.reindex(queue["order_id"])
     return queue.assign(reason=text_per_pair(rule, queue["reason"], reason))
+
+
+#: The risk columns a queue carries when its model has a risk model.
+RISK_COLUMNS = ("risk", "cause", "cause_share")
+
+
+def with_risk(queue: pd.DataFrame, risk: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """The queue with every order's ``risk``, ``cause`` and ``cause_share`` (by order_id).
+
+    ``risk`` is a model's ``predict_risk`` of the ranked orders, row for row with ``ids``.
+    """
+    by_id = risk[list(RISK_COLUMNS)].set_axis(pd.Index(ids.to_numpy(), name="order_id"))
+    rows = by_id.reindex(queue["order_id"])
+    return queue.assign(**{c: rows[c].to_numpy() for c in RISK_COLUMNS})
 
 
 def _summary(
