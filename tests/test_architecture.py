@@ -2,7 +2,7 @@
 
 Stages, in the order data flows through them, after the base modules (version, errors):
 ``data`` -> ``experiment`` -> ``models`` ->
-``policy`` -> ``reports`` -> ``loop`` -> ``cli``. A module may import its own stage and
+``policy`` -> ``reports`` -> ``loop`` -> ``serve`` -> ``cli``. A module may import its own stage and
 earlier ones, never a later one; ``uplift/__init__.py`` (the public API) and
 ``uplift/__main__.py`` may import anything. Imports inside functions count too.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "uplift"
-STAGES = ("base", "data", "experiment", "models", "policy", "reports", "loop", "cli")
+STAGES = ("base", "data", "experiment", "models", "policy", "reports", "loop", "serve", "cli")
 
 
 def module_name(path: Path) -> str:
