@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from uplift.reports import captions, formats, tables
-from uplift.reports.results import OutcomeWords
+from uplift.reports.results import OutcomeWords, RiskSources
 
 VISITS = OutcomeWords(
     kept="visited",
@@ -266,3 +266,116 @@ def test_an_unlimited_capacity_reads_as_such(capacity: float, text: str) -> None
     )
     _, cells = tables.view(frame, tables.capacity_columns(""))
     assert cells[0][1].text == text
+
+
+def risk_sources(
+    change: list[float], z: list[float], *, last_week: str = "2026-W40", **fields: object
+) -> RiskSources:
+    """Where the risk comes from, for three causes (a, b, c, largest revenue at risk first)."""
+    share = np.array([0.5, 0.3, 0.2])
+    causes = pd.DataFrame(
+        {
+            "cause": ["a", "b", "c"],
+            "orders": [500.0, 300.0, 200.0],
+            "order_share": [0.5, 0.3, 0.2],
+            "at_risk": share * 1000,
+            "at_risk_share": share,
+            "last_at_risk_share": share - change,
+            "share_change": change,
+            "share_change_z": z,
+        }
+    )
+    effects = pd.DataFrame(
+        {
+            "cause": ["a", "b", "c"],
+            "uplift": [0.02, 0.01, np.nan],
+            "protected": [300.0, -50.0, np.nan],
+            "protected_ci_lower": [100.0, -90.0, np.nan],
+            "protected_ci_upper": [500.0, -10.0, np.nan],
+            "measured": [True, True, False],
+        }
+    )
+    values: dict[str, object] = {
+        "model_id": "m",
+        "model_note": "",
+        "last_week": last_week,
+        "at_risk": 1000.0,
+        "last_at_risk": 900.0,
+        "mean_risk": 0.1,
+        "causes": causes,
+        "threshold_z": 2.39,
+        "basis": "randomised",
+        "min_group": 100,
+        "effects": effects,
+        "calibration": pd.DataFrame(),
+        "ece": 0.012,
+        "method": "platt",
+        "check_orders": 2000,
+        "check_predicted": 0.1,
+        "check_observed": 0.105,
+        "check_ci_lower": 0.092,
+        "check_ci_upper": 0.118,
+    }
+    return RiskSources(**(values | fields))  # type: ignore[arg-type]
+
+
+def test_risk_source_caption_names_the_cause_that_grew_most() -> None:
+    beyond = captions.risk_source_caption(risk_sources([-0.05, 0.04, 0.01], [-2.0, 3.1, 0.9]))
+    assert beyond == (
+        "1,000 of this week's revenue is at risk (mean risk 10.0%); most of it comes from a: "
+        "50.0% of it, from 50.0% of orders. Since 2026-W40, b's share grew most: from 26.0% to "
+        "30.0% (+4.0 points, z = 3.10), beyond week-to-week noise (the bar is z = 2.39: the "
+        "sampling noise of both weeks' orders, over 3 causes)."
+    )
+    within = captions.risk_source_caption(risk_sources([-0.02, 0.015, 0.005], [-1, 1.2, 0.4]))
+    assert "b's share grew most" in within
+    assert "(+1.5 points, z = 1.20), within week-to-week noise" in within
+    first = captions.risk_source_caption(risk_sources([np.nan] * 3, [np.nan] * 3, last_week=""))
+    assert first.endswith("There is no earlier week to compare with.")
+    still = captions.risk_source_caption(risk_sources([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]))
+    assert still.endswith("No cause's share of revenue at risk grew since 2026-W40.")
+
+
+def test_risk_effect_caption_says_how_and_where_the_arms_kept_value() -> None:
+    risk = risk_sources([0.0] * 3, [0.0] * 3)
+    assert captions.risk_effect_caption(risk, currency="EUR") == (
+        "Per cause, the orders given any arm against the control orders. The arms kept most net "
+        "value among a's orders: EUR 300 (EUR 100 to EUR 500), retained uplift 2.0%, beyond "
+        "noise. Among the orders of b the arms lost net value beyond noise. 1 cause with fewer "
+        "than 100 orders in a group shows too few orders."
+    )
+    losing = risk.effects.assign(protected=[-20.0, -50.0, np.nan], protected_ci_lower=-90.0)
+    said = captions.risk_effect_caption(
+        risk_sources([0.0] * 3, [0.0] * 3, effects=losing, basis="policy"), VISITS
+    )
+    assert said.startswith("Per cause, the orders the policy gave an arm against the held-out")
+    assert (
+        "Among no cause's orders did the arms keep more than they cost; the least lost was " in said
+    )
+    assert "among a's: -20 (-90 to 500), visited uplift 2.0%." in said
+    none = risk.effects.assign(measured=False)
+    assert captions.risk_effect_caption(risk_sources([0.0] * 3, [0.0] * 3, effects=none)) == (
+        "Per cause, the orders given any arm against the control orders: no cause has enough "
+        "orders to measure. 3 causes with fewer than 100 orders in a group show too few orders."
+    )
+
+
+def test_risk_calibration_caption_checks_this_weeks_orders_without_action() -> None:
+    held = captions.risk_calibration_caption(risk_sources([0.0] * 3, [0.0] * 3))
+    assert held == (
+        "The risk model's reliability on its held-out calibration orders (Platt scaling): "
+        "expected calibration error 1.20% (the mean gap between predicted risk and the "
+        "cancellation rate of orders with that risk). This week its mean predicted risk is "
+        "10.0%; the 2,000 orders given no action (holdout and control) were predicted 10.0% and "
+        "had a cancellation rate of 10.5% (9.2% to 11.8%): within noise."
+    )
+    low = risk_sources([0.0] * 3, [0.0] * 3, check_predicted=0.08)
+    assert captions.risk_calibration_caption(low, VISITS).endswith(
+        "had a no-visit rate of 10.5% (9.2% to 11.8%): beyond noise, the risk is under-predicted "
+        "this week."
+    )
+    unknown = risk_sources([0.0] * 3, [0.0] * 3, ece=np.nan, check_orders=0)
+    assert captions.risk_calibration_caption(unknown) == (
+        "The risk model's calibration curve is not known. No order of this week was left "
+        "without action to check it on."
+    )

@@ -11,7 +11,10 @@ One run of :class:`WeeklyJob` does, for one ISO week ``W`` of the store:
 4. check the champion that was in place during ``W`` (trained before it): its predicted uplift
    against what ``W``'s holdout measured, by arm and by decile;
 5. rank the pending orders (when a file of them is given) with the champion into a queue;
-6. write ``<out>/<W>/index.html``, ``report.md`` and ``report.json`` and record them.
+6. with the champion in place during ``W`` (the first week: the model deployed after it),
+   score the risk and its cause of ``W``'s orders and of the week before, and read out by
+   cause what the arms did (:func:`uplift.reports.measures.risk_sources`);
+7. write ``<out>/<W>/index.html``, ``report.md`` and ``report.json`` and record them.
 
 Models are saved under ``<store folder>/models/<model id>/``. Model ids are deterministic, so
 a week run again replaces its own records instead of adding new ones.
@@ -65,9 +68,9 @@ from uplift.models.contest import (
 )
 from uplift.models.effects import Effects
 from uplift.models.uplift_model import UpliftModel
-from uplift.policy.ranking import explain_queue, rank_orders
+from uplift.policy.ranking import explain_queue, order_ids, rank_orders, with_risk
 from uplift.reports import build_weekly_report, measures, save_report
-from uplift.reports.results import LearnCheck, ModelChange, WeeklyReport
+from uplift.reports.results import LearnCheck, ModelChange, RiskSources, WeeklyReport
 
 __all__ = [
     "DEFAULT_LEARNER",
@@ -264,6 +267,9 @@ class WeeklyJob:
             self.store.save_assignment(week, contest.deployed[0].model_id, queue)
         previous = frame[frame["week"] < week]
         last = previous[previous["week"] == previous["week"].max()] if len(previous) else current
+        risk, risk_notes = self._risk_sources(
+            log, last if len(previous) else None, decided, champion, contest.deployed
+        )
         loop_row = self._loop_row(week, log, decided, policy, predicted)
         loop = self._loop(week, loop_row)
         report = build_weekly_report(
@@ -287,8 +293,10 @@ class WeeklyJob:
             policy=policy,
             compliance=compliance,
             loop=loop,
+            notes=risk_notes,
             currency=cfg.currency,
             outcome_words=cfg.words,
+            risk=risk,
         )
         self.say(f"writing the report of {week}")
         paths = save_report(report, cfg.out / week)
@@ -369,6 +377,58 @@ class WeeklyJob:
             costs=self.config.costs,
             predicted_uplift=uplift,
             predicted_revenue=revenue,
+        )
+
+    def _risk_sources(
+        self,
+        log: ExperimentLog,
+        last: pd.DataFrame | None,
+        decisions: pd.DataFrame | None,
+        champion: Deployed | None,
+        deployed: Deployed,
+    ) -> tuple[RiskSources | None, list[str]]:
+        """Where the week's risk comes from, by the champion in place during the week (the
+        first week: the model deployed after it), or why the report leaves it out."""
+        record, model = champion or deployed
+        note = ""
+        if champion is None:
+            note = (
+                "No model was in place before this week, so the risk is that of the model "
+                "deployed after it, trained on part of this week's orders: this week's figures "
+                "are partly in-sample."
+            )
+        if model.risk_model is None:
+            reason = model.training.get("risk_absent") or (
+                "no risk model (it was trained before risk models existed; retrain it)"
+            )
+            return None, [f"Where the risk comes from is left out: {record.model_id} has {reason}."]
+        if not log.has_retained:
+            return None, [
+                "Where the risk comes from is left out: the week's log has no 0/1 outcome "
+                "(retained or cancelled) to read the risk against."
+            ]
+        self.say(f"scoring the risk of the week's orders with {record.model_id}")
+        risk = model.predict_risk(log.frame)
+        scored, last_week = None, ""
+        if last is not None and len(last):
+            scored = pd.concat([last[["order_value"]], model.predict_risk(last)], axis=1)
+            last_week = str(last["week"].iloc[0])
+        calibration = model.risk_model.report
+        return (
+            measures.risk_sources(
+                log,
+                risk,
+                scored,
+                model_id=record.model_id,
+                model_note=note,
+                last_week=last_week,
+                decisions=decisions,
+                costs=self.config.costs,
+                calibration=calibration.curve,
+                ece=calibration.ece,
+                method=calibration.method,
+            ),
+            [],
         )
 
     def _loop_row(
@@ -538,6 +598,8 @@ class WeeklyJob:
         )
         model = deployed[1]
         queue = explain_queue(assignment, orders[list(model.features)], effects, cfg.costs)
+        if model.risk_model is not None:
+            queue = with_risk(queue, model.predict_risk(orders), order_ids(effects))
         return queue, capacity.reset_index(drop=True)
 
 

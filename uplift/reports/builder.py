@@ -18,6 +18,7 @@ from uplift.reports.results import (
     LearnCheck,
     ModelChange,
     OutcomeWords,
+    RiskSources,
     SampleRatio,
     WeeklyReport,
 )
@@ -259,6 +260,7 @@ def build_weekly_report(
     loop: pd.DataFrame | None = None,
     currency: str = "",
     outcome_words: OutcomeWords = DEFAULT_WORDS,
+    risk: RiskSources | None = None,
 ) -> WeeklyReport:
     """The weekly report of ``week`` from its result objects; nothing is fitted here.
 
@@ -325,4 +327,5 @@ def build_weekly_report(
         loop=loop if loop is not None else pd.DataFrame(),
         currency=currency,
         outcome_words=outcome_words,
+        risk=risk,
     )

@@ -14,7 +14,7 @@ import pandas as pd
 from uplift.experiment.metrics import Z95
 from uplift.reports.builder import MIN_SHADOW_PRICE
 from uplift.reports.formats import count, is_number, money, percent, span
-from uplift.reports.results import DEFAULT_WORDS, OutcomeWords
+from uplift.reports.results import DEFAULT_WORDS, OutcomeWords, RiskSources
 
 __all__ = [
     "ALPHA",
@@ -25,6 +25,9 @@ __all__ = [
     "loop_caption",
     "policy_value_caption",
     "qini_caption",
+    "risk_calibration_caption",
+    "risk_effect_caption",
+    "risk_source_caption",
     "segment_caption",
     "truth_caption",
 ]
@@ -235,3 +238,123 @@ def segment_caption(segments: pd.DataFrame, words: OutcomeWords = DEFAULT_WORDS)
         for row in found.itertuples()
     ]
     return f"{said} Beyond noise after adjustment: {_names(finds)}."
+
+
+def _points(change: float) -> str:
+    """A change of a share in percentage points: "+3.4 points"."""
+    return f"{100 * change:+.1f} points"
+
+
+def risk_source_caption(risk: RiskSources, currency: str = "") -> str:
+    """Under the causes chart: where most revenue at risk comes from, and the cause whose share
+    grew most since last week, beyond week-to-week noise or not.
+
+    Noise is the sampling noise of both weeks' orders (one model scores both, so the orders
+    drawn are the only noise), held against a Bonferroni bar over the causes: the caption
+    picks the largest of them.
+    """
+    causes = risk.causes.dropna(subset=["at_risk"])
+    if causes.empty:
+        return "No order of this week has a predicted risk."
+    top = causes.iloc[0]
+    said = (
+        f"{money(risk.at_risk, currency)} of this week's revenue is at risk (mean risk "
+        f"{percent(risk.mean_risk, 1)}); most of it comes from {top['cause']}: "
+        f"{percent(top['at_risk_share'], 1)} of it, from {percent(top['order_share'], 1)} of "
+        "orders."
+    )
+    rows = causes.dropna(subset=["share_change", "share_change_z"])
+    if not risk.last_week or rows.empty:
+        return f"{said} There is no earlier week to compare with."
+    grew = _largest(rows, rows["share_change"].astype(float))
+    change, z = float(grew["share_change"]), float(grew["share_change_z"])
+    if change <= 0:
+        return f"{said} No cause's share of revenue at risk grew since {risk.last_week}."
+    moved = (
+        f"Since {risk.last_week}, {grew['cause']}'s share grew most: from "
+        f"{percent(grew['last_at_risk_share'], 1)} to {percent(grew['at_risk_share'], 1)} "
+        f"({_points(change)}, z = {z:.2f})"
+    )
+    bar = (
+        f"the bar is z = {risk.threshold_z:.2f}: the sampling noise of both weeks' orders, "
+        f"over {len(rows)} causes"
+    )
+    verdict = "beyond" if z > risk.threshold_z else "within"
+    return f"{said} {moved}, {verdict} week-to-week noise ({bar})."
+
+
+def risk_effect_caption(
+    risk: RiskSources, words: OutcomeWords = DEFAULT_WORDS, currency: str = ""
+) -> str:
+    """Above the table of effects by cause: how they were measured, and the cause among whose
+    orders the arms kept most net value."""
+    effects = risk.effects
+    basis = (
+        "the orders the policy gave an arm against the held-out orders it intended an arm for"
+        if risk.basis == "policy"
+        else "the orders given any arm against the control orders"
+    )
+    small = int((~effects["measured"].astype(bool)).sum()) if not effects.empty else 0
+    few = (
+        f" {small} cause{'s' * (small != 1)} with fewer than {risk.min_group} orders in a group "
+        f"show{'s' * (small == 1)} too few orders."
+        if small
+        else ""
+    )
+    rows = effects[effects["measured"].astype(bool)] if not effects.empty else effects
+    rows = rows.dropna(subset=["protected"])
+    if rows.empty:
+        return f"Per cause, {basis}: no cause has enough orders to measure.{few}"
+    best = _largest(rows, rows["protected"].astype(float))
+    net = span(
+        money(best["protected"], currency),
+        money(best["protected_ci_lower"], currency),
+        money(best["protected_ci_upper"], currency),
+    )
+    figures = f"{net}, {words.kept} uplift {percent(best['uplift'], 1)}"
+    if float(best["protected"]) > 0:
+        noise = "beyond" if float(best["protected_ci_lower"]) > 0 else "within"
+        said = (
+            f"Per cause, {basis}. The arms kept most net value among {best['cause']}'s orders: "
+            f"{figures}, {noise} noise."
+        )
+    else:
+        said = (
+            f"Per cause, {basis}. Among no cause's orders did the arms keep more than they "
+            f"cost; the least lost was among {best['cause']}'s: {figures}."
+        )
+    losing = list(rows.loc[rows["protected_ci_upper"].astype(float) < 0, "cause"].astype(str))
+    if losing:
+        said += f" Among the orders of {_names(losing)} the arms lost net value beyond noise."
+    return said + few
+
+
+def risk_calibration_caption(risk: RiskSources, words: OutcomeWords = DEFAULT_WORDS) -> str:
+    """Under the risk calibration chart: the risk model's calibration error on its own held-out
+    orders, and this week's orders given no action against their predicted risk."""
+    method = {"platt": " (Platt scaling)", "isotonic": " (isotonic regression)"}.get(
+        risk.method, ""
+    )
+    said = (
+        f"The risk model's reliability on its held-out calibration orders{method}: expected "
+        f"calibration error {percent(risk.ece)} (the mean gap between predicted risk and the "
+        f"{words.rate} of orders with that risk)."
+        if is_number(risk.ece)
+        else "The risk model's calibration curve is not known."
+    )
+    if not risk.check_orders or not is_number(risk.check_observed):
+        return f"{said} No order of this week was left without action to check it on."
+    observed = span(
+        percent(risk.check_observed, 1),
+        percent(risk.check_ci_lower, 1),
+        percent(risk.check_ci_upper, 1),
+    )
+    week = (
+        f"This week its mean predicted risk is {percent(risk.mean_risk, 1)}; the "
+        f"{count(risk.check_orders)} orders given no action (holdout and control) were predicted "
+        f"{percent(risk.check_predicted, 1)} and had a {words.rate} of {observed}"
+    )
+    if risk.check_ci_lower <= risk.check_predicted <= risk.check_ci_upper:
+        return f"{said} {week}: within noise."
+    side = "under" if risk.check_predicted < risk.check_ci_lower else "over"
+    return f"{said} {week}: beyond noise, the risk is {side}-predicted this week."

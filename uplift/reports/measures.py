@@ -15,20 +15,23 @@ import pandas as pd
 
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
-from uplift.experiment.holdout import PolicyReadout
+from uplift.experiment.holdout import PolicyReadout, read_out_policy
 from uplift.experiment.metrics import Z95, calibration_by_bucket, qini_curve
 from uplift.experiment.weighted import estimates, sufficient_statistics
-from uplift.reports.results import Headline, LearnCheck
+from uplift.reports.results import Headline, LearnCheck, RiskSources
 
 __all__ = [
     "arm_value",
     "base_rates",
+    "cause_effects",
+    "cause_shares",
     "headline",
     "learn_check",
     "mix_shift",
     "policy_headline",
     "qini_points",
     "ratio_interval",
+    "risk_sources",
 ]
 
 #: Family-wise error rate of the learn check across arms (Bonferroni).
@@ -38,6 +41,10 @@ LEARN_ALPHA = 0.05
 MIN_LEARN_GROUP = 30
 #: A standardised mean difference above this is a visible shift of the order mix.
 MIX_SHIFT = 0.1
+#: Fewest orders in either group (acted and held out, or treated and control) for the arms'
+#: effect among a cause's orders to be shown: the interval of a smaller cause is too wide to act
+#: on, and it is read from no more than a tenth of its orders (the holdout).
+MIN_CAUSE_GROUP = 100
 
 
 def ratio_stats(frame: pd.DataFrame, outcome: str, scale: np.ndarray) -> pd.DataFrame:
@@ -333,3 +340,233 @@ def mix_shift(
     table["shifted"] = table["change"].abs() > MIX_SHIFT
     order = table["change"].abs().sort_values(ascending=False, kind="stable").index
     return table.loc[order].reset_index(drop=True)
+
+
+def risk_sources(
+    log: ExperimentLog,
+    risk: pd.DataFrame,
+    last: pd.DataFrame | None = None,
+    *,
+    model_id: str,
+    model_note: str = "",
+    last_week: str = "",
+    decisions: pd.DataFrame | None = None,
+    costs: Mapping[str, float] | None = None,
+    calibration: pd.DataFrame | None = None,
+    ece: float = float("nan"),
+    method: str = "",
+) -> RiskSources:
+    """Where the week's cancellation risk comes from, by cause (see :class:`RiskSources`).
+
+    ``risk`` holds ``risk`` and ``cause`` of every order of ``log.frame`` (its index), as a
+    risk model predicts them; ``last`` the same with ``order_value`` for last week's orders,
+    scored by the same model (so a change of shares is a change of the orders, not of the
+    model). ``decisions`` (``policy_arm``, ``holdout``, aligned with ``log.frame``) make the
+    arms' effect per cause the policy's against its holdout; without them it is any treatment
+    against control. ``calibration`` and ``ece`` are the risk model's own (its card's).
+    """
+    frame = log.frame
+    has_last = last is not None and len(last) > 0
+    table = cause_shares(risk.assign(order_value=frame["order_value"].to_numpy(float)), last)
+    cancelled = 1.0 - frame["retained"].to_numpy(float)
+    idle = (frame["arm"] == log.control).to_numpy()
+    n = int(idle.sum())
+    observed = float(cancelled[idle].mean()) if n else float("nan")
+    observed_se = float(np.sqrt(observed * (1 - observed) / n)) if n else float("nan")
+    return RiskSources(
+        model_id=model_id,
+        model_note=model_note,
+        last_week=last_week if has_last else "",
+        at_risk=float(table["at_risk"].sum()),
+        last_at_risk=float(table["last_at_risk"].sum()) if has_last else float("nan"),
+        mean_risk=float(risk["risk"].mean()),
+        causes=table,
+        # Bonferroni over the causes compared: the caption picks the largest of them.
+        threshold_z=learn_threshold(int(table["share_change_z"].notna().sum())),
+        basis="randomised" if decisions is None else "policy",
+        min_group=MIN_CAUSE_GROUP,
+        effects=_in_order(cause_effects(log, risk["cause"], decisions, costs or {}), table),
+        calibration=(
+            calibration.reset_index(drop=True) if calibration is not None else pd.DataFrame()
+        ),
+        ece=float(ece),
+        method=method,
+        check_orders=n,
+        check_predicted=float(risk["risk"].to_numpy(float)[idle].mean()) if n else float("nan"),
+        check_observed=observed,
+        check_ci_lower=observed - Z95 * observed_se,
+        check_ci_upper=observed + Z95 * observed_se,
+    )
+
+
+def _in_order(effects: pd.DataFrame, causes: pd.DataFrame) -> pd.DataFrame:
+    """The effects' rows in the causes table's order (largest revenue at risk first)."""
+    rank = {cause: k for k, cause in enumerate(causes["cause"])}
+    order = effects["cause"].map(rank).fillna(len(rank))
+    return effects.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def cause_shares(this: pd.DataFrame, last: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per cause, this week's orders and revenue at risk against last week's (the ``causes``
+    of :class:`RiskSources`); ``this`` and ``last`` hold ``order_value``, ``risk`` and
+    ``cause`` per order."""
+    now = _cause_shares(this["order_value"].to_numpy(float), this)
+    if last is not None and len(last):
+        before = _cause_shares(last["order_value"].to_numpy(float), last)
+    else:
+        before = pd.DataFrame(np.nan, index=now.index, columns=now.columns)
+    table = now.join(before.add_prefix("last_"), how="outer")
+    counts = table[["orders", "last_orders"]].fillna(0.0)
+    table = table[(counts > 0).any(axis=1)]
+    change = table["at_risk_share"] - table["last_at_risk_share"]
+    # The weeks' orders are independent draws, so the two shares' variances add.
+    se = (table["share_se"] ** 2 + table["last_share_se"] ** 2).pow(0.5)
+    table = table.assign(
+        share_change=change,
+        share_change_se=se,
+        share_change_ci_lower=change - Z95 * se,
+        share_change_ci_upper=change + Z95 * se,
+        share_change_z=change / se.where(se > 0),
+        at_risk_change=table["at_risk"] - table["last_at_risk"],
+    )
+    table = table.drop(columns=["share_se", "last_share_se"])
+    table = table.sort_values("at_risk", ascending=False, kind="stable")
+    table = table.rename_axis("cause").reset_index()
+    table["cause"] = table["cause"].astype(str)
+    return table
+
+
+def _cause_shares(value: np.ndarray, risk: pd.DataFrame) -> pd.DataFrame:
+    """Per cause: orders, their share, mean risk, revenue at risk and its share with the
+    share's standard error.
+
+    The share is a ratio, sum over the cause's orders of value x risk over the sum over all
+    orders. Its standard error is the ratio's linearised one, with the orders as independent
+    draws (a multinomial draw of causes, each order weighted by its revenue at risk): the
+    risk model is fixed, so the orders drawn are the only noise.
+    """
+    at_risk = value * risk["risk"].to_numpy(float)
+    total, n = at_risk.sum(), len(at_risk)
+    cause = pd.Series(pd.Categorical(risk["cause"]), index=risk.index)
+    rows = {}
+    for level in cause.cat.categories:
+        mine = (cause == level).to_numpy()
+        share = at_risk[mine].sum() / total
+        residual = at_risk * (mine - share)
+        rows[str(level)] = {
+            "orders": float(mine.sum()),
+            "order_share": mine.mean(),
+            "mean_risk": float(risk["risk"].to_numpy(float)[mine].mean()) if mine.any() else np.nan,
+            "at_risk": float(at_risk[mine].sum()),
+            "at_risk_share": share,
+            "share_se": np.sqrt(n / max(n - 1, 1) * (residual**2).sum()) / total,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def cause_effects(
+    log: ExperimentLog,
+    cause: pd.Series,
+    decisions: pd.DataFrame | None,
+    costs: Mapping[str, float],
+) -> pd.DataFrame:
+    """Per cause, what the arms given to its orders did (columns of ``RiskSources.effects``).
+
+    A cause is a function of the order's inputs, fixed before its arm was drawn, so within a
+    cause the policy's acted and held-out orders (or the treated and control orders of a
+    randomised week) are still random parts of the same orders.
+    """
+    frame = log.frame
+    labels = pd.Series(pd.Categorical(cause)).set_axis(frame.index)
+    joined = None
+    if decisions is not None:
+        joined = pd.concat([frame, decisions.set_axis(frame.index)], axis=1)
+    rows = []
+    for level in labels.cat.categories:
+        mine = (labels == level).to_numpy()
+        if not mine.any():
+            continue
+        if joined is not None:
+            row = _policy_effect(joined[mine], log.control, costs)
+        else:
+            row = _randomised_effect(log.subset(mine), costs)
+        measured = min(row["acted"], row["held"]) >= MIN_CAUSE_GROUP and np.isfinite(row["uplift"])
+        if not measured:
+            row |= dict.fromkeys(_EFFECT_FIGURES, np.nan)
+        rows.append(
+            {"cause": str(level), **row, "measured": measured}
+            | {"note": "" if measured else "too few orders"}
+        )
+    columns = ["cause", "acted", "held", *_EFFECT_FIGURES, "measured", "note"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+_EFFECT_FIGURES = (
+    "uplift",
+    "uplift_ci_lower",
+    "uplift_ci_upper",
+    "orders_saved",
+    "protected",
+    "protected_ci_lower",
+    "protected_ci_upper",
+)
+
+
+def _effect_row(
+    acted: float, held: float, saved: tuple[float, float], protected: tuple[float, float]
+) -> dict[str, float]:
+    """A cause's row from its totals and their standard errors: orders saved (per acted
+    order, the uplift) and net value protected."""
+    (orders, orders_se), (net, net_se) = saved, protected
+    per = 1.0 / acted if acted > 0 else np.nan
+    return {
+        "acted": acted,
+        "held": held,
+        "uplift": orders * per,
+        "uplift_ci_lower": (orders - Z95 * orders_se) * per,
+        "uplift_ci_upper": (orders + Z95 * orders_se) * per,
+        "orders_saved": orders,
+        "protected": net,
+        "protected_ci_lower": net - Z95 * net_se,
+        "protected_ci_upper": net + Z95 * net_se,
+    }
+
+
+def _policy_effect(
+    frame: pd.DataFrame, control: str, costs: Mapping[str, float]
+) -> dict[str, float]:
+    """The policy's acted orders of a cause against its held-out ones (every arm measured)."""
+    readout = read_out_policy(frame, control=control, costs=costs)
+    total = readout.total
+    if readout.by_arm.empty:
+        # No arm has enough orders in both groups among this cause's: count what there is.
+        small = readout.unmeasured
+        return _effect_row(
+            float(small["acted"].sum()), float(small["held"].sum()), (np.nan, 0), (np.nan, 0)
+        )
+    return _effect_row(
+        total["acted"],
+        total["held"],
+        (total["orders_saved"], total["orders_saved_se"]),
+        (total["protected"], total["protected_se"]),
+    )
+
+
+def _randomised_effect(log: ExperimentLog, costs: Mapping[str, float]) -> dict[str, float]:
+    """Any treatment against control among a cause's orders: the headline's figures."""
+    frame = log.frame
+    held = float((frame["arm"] == log.control).sum())
+    acted = float(len(frame) - held)
+    if min(acted, held) < MIN_CAUSE_GROUP:
+        return _effect_row(acted, held, (np.nan, 0), (np.nan, 0))
+    h = headline(log, costs)
+    saved_se = (h.avoided_ci_upper - h.avoided_ci_lower) / (2 * Z95)
+    protected_se = (h.protected_ci_upper - h.protected_ci_lower) / (2 * Z95)
+    # The cost of the treated orders is known: the net value's interval is the revenue's,
+    # shifted.
+    return _effect_row(
+        acted,
+        held,
+        (h.cancellations_avoided, saved_se),
+        (h.retained_revenue_protected - h.cost, protected_se),
+    )

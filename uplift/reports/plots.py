@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from uplift.reports.formats import money
-from uplift.reports.results import DEFAULT_WORDS, LearnCheck, OutcomeWords
+from uplift.reports.results import DEFAULT_WORDS, LearnCheck, OutcomeWords, RiskSources
 
 __all__ = [
     "arm_effects_plot",
@@ -28,6 +28,8 @@ __all__ = [
     "png_base64",
     "policy_value_plot",
     "qini_plot",
+    "risk_calibration_plot",
+    "risk_sources_plot",
     "truth_plot",
 ]
 
@@ -224,5 +226,59 @@ def truth_plot(loop: pd.DataFrame, currency: str = "") -> Figure:
     ax.set_xticks(x, loop["week"], fontsize=7, rotation=45)
     ax.set_ylabel(_unit("net value of the week", currency))
     ax.set_title("Against the simulation's truth")
+    ax.legend(fontsize=7)
+    return figure
+
+
+def risk_sources_plot(risk: RiskSources) -> Figure:
+    """Each cause's share of the week's revenue at risk, this week beside last week."""
+    figure, (ax,) = _figure()
+    causes = risk.causes.iloc[::-1].reset_index(drop=True)  # the largest on top
+    y = np.arange(len(causes))
+    this = causes["at_risk_share"].astype(float).fillna(0.0)
+    ax.barh(y + 0.2, this, height=0.4, label="this week")
+    if risk.last_week:
+        last = causes["last_at_risk_share"].astype(float).fillna(0.0)
+        ax.barh(y - 0.2, last, height=0.4, color="lightgrey", label=f"last week ({risk.last_week})")
+    ax.set_yticks(y, causes["cause"])
+    ax.set_xlabel("share of the week's revenue at risk (order value x risk)")
+    _percent(ax.xaxis)
+    ax.set_title("Where the risk comes from")
+    ax.legend(fontsize=8)
+    return figure
+
+
+def risk_calibration_plot(risk: RiskSources, words: OutcomeWords = DEFAULT_WORDS) -> Figure:
+    """The risk model's reliability curve on its calibration orders, and this week's orders
+    given no action (mean predicted risk against their cancellation rate, 95% interval)."""
+    figure = Figure(figsize=(4.2, 3.2), layout="constrained")
+    ax = figure.subplots()
+    ax.grid(alpha=0.3)
+    curve = risk.calibration
+    if not curve.empty:
+        ax.plot(curve["mean_predicted"], curve["observed"], marker="o", ms=4, label="calibration")
+    if risk.check_orders:
+        ax.errorbar(
+            [risk.check_predicted],
+            [risk.check_observed],
+            yerr=[
+                [risk.check_observed - risk.check_ci_lower],
+                [risk.check_ci_upper - risk.check_observed],
+            ],
+            fmt="s",
+            color="C3",
+            capsize=3,
+            label="this week, no action",
+        )
+    values = [risk.check_ci_upper, risk.check_predicted]
+    if not curve.empty:
+        values += [curve["mean_predicted"].max(), curve["observed"].max()]
+    high = float(np.nanmax([*values, 0.01]))
+    ax.plot([0, high], [0, high], color="grey", lw=1, ls="--")
+    ax.set_xlabel("predicted risk")
+    ax.set_ylabel(f"{words.rate} (observed)")
+    _percent(ax.xaxis)
+    _percent(ax.yaxis)
+    ax.set_title("Risk calibration (dashed: perfect)", fontsize=10)
     ax.legend(fontsize=7)
     return figure

@@ -18,7 +18,13 @@ from matplotlib.figure import Figure
 from uplift.data.files import atomic_path, write_json
 from uplift.reports import captions, plots, tables
 from uplift.reports.formats import count, money, span
-from uplift.reports.results import DEFAULT_WORDS, Headline, OutcomeWords, WeeklyReport
+from uplift.reports.results import (
+    DEFAULT_WORDS,
+    Headline,
+    OutcomeWords,
+    RiskSources,
+    WeeklyReport,
+)
 from uplift.reports.tables import Column
 
 __all__ = ["headline_cards", "save_report", "to_html", "to_markdown"]
@@ -221,6 +227,7 @@ def _section_blocks(report: WeeklyReport) -> list[tuple[str, list[str]]]:
             else ["<p>No change recommended this week.</p>"],
         ),
         ("The policy against its holdout", _policy_blocks(report)),
+        *([("Where the risk comes from", _risk_blocks(report))] if report.risk else []),
         ("Experiment readout", _readout_blocks(report)),
         ("Learn: did last week's predictions hold?", _learn_blocks(report)),
         ("The loop over time", _loop_blocks(report)),
@@ -283,6 +290,62 @@ def _policy_blocks(report: WeeklyReport) -> list[str]:
             html_table(report.compliance, tables.compliance_columns()),
         ]
     return blocks
+
+
+def _risk_words(risk: RiskSources, words: OutcomeWords) -> str:
+    """What the section's risk and cause are, and which model scored the orders."""
+    said = (
+        f"An order's risk is the {words.rate} that model {risk.model_id}'s risk model predicts "
+        "for it without action; its cause is the family of signals (payment, stock, "
+        "fulfilment, serviceability, confidence, other) that raises its risk most above an "
+        "average order's (none: no family does). Revenue at risk is order value x risk."
+    )
+    if risk.last_week:
+        said += (
+            f" Last week's orders ({risk.last_week}) are scored by the same model, so a change "
+            "of shares is a change of the orders, not of the model."
+        )
+    return f"{said} {risk.model_note}".rstrip()
+
+
+def _risk_blocks(report: WeeklyReport) -> list[str]:
+    risk, words, currency = report.risk, report.outcome_words, report.currency
+    if risk is None:
+        return []
+    return [
+        f"<p>{html.escape(_risk_words(risk, words))}</p>",
+        _image(plots.risk_sources_plot(risk), "risk by cause"),
+        _caption(captions.risk_source_caption(risk, currency)),
+        html_table(risk.causes, tables.risk_cause_columns(currency)),
+        "<h3>What the arms did for each cause's orders</h3>",
+        _caption(captions.risk_effect_caption(risk, words, currency)),
+        html_table(risk.effects, tables.risk_effect_columns(words, currency, risk.basis)),
+        "<h3>Is the risk calibrated?</h3>",
+        _image(plots.risk_calibration_plot(risk, words), "risk calibration"),
+        _caption(captions.risk_calibration_caption(risk, words)),
+    ]
+
+
+def _markdown_risk(report: WeeklyReport) -> list[str]:
+    risk, words, currency = report.risk, report.outcome_words, report.currency
+    if risk is None:
+        return []
+    return [
+        "## Where the risk comes from",
+        "",
+        _risk_words(risk, words),
+        "",
+        captions.risk_source_caption(risk, currency),
+        "",
+        markdown_table(risk.causes, tables.risk_cause_columns(currency)),
+        "",
+        captions.risk_effect_caption(risk, words, currency),
+        "",
+        markdown_table(risk.effects, tables.risk_effect_columns(words, currency, risk.basis)),
+        "",
+        captions.risk_calibration_caption(risk, words),
+        "",
+    ]
 
 
 def _loop_blocks(report: WeeklyReport) -> list[str]:
@@ -378,6 +441,7 @@ def to_markdown(report: WeeklyReport) -> str:
         lines += [markdown_table(report.policy, tables.policy_columns(currency)), ""]
     if not report.compliance.empty:
         lines += [markdown_table(report.compliance, tables.compliance_columns()), ""]
+    lines += _markdown_risk(report)
     lines += _markdown_learn(report)
     if not report.loop.empty:
         lines += ["## The loop over time", "", captions.loop_caption(report.loop, currency), ""]

@@ -26,6 +26,7 @@ __all__ = [
     "LearnCheck",
     "ModelChange",
     "OutcomeWords",
+    "RiskSources",
     "SampleRatio",
     "WeeklyReport",
     "read_report",
@@ -107,6 +108,54 @@ class ModelChange:
     reason: str
 
 
+@dataclass(frozen=True, eq=False)
+class RiskSources:
+    """Where the week's cancellation risk comes from: each order's risk and cause, as the risk
+    model of ``model_id`` predicts them, for this week's orders and last week's.
+
+    ``model_note`` says why the model is not the champion in place during the week (the first
+    week: the model deployed after it), else "". ``last_week`` is the week compared with (""
+    when there is none). ``causes``, one row per cause, largest revenue at risk first:
+    ``cause``, ``orders``, ``order_share``, ``mean_risk``, ``at_risk`` (sum of order value x
+    risk), ``at_risk_share`` (of the week's ``at_risk``), and last week's ``last_orders``,
+    ``last_order_share``, ``last_mean_risk``, ``last_at_risk``, ``last_at_risk_share``;
+    ``share_change`` (this week's share minus last week's) with ``share_change_se``,
+    ``share_change_ci_lower``, ``share_change_ci_upper`` and ``share_change_z``;
+    ``at_risk_change``. A share grew beyond noise when its ``share_change_z`` passes
+    ``threshold_z``.
+    ``effects``, one row per cause: what the arms given to its orders did, by ``basis``
+    ("policy": the policy's acted orders against its holdout; "randomised": any treatment
+    against control): ``acted``, ``held``, ``uplift`` (kept share, per acted order) with
+    ``uplift_ci_lower``, ``uplift_ci_upper``; ``orders_saved``; ``protected`` (net value, after
+    the arms' costs) with ``protected_ci_lower``, ``protected_ci_upper``; ``measured`` (False:
+    fewer than ``min_group`` orders in a group, no figures) and ``note``.
+    ``calibration``: the risk model's reliability curve out of fold on its calibration orders
+    (``mean_predicted``, ``observed``, ``orders``, ``weight``), its ``ece`` and ``method``.
+    ``check_*``: this week's orders given no action, their mean predicted risk
+    (``check_predicted``) and cancellation rate (``check_observed``, with its interval).
+    """
+
+    model_id: str
+    model_note: str
+    last_week: str
+    at_risk: float
+    last_at_risk: float
+    mean_risk: float
+    causes: pd.DataFrame
+    threshold_z: float
+    basis: str
+    min_group: int
+    effects: pd.DataFrame
+    calibration: pd.DataFrame
+    ece: float
+    method: str
+    check_orders: int
+    check_predicted: float
+    check_observed: float
+    check_ci_lower: float
+    check_ci_upper: float
+
+
 @dataclass(frozen=True)
 class Action:
     """One thing to change, in plain words: ``kind`` is scale_up, stop, or add_capacity."""
@@ -140,6 +189,8 @@ class WeeklyReport:
     ``true_value``, ``true_protected`` and ``oracle_value``.
     ``segments`` also has ``p_raw`` and ``p_value`` (Holm-adjusted over every row tested).
     ``currency`` (e.g. "EUR") labels every money figure; ``outcome_words`` names the outcome.
+    ``risk``: where the week's cancellation risk comes from (None when the model has no risk
+    model, or for a report written before the section).
     """
 
     week: str
@@ -163,6 +214,7 @@ class WeeklyReport:
     loop: pd.DataFrame = field(default_factory=pd.DataFrame)
     currency: str = ""
     outcome_words: OutcomeWords = field(default_factory=OutcomeWords)
+    risk: RiskSources | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Every figure of the report as JSON-ready values (unrounded; NaN becomes null)."""
@@ -171,7 +223,7 @@ class WeeklyReport:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WeeklyReport:
         """The report that ``to_dict`` (``report.json``) was made from."""
-        learn, models = data["learn"], data["models"]
+        learn, models, risk = data["learn"], data["models"], data.get("risk")
         return cls(
             week=data["week"],
             created_at=data["created_at"],
@@ -194,6 +246,7 @@ class WeeklyReport:
             loop=pd.DataFrame(data.get("loop", [])),
             currency=data.get("currency", ""),
             outcome_words=OutcomeWords(**data.get("outcome_words", {})),
+            risk=None if risk is None else _restore(RiskSources, risk),
         )
 
 

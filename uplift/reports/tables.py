@@ -46,6 +46,8 @@ __all__ = [
     "policy_columns",
     "policy_value_columns",
     "qini_columns",
+    "risk_cause_columns",
+    "risk_effect_columns",
     "segment_columns",
     "view",
 ]
@@ -285,6 +287,47 @@ def base_rate_columns(words: OutcomeWords) -> list[Column]:
         Column("week", "week", "text"),
         Column("orders", "orders", "count"),
         Column("cancel_rate", words.rate, "percent", ("ci_lower", "ci_upper")),
+    ]
+
+
+def risk_cause_columns(currency: str) -> list[Column]:
+    """Where the week's risk comes from: each cause's orders and revenue at risk, this week
+    against last week (the change in points of the share, with its 95% interval)."""
+    return [
+        Column("cause", "cause", "text"),
+        Column("orders", "orders", "count"),
+        Column("order_share", "share of orders", "percent"),
+        Column("mean_risk", "mean risk", "percent"),
+        Column("at_risk", _money("revenue at risk", currency), "money"),
+        Column("at_risk_share", "share of revenue at risk", "percent"),
+        Column("last_at_risk_share", "last week", "percent"),
+        Column(
+            "share_change",
+            "change",
+            "percent",
+            ("share_change_ci_lower", "share_change_ci_upper"),
+        ),
+        Column("at_risk_change", _money("change in revenue at risk", currency), "money"),
+    ]
+
+
+def risk_effect_columns(words: OutcomeWords, currency: str, basis: str) -> list[Column]:
+    """What the arms given to each cause's orders did: the policy's acted orders against its
+    holdout (``basis`` "policy"), or the treated orders against control."""
+    held = "held out" if basis == "policy" else "on control"
+    return [
+        Column("cause", "cause", "text"),
+        Column("acted", "orders given an arm", "count"),
+        Column("held", held, "count"),
+        Column("uplift", f"{words.kept} uplift", "percent", ("uplift_ci_lower", "uplift_ci_upper")),
+        Column("orders_saved", "orders saved", "count"),
+        Column(
+            "protected",
+            _money("net value protected", currency),
+            "money",
+            ("protected_ci_lower", "protected_ci_upper"),
+        ),
+        Column("note", "note", "text"),
     ]
 
 
