@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -393,3 +394,108 @@ def test_cancel_rates_stop_at_the_week_asked_for(tmp_path: Path) -> None:
     store.ingest(make_log(range(100, 200), start="2026-01-12"))
     assert store.cancel_rates("control", through="2026-W02")["week"].tolist() == ["2026-W02"]
     assert len(store.cancel_rates("control")) == 2
+
+
+# ------------------------------------------------------------------ the decision service
+
+
+def test_shadow_prices_of_the_newest_week(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    assert store.prices() == {}
+    store.save_prices("2026-W02", {"expedite": 2.5, "agent_call": 0.0})
+    store.save_prices("2026-W03", {"expedite": 1.0})
+    store.save_prices("2026-W03", {"expedite": 1.5})  # a week run again replaces its prices
+    assert store.prices() == {"expedite": 1.5}
+    assert store.prices("2026-W02") == {"agent_call": 0.0, "expedite": 2.5}
+    with pytest.raises(ConfigError, match=r"finite numbers >= 0; got \{'expedite': -1\.0\}"):
+        store.save_prices("2026-W04", {"expedite": -1.0})
+    with pytest.raises(ConfigError, match=r"week must be an ISO week"):
+        store.save_prices("W4", {"expedite": 1.0})
+
+
+def journal_line(decision: str, order: object, arm: str, **extra: object) -> str:
+    record = {
+        "decision_id": decision,
+        "order_id": order,
+        "week": "2026-W41",
+        "arm": arm,
+        "propensity": 0.9,
+        "model_id": "m1",
+        "decided_at": "2026-10-05T10:00:00+00:00",
+        "policy_arm": arm,
+        "holdout": False,
+        "supersedes": None,
+        "net_value": 1.0,
+        **extra,
+    }
+    return json.dumps(record) + "\n"
+
+
+def test_a_journal_imports_once_and_marks_superseded_decisions(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(journal_line("a", 1, "expedite") + journal_line("b", "2", "control"))
+    assert store.import_journal(journal) == 2
+    assert store.import_journal(journal) == 0
+    with journal.open("a") as handle:  # order 1 changed its signals; then a crash mid-line
+        handle.write(
+            journal_line("c", 1, "control", supersedes="a", decided_at="2026-10-05T11:00:00+00:00")
+        )
+        handle.write('{"decision_id": "d", "ord')
+    assert store.import_journal(journal) == 1
+    assert count_rows(store, "decisions") == 3
+    served = store.served_decisions().set_index("order_id")
+    assert served.loc["1", ["decision_id", "arm"]].tolist() == ["c", "control"]
+    assert served.loc["2", "decision_id"] == "b"
+    assert served["propensity"].tolist() == [0.9, 0.9]
+    assert store.served_decisions(["2026-W40"]).empty
+    with store.connect(read_only=True) as con:
+        flags = dict(con.execute("SELECT decision_id, superseded FROM decisions").fetchall())
+    assert flags == {"a": True, "b": False, "c": False}
+
+
+def test_a_journal_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(journal_line("a", 1, "expedite") + '{"order_id": 3}\n')
+    with pytest.raises(SchemaError, match=r"records without decision_id.*1 row\(s\): 2"):
+        store.import_journal(journal)
+    journal.write_text(journal_line("a", 1, "expedite", propensity=0))
+    with pytest.raises(SchemaError, match=r"propensity must be in \(0, 1\]"):
+        store.import_journal(journal)
+    assert not store.path.exists()  # checked before the store is opened
+
+
+def test_api_keys_are_stored_as_hashes_and_can_be_revoked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    assert store.key_name("anything") is None  # no store yet
+    key = store.create_key("checkout")
+    other = store.create_key("ops")
+    assert key != other
+    assert len(key) > 40
+    assert store.key_name(key) == "checkout"
+    assert store.key_name(other) == "ops"
+    assert store.key_name(key + "x") is None
+    assert store.key_name("") is None
+    with pytest.raises(ConfigError, match=r"a live key named 'checkout' exists"):
+        store.create_key("checkout")
+    with store.connect(read_only=True) as con:
+        stored = con.execute("SELECT * FROM api_keys").fetchall()
+    assert not any(key in str(value) for row in stored for value in row)
+    store.revoke_key("checkout")
+    assert store.key_name(key) is None
+    with pytest.raises(ConfigError, match=r"no live key named 'checkout'"):
+        store.revoke_key("checkout")
+    again = store.create_key("checkout")  # a revoked name may be given a new key
+    assert store.key_name(again) == "checkout"
+    keys = store.keys()
+    assert keys.columns.tolist() == ["name", "created", "revoked"]
+    assert keys["name"].tolist() == ["checkout", "ops", "checkout"]
+    assert keys["revoked"].notna().tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("name", ["", "two words", "x" * 65, "'; DROP TABLE api_keys; --"])
+def test_a_key_name_that_is_not_a_plain_name_is_refused(tmp_path: Path, name: str) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(ConfigError, match=r"key name .*: use 1 to 64 letters"):
+        store.create_key(name)

@@ -324,6 +324,9 @@ def test_demo_closes_the_loop_week_after_week_and_again_in_no_time(tmp_path: Pat
     assert given["holdout"].mean() == pytest.approx(demo.HOLDOUT, abs=0.02)
     assert (given["reason"] == "explore").mean() > 0.02
     assert len(store.assignment("2026-W42")) == 6000
+    # Each ranked week leaves its capacity prices for the service to start its pacing from.
+    assert set(store.prices("2026-W42")) == set(demo.CAPACITY)
+    assert all(price >= 0 for price in store.prices("2026-W42").values())
     report = read_report(tmp_path / "reports" / "2026-W42")
     assert report.policy["arm"].iloc[-1] == "total"
     measured = report.policy["protected"].notna().to_numpy()[:-1]

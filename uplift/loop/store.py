@@ -18,6 +18,15 @@ Tables (see ``SCHEMA``):
     Ranked queues, one row per order and week, with the arm, holdout flag and propensity.
 ``reports``
     Every report written: week, path, creation time and the headline figures (JSON).
+``prices``
+    The shadow price of each arm's capacity in a week's allocation: the decision service
+    (``uplift serve``) starts its online prices from the newest week's.
+``decisions``
+    Decisions of the service imported from its journal (:meth:`Store.import_journal`), one row
+    per ``decision_id``: order, week, arm, propensity, model, time, the decision it
+    ``supersedes`` and whether a later one ``superseded`` it.
+``api_keys``
+    Keys of the service's clients: name, SHA-256 of the key (never the key), created, revoked.
 
 DuckDB lets one process write a file at a time. Every operation opens its own short
 connection, waiting up to ``timeout`` seconds for another writer to finish, so two processes
@@ -27,7 +36,12 @@ never corrupt the store: one waits, or fails with :class:`StoreError` naming the
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import math
+import re
+import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,15 +50,25 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from uplift.data.files import to_json_ready
 from uplift.data.log import ExperimentLog
 from uplift.data.normalize import check_week, order_id_kind
 from uplift.data.sql import quote_identifier
-from uplift.exceptions import SchemaError, StoreError, describe_rows
+from uplift.exceptions import ConfigError, SchemaError, StoreError, describe_rows
 
-__all__ = ["DEFAULT_STORE", "SCHEMA", "IngestResult", "ModelRecord", "Store", "file_sha256"]
+__all__ = [
+    "DEFAULT_STORE",
+    "JOURNAL_FIELDS",
+    "SCHEMA",
+    "IngestResult",
+    "ModelRecord",
+    "Store",
+    "file_sha256",
+    "read_journal",
+]
 
 DEFAULT_STORE = Path("uplift.duckdb")
 SCHEMA_VERSION = "1"
@@ -97,10 +121,43 @@ CREATE TABLE IF NOT EXISTS assignments (
 CREATE TABLE IF NOT EXISTS reports (
   week VARCHAR PRIMARY KEY, path VARCHAR, created_at TIMESTAMP, headline JSON
 );
+CREATE TABLE IF NOT EXISTS prices (
+  week VARCHAR NOT NULL, arm VARCHAR NOT NULL, price DOUBLE NOT NULL, saved_at TIMESTAMP,
+  PRIMARY KEY (week, arm)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+  decision_id VARCHAR PRIMARY KEY, order_id VARCHAR NOT NULL, week VARCHAR NOT NULL,
+  arm VARCHAR NOT NULL, propensity DOUBLE NOT NULL, model_id VARCHAR, decided_at TIMESTAMP,
+  supersedes VARCHAR, superseded BOOLEAN NOT NULL, policy_arm VARCHAR, holdout BOOLEAN,
+  source VARCHAR, imported_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+  key_sha256 VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, created TIMESTAMP NOT NULL,
+  revoked TIMESTAMP
+);
 ALTER TABLE models ADD COLUMN IF NOT EXISTS digest VARCHAR;
 ALTER TABLE experiment_log ADD COLUMN IF NOT EXISTS delivered TINYINT;
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS policy_arm VARCHAR;
 """
+
+#: Fields of a journal record the store keeps (``uplift serve`` writes more, e.g. net value).
+JOURNAL_FIELDS = (
+    "decision_id",
+    "order_id",
+    "week",
+    "arm",
+    "propensity",
+    "model_id",
+    "decided_at",
+    "supersedes",
+    "policy_arm",
+    "holdout",
+)
+_REQUIRED_JOURNAL_FIELDS = ("decision_id", "order_id", "week", "arm", "propensity")
+#: Names of API keys: what the `uplift keys` command and the service's log show.
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+#: Creating a key checks for a live key of the same name, then inserts: one thread at a time.
+_KEYS_LOCK = threading.Lock()
 
 # Numbers compared when an order arrives a second time: a CSV round trip may move a float in
 # its last digits, hence a relative tolerance far above rounding and far below any real edit.
@@ -454,6 +511,243 @@ class Store:
             return pd.DataFrame(columns=["week", "path", "created_at", "headline"])
         with self.connect(read_only=True) as con:
             return con.execute("SELECT * FROM reports ORDER BY week").df()
+
+    # ------------------------------------------------------------------ the decision service
+    def save_prices(self, week: str, prices: Mapping[str, float]) -> None:
+        """Store the capacity shadow price of each arm in ``week``'s allocation, replacing the
+        week's earlier prices. Prices are finite numbers >= 0 (0: the capacity did not bind)."""
+        week = check_week(week, "week")
+        bad = {
+            arm: price
+            for arm, price in prices.items()
+            if not isinstance(arm, str)
+            or isinstance(price, bool)
+            or not isinstance(price, int | float)
+            or not (math.isfinite(price) and price >= 0)
+        }
+        if bad:
+            raise ConfigError(f"shadow prices of {week} must be finite numbers >= 0; got {bad}")
+        rows = pd.DataFrame(
+            {"arm": list(prices), "price": [float(v) for v in prices.values()]},
+            columns=["arm", "price"],
+        ).astype({"arm": object, "price": np.float64})
+        with self.connect() as con:
+            con.register("price_rows", rows)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("DELETE FROM prices WHERE week = ?", [week])
+                con.execute(
+                    "INSERT INTO prices SELECT ?, arm, price, current_timestamp FROM price_rows",
+                    [week],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("price_rows")
+
+    def prices(self, week: str | None = None) -> dict[str, float]:
+        """The shadow prices of the newest week that has some (up to ``week``); {} when none."""
+        if not self.path.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT arm, price FROM prices WHERE week = ("
+                "  SELECT max(week) FROM prices WHERE ? IS NULL OR week <= ?"
+                ") ORDER BY arm",
+                [week, week],
+            ).fetchall()
+        return {str(arm): float(price) for arm, price in rows}
+
+    def import_journal(self, path: str | Path) -> int:
+        """Import the decisions of a service journal; return how many were new.
+
+        Decisions are keyed by ``decision_id``, so importing a journal twice (or a journal
+        that grew since) adds only the decisions not stored yet. Every stored decision that a
+        later one supersedes is marked ``superseded``. A torn last line (the service was killed
+        while writing it) is skipped; any other damaged line is refused.
+        """
+        rows = _decision_rows(read_journal(path), str(path))
+        if rows.empty:
+            return 0
+        with self.connect() as con:
+            con.register("journal_rows", rows)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                found = con.execute(
+                    "SELECT count(*) FROM journal_rows j ANTI JOIN decisions d USING (decision_id)"
+                ).fetchone()
+                con.execute(
+                    "INSERT INTO decisions BY NAME SELECT j.*, false AS superseded, "
+                    "? AS source, current_timestamp AS imported_at "
+                    "FROM journal_rows j ANTI JOIN decisions d USING (decision_id)",
+                    [str(path)],
+                )
+                con.execute(
+                    "UPDATE decisions SET superseded = true WHERE NOT superseded AND decision_id "
+                    "IN (SELECT supersedes FROM decisions WHERE supersedes IS NOT NULL)"
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("journal_rows")
+        return int(found[0]) if found else 0
+
+    def served_decisions(self, weeks: Sequence[str] | None = None) -> pd.DataFrame:
+        """The service's standing decision per order of ``weeks`` (all when None).
+
+        One row per ``order_id``: its newest decision that no later one superseded, with
+        ``decision_id, week, arm, propensity, policy_arm, holdout, model_id, decided_at``, to
+        join outcomes to the arm and propensity that decided them.
+        """
+        columns = "order_id, decision_id, week, arm, propensity, policy_arm, holdout, model_id, "
+        if not self.path.exists():
+            return pd.DataFrame(columns=[c.strip() for c in (columns + "decided_at").split(",")])
+        chosen = "true" if weeks is None else "list_contains(?, week)"
+        with self.connect(read_only=True) as con:
+            return con.execute(
+                f"SELECT {columns} decided_at FROM decisions WHERE NOT superseded AND {chosen} "
+                "QUALIFY row_number() OVER (PARTITION BY order_id "
+                "  ORDER BY decided_at DESC, decision_id DESC) = 1 "
+                "ORDER BY order_id",
+                [] if weeks is None else [list(weeks)],
+            ).df()
+
+    def create_key(self, name: str) -> str:
+        """A new API key for the client ``name``: returned once, stored only as its SHA-256.
+
+        A name that already has a live (not revoked) key is refused: revoke it first.
+        """
+        if not isinstance(name, str) or not _KEY_NAME.fullmatch(name):
+            raise ConfigError(
+                f"key name {name!r}: use 1 to 64 letters, digits, '.', '_', '@' or '-', "
+                "starting with a letter or digit"
+            )
+        key = "uk_" + secrets.token_urlsafe(32)
+        with _KEYS_LOCK, self.connect() as con:
+            live = con.execute(
+                "SELECT count(*) FROM api_keys WHERE name = ? AND revoked IS NULL", [name]
+            ).fetchone()
+            if live and live[0]:
+                raise ConfigError(
+                    f"{self.path}: a live key named {name!r} exists; revoke it first "
+                    f"(uplift keys revoke {name}) or choose another name"
+                )
+            con.execute(
+                "INSERT INTO api_keys VALUES (?, ?, current_timestamp, NULL)",
+                [_key_hash(key), name],
+            )
+        return key
+
+    def revoke_key(self, name: str) -> None:
+        """Revoke the live key of ``name``: requests carrying it are refused from now on."""
+        with _KEYS_LOCK, self.connect() as con:
+            revoked = con.execute(
+                "UPDATE api_keys SET revoked = current_timestamp "
+                "WHERE name = ? AND revoked IS NULL RETURNING name",
+                [name],
+            ).fetchall()
+        if not revoked:
+            raise ConfigError(f"{self.path}: no live key named {name!r}; see uplift keys list")
+
+    def keys(self) -> pd.DataFrame:
+        """Every key ever created: ``name``, ``created``, ``revoked`` (NaT while live)."""
+        if not self.path.exists():
+            return pd.DataFrame(columns=["name", "created", "revoked"])
+        with self.connect(read_only=True) as con:
+            return con.execute(
+                "SELECT name, created, revoked FROM api_keys ORDER BY created, name"
+            ).df()
+
+    def key_name(self, key: str) -> str | None:
+        """The name of the live key ``key``; None for an unknown or revoked key.
+
+        The key's hash is compared with every live key's in constant time, so the time taken
+        tells nothing about how close a guess came.
+        """
+        if not isinstance(key, str) or not key or not self.path.exists():
+            return None
+        digest = _key_hash(key).encode()
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT name, key_sha256 FROM api_keys WHERE revoked IS NULL"
+            ).fetchall()
+        found = None
+        for name, stored in rows:
+            if hmac.compare_digest(digest, str(stored).encode()):
+                found = str(name)
+        return found
+
+
+def read_journal(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines decision journal, oldest first.
+
+    Every record is one JSON object on a line ending in a newline. A last line without its
+    newline is a write cut short by a crash (its append never returned): it is left out.
+    Anything else that is not a JSON object is refused with a :class:`SchemaError` naming the
+    line, since a journal damaged in the middle cannot be trusted to be complete.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise StoreError(f"{path}: cannot read the journal: {error.strerror or error}") from None
+    lines = raw.split(b"\n")
+    lines.pop()  # b"" after the final newline, or the torn tail of an interrupted write
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            raise SchemaError(
+                f"{path}: line {number} is not a JSON record; a journal is damaged only in its "
+                "last line by a crash, so this file was edited or is not a journal"
+            )
+        records.append(record)
+    return records
+
+
+def _decision_rows(records: Sequence[Mapping[str, Any]], source: str) -> pd.DataFrame:
+    """The journal's records as rows of the ``decisions`` table, checked."""
+    missing = [
+        k + 1
+        for k, record in enumerate(records)
+        if any(record.get(name) is None for name in _REQUIRED_JOURNAL_FIELDS)
+    ]
+    if missing:
+        raise SchemaError(
+            f"{source}: records without {', '.join(_REQUIRED_JOURNAL_FIELDS)} in "
+            f"{describe_rows(missing)} (line numbers); not a decision journal"
+        )
+    frame = pd.DataFrame(
+        {name: [record.get(name) for record in records] for name in JOURNAL_FIELDS},
+        columns=list(JOURNAL_FIELDS),
+    )
+    text = ["decision_id", "order_id", "week", "arm", "model_id", "supersedes", "policy_arm"]
+    for name in text:
+        frame[name] = frame[name].map(lambda v: None if v is None else str(v)).astype(object)
+    propensity = pd.to_numeric(frame["propensity"], errors="coerce")
+    bad = ~((propensity > 0) & (propensity <= 1)).to_numpy()
+    if bad.any():
+        raise SchemaError(
+            f"{source}: propensity must be in (0, 1]; not so in "
+            f"{describe_rows(np.flatnonzero(bad) + 1)} (line numbers)"
+        )
+    frame["propensity"] = propensity.astype(np.float64)
+    decided = pd.to_datetime(frame["decided_at"], errors="coerce", utc=True, format="ISO8601")
+    frame["decided_at"] = decided.dt.tz_convert(None)
+    frame["holdout"] = frame["holdout"].map(lambda v: None if v is None else bool(v))
+    frame["holdout"] = frame["holdout"].astype("boolean")
+    return frame.drop_duplicates("decision_id").reset_index(drop=True)
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _incoming_frame(log: ExperimentLog, week: str | None) -> pd.DataFrame:

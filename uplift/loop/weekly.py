@@ -265,6 +265,15 @@ class WeeklyJob:
         queue, capacity = self._rank(contest.deployed, week)
         if queue is not None:
             self.store.save_assignment(week, contest.deployed[0].model_id, queue)
+            # The service starts each week's pacing from the batch allocation's prices.
+            prices = capacity.dropna(subset=["shadow_price"])
+            self.store.save_prices(
+                week,
+                {
+                    str(a): float(p)
+                    for a, p in zip(prices["arm"], prices["shadow_price"], strict=True)
+                },
+            )
         previous = frame[frame["week"] < week]
         last = previous[previous["week"] == previous["week"].max()] if len(previous) else current
         risk, risk_notes = self._risk_sources(
