@@ -26,7 +26,7 @@ __all__ = ["app", "main"]
 
 # Each module registers its commands on ``app`` when imported; this order is the order of
 # ``uplift --help``: the loop from data to decision to the weekly job.
-for _module in ("simulate", "log", "holdout", "models", "evaluate", "policy", "loop"):
+for _module in ("simulate", "log", "holdout", "models", "evaluate", "policy", "loop", "serve"):
     importlib.import_module(f"uplift.cli.{_module}")
 
 
