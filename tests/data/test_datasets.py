@@ -11,6 +11,7 @@ import pytest
 from uplift.data.datasets import (
     DATA_ENV,
     HILLSTROM_CONTROL,
+    HILLSTROM_FEATURES,
     data_root,
     hillstrom_log,
     load_hillstrom,
@@ -136,16 +137,7 @@ def test_hillstrom_log_maps_canonical_columns(shared_data: Path) -> None:
     assert log.treatment_arms == ("Mens E-Mail", "Womens E-Mail")
     # conversion is an outcome of the e-mail, never a feature; segment/visit/spend are mapped.
     assert "conversion" not in log.features
-    assert set(log.features) == {
-        "recency",
-        "history_segment",
-        "history",
-        "mens",
-        "womens",
-        "zip_code",
-        "newbie",
-        "channel",
-    }
+    assert set(log.features) == set(HILLSTROM_FEATURES)
     summary = log.summary().set_index("arm")
     for arm, (n, visit, _, spend) in HILLSTROM_ARMS.items():
         assert summary.loc[arm, "orders"] == n

@@ -14,7 +14,12 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency
 
-from uplift.data.datasets import HILLSTROM_CONTROL, hillstrom_log, load_hillstrom
+from uplift.data.datasets import (
+    HILLSTROM_CONTROL,
+    HILLSTROM_FEATURES,
+    hillstrom_log,
+    load_hillstrom,
+)
 from uplift.data.leaks import (
     MAX_LEVELS,
     TABLE_COLUMNS,
@@ -26,16 +31,7 @@ from uplift.data.log import ColumnMap, ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, SchemaError
 
-CLEAN_HILLSTROM = (
-    "recency",
-    "history_segment",
-    "history",
-    "mens",
-    "womens",
-    "zip_code",
-    "newbie",
-    "channel",
-)
+CLEAN_HILLSTROM = HILLSTROM_FEATURES
 LEAK = "contacts_after"
 
 

@@ -3,8 +3,10 @@ order world against its oracle, and bad input through the API and the command li
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-from scipy.sparse import coo_matrix, vstack
 
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import ARM_COSTS, pending_orders, simulate
@@ -32,32 +32,9 @@ ARMS = tuple(COSTS)
 
 
 # --------------------------------------------------------------------------------------------
-# Reference: the allocation LP (and MILP) solved by HiGHS
-
-
-def _highs(value: np.ndarray, cost: np.ndarray, cap: np.ndarray, budget: float, integral: bool):
-    n, k = value.shape
-    one_arm = coo_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), np.arange(n * k))))
-    limited = np.flatnonzero(np.isfinite(cap))
-    rows = np.tile(np.arange(limited.size), n)
-    cols = (np.arange(n)[:, None] * k + limited[None, :]).ravel()
-    per_arm = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(limited.size, n * k))
-    blocks, upper = [one_arm, per_arm], [np.ones(n), cap[limited]]
-    if math.isfinite(budget):
-        blocks.append(coo_matrix(cost.reshape(1, -1)))
-        upper.append(np.array([budget]))
-    a_ub, b_ub = vstack(blocks).tocsr(), np.concatenate(upper)
-    if integral:
-        result = milp(
-            -value.ravel(),
-            constraints=LinearConstraint(a_ub, -np.inf, b_ub),
-            integrality=np.ones(n * k),
-            bounds=Bounds(0, 1),
-        )
-    else:
-        result = linprog(-value.ravel(), A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
-    assert result.status == 0, result.message
-    return -result.fun
+# Reference: the allocation LP (and MILP) solved by HiGHS, as the policy benchmark builds it
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+bench = importlib.import_module("bench_policy")
 
 
 @st.composite
@@ -89,7 +66,7 @@ def test_allocate_equals_highs_lp_with_capacities(instance):
     value, cost, cap, budget = instance
     result = allocate(value, cost, cap, budget)
     _check_feasible(result.choice, cost, cap, budget)
-    reference = _highs(value, cost, cap, budget, integral=False)
+    reference = bench.highs(value, cost, cap, budget, integral=False)
     assert result.objective == pytest.approx(reference, rel=LP_RTOL, abs=LP_RTOL)
     assert result.upper_bound == pytest.approx(reference, rel=LP_RTOL, abs=LP_RTOL)
 
@@ -100,8 +77,8 @@ def test_allocate_with_budget_bounds_the_lp_and_rounds_within_the_gap(instance):
     value, cost, cap, budget = instance
     result = allocate(value, cost, cap, budget)
     _check_feasible(result.choice, cost, cap, budget)
-    lp = _highs(value, cost, cap, budget, integral=False)
-    best_integral = _highs(value, cost, cap, budget, integral=True)
+    lp = bench.highs(value, cost, cap, budget, integral=False)
+    best_integral = bench.highs(value, cost, cap, budget, integral=True)
     # The dual bound is the LP optimum; the rounded choice is feasible, so below the MILP.
     assert result.upper_bound == pytest.approx(lp, rel=LP_RTOL, abs=LP_RTOL)
     assert result.objective <= best_integral + 1e-6

@@ -20,6 +20,7 @@ from uplift.exceptions import ConfigError, SchemaError, UpliftError
 __all__ = [
     "DATA_ENV",
     "HILLSTROM_CONTROL",
+    "HILLSTROM_FEATURES",
     "IHDP_FEATURES",
     "IHDP_REPLICATIONS",
     "data_root",
@@ -51,6 +52,12 @@ HILLSTROM_COLUMNS = (
 HILLSTROM_MAPPING = ("arm=segment", "retained=visit", "revenue=spend")
 # Outcomes of the e-mail besides the mapped ones: never features.
 HILLSTROM_OTHER_OUTCOMES = ("conversion",)
+#: What was known of each customer before the e-mail: the clean features.
+HILLSTROM_FEATURES = tuple(
+    c
+    for c in HILLSTROM_COLUMNS
+    if c not in ("segment", "visit", "spend", *HILLSTROM_OTHER_OUTCOMES)
+)
 
 IHDP_REPLICATIONS = range(1, 11)
 IHDP_FEATURES = tuple(f"x{i}" for i in range(1, 26))
