@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     ),
 }
 #: Columns that say when something was written, not what.
-TIMESTAMPS = {"created_at", "ingested_at"}
+TIMESTAMPS = {"created_at", "ingested_at", "saved_at", "imported_at"}
 
 
 def environment(folder: Path) -> dict[str, str]:

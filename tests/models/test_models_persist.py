@@ -625,9 +625,15 @@ def test_cli_train_evaluate_predict(uplift_cli: Callable[..., Any], files: Path)
         *(f"retained_uplift_{a}" for a in arms),
         *(f"revenue_uplift_{a}" for a in arms),
         "retained_base",
+        "risk",
+        "cause",
+        "cause_share",
     ]
     assert len(effects) == 3_000
-    assert np.isfinite(effects.to_numpy()).all()
+    numbers = effects.drop(columns=["cause", "cause_share"])  # no share where no cause
+    assert np.isfinite(numbers.to_numpy()).all()
+    assert effects["risk"].between(0, 1).all()
+    assert effects["cause_share"].isna().eq(effects["cause"] == "none").all()
 
     # --no-validate only fits the named learner: the card has no held-out scores.
     plain = uplift_cli(
