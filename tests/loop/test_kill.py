@@ -163,8 +163,10 @@ def test_killed_commands_rerun_to_the_same_state(tmp_path: Path) -> None:
     assert len(got["experiment_log"]) == ORDERS
     trees = boosters(killed)
     assert trees == boosters(reference)
-    # The trained T-learner: one booster per arm; the weekly job's S-learner: one per bag.
-    assert sum(name.startswith("model/") for name in trees) == 6
+    # The trained T-learner: one booster per arm, and the risk model's; the weekly job's
+    # S-learner: one per bag.
+    assert sum(name.startswith("model/") for name in trees) == 7
+    assert any(name.startswith("model/risk_model") for name in trees)
     assert sum(name.startswith("models/") for name in trees) >= 1
     orders = pending.head(10_000)
     pd.testing.assert_frame_equal(
