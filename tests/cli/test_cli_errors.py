@@ -7,6 +7,7 @@ user would see.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -18,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
+from uplift.cli.render import print_frame
 from uplift.data.files import (
     Output,
     check_name,
@@ -479,3 +482,11 @@ def test_readout_adjust_with_a_huge_value(
         assert "in 1 row(s): 6" in out
         assert "inf" not in out
         assert err == ""
+
+
+def test_a_table_title_with_a_long_path_stays_on_one_line() -> None:
+    # Output read by a job or a test must hold "N orders, K arms" together whatever the path.
+    buffer = io.StringIO()
+    title = "/" + "deep/" * 30 + "log.csv: 64,000 orders, 3 arms"
+    print_frame(Console(file=buffer, width=80), title, pd.DataFrame({"arm": ["a"], "n": [1]}))
+    assert title in buffer.getvalue().splitlines()

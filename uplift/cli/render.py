@@ -22,7 +22,9 @@ def make_console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else LOG_WIDTH, log_path=False)
+    width = None if stream.isatty() else LOG_WIDTH
+    # soft_wrap: a message line is never broken inside a path or a figure; tables keep the width.
+    return Console(stderr=stderr, width=width, log_path=False, soft_wrap=True)
 
 
 def cell(value: Any, digits: int = 4) -> str:
@@ -38,7 +40,9 @@ def print_frame(out: Console, title: str, frame: pd.DataFrame, digits: int = 4) 
     """Print a frame of raw numbers as a table; text columns left, numbers right."""
     from rich.table import Table
 
-    table = Table(title=title)
+    # The title goes on its own line: a long file path must never wrap mid-sentence.
+    out.print(title, soft_wrap=True, markup=False, highlight=False)
+    table = Table()
     for column in frame.columns:
         numeric = frame[column].dtype.kind in "biuf"
         table.add_column(str(column), justify="right" if numeric else "left")
