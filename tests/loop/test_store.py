@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uplift.data.log import ExperimentLog, read_log
+from uplift.data.log import ColumnMap, ExperimentLog, read_log
 from uplift.exceptions import ConfigError, SchemaError, StoreError
+from uplift.loop.outcomes import JournalImport, import_journal, read_outcomes
 from uplift.loop.store import ModelRecord, Store
 
 
@@ -499,3 +500,138 @@ def test_a_key_name_that_is_not_a_plain_name_is_refused(tmp_path: Path, name: st
     store = Store(tmp_path / "s.duckdb")
     with pytest.raises(ConfigError, match=r"key name .*: use 1 to 64 letters"):
         store.create_key(name)
+
+
+def outcomes_file(path: Path, ids: list[int], **extra: object) -> Path:
+    """Outcomes of decided orders as a shop reports them: no arm, no propensity, no time."""
+    rng = np.random.default_rng(7)
+    n = len(ids)
+    frame = pd.DataFrame(
+        {
+            "order_id": ids,
+            "cancelled": rng.integers(0, 2, n),
+            "order_value": rng.uniform(10, 100, n),
+            "basket_size": rng.integers(1, 6, n),
+            "channel": rng.choice(["app", "web"], n),
+            **extra,
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:.*has only:uplift.exceptions.DataWarning")  # few orders
+def test_outcomes_without_an_arm_take_their_standing_decision(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(100)))
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(
+        journal_line("a", 200, "expedite")
+        + journal_line("b", 201, "control", holdout=True, propensity=0.1)
+        + journal_line("c", 200, "control", supersedes="a", decided_at="2026-10-06T09:30:00Z")
+        + journal_line("d", 202, "expedite", propensity=0.85)
+    )
+    store.import_journal(journal)
+    log = read_outcomes(outcomes_file(tmp_path / "kept.csv", [201, 200, 202]), store)
+    # 200: the superseding decision's arm and time, not the first's.
+    assert log.frame["arm"].tolist() == ["control", "control", "expedite"]
+    assert log.frame["propensity"].tolist() == [0.1, 0.9, 0.85]
+    assert log.frame["assigned_at"].astype(str).tolist() == [
+        "2026-10-05 10:00:00",
+        "2026-10-06 09:30:00",
+        "2026-10-05 10:00:00",
+    ]
+    store.ingest(log)
+    decided = store.decisions(["2026-W41"]).set_index("order_id").sort_index()
+    assert decided["decided_arm"].tolist() == ["control", "control", "expedite"]
+    assert decided["holdout"].tolist() == [False, True, False]
+
+
+def test_outcomes_of_undecided_orders_are_refused_by_row(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(100)))
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(journal_line("a", 200, "expedite"))
+    store.import_journal(journal)
+    kept = outcomes_file(tmp_path / "kept.csv", [200, 300, 301])
+    with pytest.raises(SchemaError, match=r"kept\.csv: no arm column, .* 2 row\(s\): 2, 3;"):
+        read_outcomes(kept, store)
+    with pytest.raises(SchemaError, match=r"no arm column and no order_id column"):
+        read_outcomes(kept, store, column_map=ColumnMap(ignore=("order_id",)))
+
+
+@pytest.mark.filterwarnings("ignore:.*has only:uplift.exceptions.DataWarning")  # few orders
+def test_a_logged_arm_takes_the_served_propensity_where_it_was_decided(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    store.ingest(make_log(range(100)))
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(journal_line("a", 200, "expedite") + journal_line("b", 201, "expedite"))
+    store.import_journal(journal)
+    # Order 201 was given expedite but the shop logged control (the action was not taken).
+    arms = ["expedite", "control", "control", "expedite"]
+    log = read_outcomes(
+        outcomes_file(
+            tmp_path / "kept.csv", [200, 201, 202, 203], arm=arms, assigned_at="2026-10-05"
+        ),
+        store,
+    )
+    store.ingest(log)
+    with store.connect(read_only=True) as con:
+        stored = dict(
+            con.execute(
+                "SELECT order_id, propensity FROM experiment_log WHERE week = '2026-W41'"
+            ).fetchall()
+        )
+    # 200 was decided expedite with propensity 0.9; the others keep their arm's share (1/2).
+    assert stored == {"200": 0.9, "201": 0.5, "202": 0.5, "203": 0.5}
+
+
+def test_the_service_outranks_the_queue_of_its_week_and_a_later_week_outranks_both(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    queue = pd.DataFrame(
+        {
+            "order_id": ["200", "201"],
+            "arm": ["expedite", "expedite"],
+            "rank": [1, 2],
+            "net_value": [1.0, 1.0],
+            "expected_retained_revenue": [2.0, 2.0],
+            "cost": [1.0, 1.0],
+            "holdout": [False, False],
+            "propensity": [0.8, 0.8],
+            "policy_arm": ["expedite", "expedite"],
+            "reason": ["", ""],
+        }
+    )
+    store.save_assignment("2026-W41", "m0", queue)
+    store.save_assignment("2026-W42", "m0", queue.iloc[[1]])
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(journal_line("a", 200, "control") + journal_line("b", 201, "control"))
+    store.import_journal(journal)
+    standing = store.standing_decisions(["200", "201", "999"]).set_index("order_id")
+    assert standing.loc["200", ["arm", "propensity", "week"]].tolist() == [
+        "control",
+        0.9,
+        "2026-W41",
+    ]
+    assert standing.loc["201", ["arm", "propensity", "week"]].tolist() == [
+        "expedite",
+        0.8,
+        "2026-W42",
+    ]
+    assert pd.isna(standing.loc["201", "decided_at"])
+    assert "999" not in standing.index
+
+
+def test_the_journal_beside_the_store_is_imported_and_a_named_one_must_exist(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    assert import_journal(store) is None  # no service ran: nothing to import
+    beside = tmp_path / "serve-journal.jsonl"
+    beside.write_text(journal_line("a", 200, "expedite"))
+    assert import_journal(store) == JournalImport(beside, 1)
+    assert import_journal(store) == JournalImport(beside, 0)
+    with pytest.raises(ConfigError, match=r"other\.jsonl: no decision journal here"):
+        import_journal(store, tmp_path / "other.jsonl")

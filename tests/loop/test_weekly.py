@@ -278,10 +278,21 @@ def test_weekly_command_prints_the_report_path(
 ) -> None:
     folder, _ = steady
     out = tmp_path / "reports"
+    # The service's journal is imported first (decisions of orders not logged yet).
+    journal = tmp_path / "serve.jsonl"
+    decided = {"week": "2026-W50", "arm": "expedite", "propensity": 0.9, "model_id": "m"}
+    journal.write_text(
+        "".join(
+            json.dumps({"decision_id": f"d{k}", "order_id": 999_000 + k, **decided}) + "\n"
+            for k in range(2)
+        )
+    )
     result = uplift_cli(
         "weekly",
         "--store",
         folder / "uplift.duckdb",
+        "--journal",
+        journal,
         "--out",
         out,
         "--cost",
@@ -292,6 +303,7 @@ def test_weekly_command_prints_the_report_path(
         tmp_path / "w.json",
     )
     assert result.exit_code == 0, result.output
+    assert f"{journal}: 2 new decisions imported" in result.output
     assert f"report: {out / '2026-W41' / 'index.html'}" in result.output
     assert "last week's predictions and the holdout: " in result.output
     data = json.loads((tmp_path / "w.json").read_text())

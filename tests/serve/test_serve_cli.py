@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
 from uplift.cli.serve import _listen
 from uplift.data.log import ExperimentLog
+from uplift.data.outcomes import simulate_outcomes
 from uplift.data.simulate import ARM_COSTS, CONTROL, simulate
 from uplift.loop.store import Store
 from uplift.loop.weekly import WeeklyConfig, WeeklyJob
@@ -401,3 +404,121 @@ def test_listener_turns_nagle_off(service: Service) -> None:
         assert service.client.get("/healthz").status_code == 200
         times.append(time.perf_counter() - started)
     assert min(times) < 0.02  # with Nagle on, every answer takes >= 40 ms
+
+
+@pytest.mark.filterwarnings("default::uplift.exceptions.DataWarning")  # arms of few orders
+@pytest.mark.parametrize("explore", [0.2, 0.0])
+def test_outcomes_of_served_orders_join_their_decisions(
+    served: Served, tmp_path: Path, uplift_cli: Cli, explore: float
+) -> None:
+    # The shop reports what became of the orders it asked about: order, signals, outcome; no
+    # arm. Ingest, run while the service serves, imports the journal beside the store and
+    # gives every order the arm and propensity the service decided. Exploration keeps every
+    # arm possible for every order; without it the policy's targeting shows in the features
+    # and the leak guard refuses the log (as the README says).
+    store = tmp_path / "uplift.duckdb"
+    shutil.copy(served.store, store)
+    own = dataclasses.replace(
+        served,
+        folder=tmp_path,
+        store=store,
+        config=write_project(tmp_path / "uplift.toml", {}, explore=explore),
+    )
+    orders = served.orders[1200:1800]
+    running = Service(own, tmp_path / "serve-journal.jsonl")
+    try:
+        decisions = []
+        for start in range(0, len(orders), 100):
+            answer = running.decide(orders[start : start + 100])
+            assert answer.status_code == 200, answer.text
+            decisions += answer.json()["decisions"]
+        decided = pd.DataFrame(decisions)
+        pending = simulate(2_000, weeks=1, seed=4, world="easy", first_order_id=100_001)
+        frame = pd.DataFrame(orders)
+        log = simulate_outcomes(frame, pending.truth, decided[["order_id", "arm", "propensity"]])
+        outcomes = tmp_path / "outcomes.csv"
+        log.drop(columns=["arm", "propensity"]).to_csv(outcomes, index=False)
+        first = uplift_cli("ingest", outcomes, "--store", store)
+        again = uplift_cli("ingest", outcomes, "--store", store)
+    finally:
+        running.stop()
+    assert "600 new decisions imported" in first.output
+    if not explore:
+        assert first.exit_code == 2
+        assert "payment_status" in first.stderr
+        assert "differ between arms far beyond chance" in first.stderr
+        return
+    assert first.exit_code == 0, first.output
+    assert "600 orders read, 600 new" in first.output
+    assert again.exit_code == 0, again.output
+    assert "0 new decisions imported" in again.output
+    assert "600 orders read, 0 new" in again.output
+    with Store(store).connect(read_only=True) as con:
+        stored = con.execute(
+            "SELECT order_id, arm, propensity FROM experiment_log WHERE order_id::BIGINT > 100000"
+        ).df()
+    joined = stored.astype({"order_id": int}).merge(decided, on="order_id", suffixes=("", "_d"))
+    assert len(joined) == 600
+    assert (joined["arm"] == joined["arm_d"]).all()
+    assert np.allclose(joined["propensity"], joined["propensity_d"], rtol=1e-12)
+    week = Store(store).weeks()[-1]
+    flags = Store(store).decisions([week]).astype({"order_id": int}).set_index("order_id")
+    held = decided.set_index("order_id")["reason"].str.contains("holdout")
+    assert (flags["holdout"].astype(bool) == held.loc[flags.index]).all()
+    assert held.sum() > 0
+
+
+def test_kill_9_under_load_loses_no_acknowledged_decision(served: Served, tmp_path: Path) -> None:
+    # Four clients send single orders back to back; the service is killed with SIGKILL while
+    # they do. Every decision a client received is in the journal, none is there twice, and
+    # after a restart every journaled order gets its decision back without a new one.
+    journal = tmp_path / "killed.jsonl"
+    running = Service(served, journal)
+    received: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=running.url, timeout=10, headers=running.client.headers) as c:
+            for order in served.orders[1800 + k * 50 : 1800 + (k + 1) * 50]:
+                try:
+                    answer = c.post("/v1/decisions", json={"orders": [order]})
+                except httpx.TransportError:
+                    return  # the service is gone
+                (decision,) = answer.json()["decisions"]
+                with lock:
+                    received.append((decision["order_id"], decision["decision_id"]))
+                    if len(received) >= 60:
+                        enough.set()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(timeout=60), "the service answered fewer than 60 orders in 60 s"
+    running.process.kill()
+    for thread in threads:
+        thread.join(timeout=30)
+    running.stop()
+    records = read_journal(journal)
+    ids = [r["decision_id"] for r in records]
+    assert len(ids) == len(set(ids))
+    assert len({r["order_id"] for r in records}) == len(records)  # one decision per order
+    assert {d for _, d in received} <= set(ids)
+    assert len(records) < 200  # the kill came while orders were still coming
+    again = Service(served, journal)
+    try:
+        asked = [
+            o for o in served.orders[1800:2000] if o["order_id"] in {r["order_id"] for r in records}
+        ]
+        answer = again.decide(asked)
+        metrics = again.client.get("/metrics").text
+    finally:
+        again.stop()
+    by_order = {r["order_id"]: r["decision_id"] for r in records}
+    assert [d["decision_id"] for d in answer.json()["decisions"]] == [
+        by_order[o["order_id"]] for o in asked
+    ]
+    assert len(read_journal(journal)) == len(records)  # nothing decided twice
+    for arm, capacity in CAPACITY.items():
+        used = sum(r["arm"] == arm for r in records)
+        assert metric(metrics, "uplift_capacity_left", arm=arm) == capacity - used

@@ -17,9 +17,11 @@ from uplift.cli.options import (
     ControlOption,
     CostOption,
     IgnoreOption,
+    JournalOption,
     JsonOption,
     MapOption,
     OrderValueOption,
+    StoreOption,
 )
 from uplift.cli.render import progress
 from uplift.cli.settings import log_settings, numbers
@@ -30,16 +32,18 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-StoreOption = Annotated[
-    Path, typer.Option("--store", help="The DuckDB store file.", show_default=True)
-]
 WeekOption = Annotated[str | None, typer.Option("--week", help="ISO week, YYYY-Www.")]
 
 
-@app.command(help="Append a week's experiment log to the store (idempotent by order_id).")
+@app.command(
+    help="Append a week's experiment log to the store (idempotent by order_id), after the "
+    "service's decision journal. A log without an arm column takes each order's decided arm, "
+    "propensity and time."
+)
 def ingest(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="CSV, Parquet or DuckDB log.")],
     store: StoreOption = Path("uplift.duckdb"),
+    journal: JournalOption = None,
     column_map: MapOption = None,
     ignore: IgnoreOption = None,
     control: ControlOption = None,
@@ -53,18 +57,23 @@ def ingest(
 ) -> None:
     from uplift.data.files import check_outputs, write_json
     from uplift.data.leaks import refuse_leaks
-    from uplift.data.log import read_log
+    from uplift.loop.outcomes import import_journal, read_outcomes
     from uplift.loop.store import Store, file_sha256
 
-    inputs = {"LOG": log_path, "--store": store, "--config": config}
+    inputs = {"LOG": log_path, "--store": store, "--config": config, "--journal": journal}
     check_outputs(inputs, {"--json": json_path})
     settings = log_settings(
         config, column_map, ignore, control, order_value=order_value, allow=allow
     )
-    log = read_log(log_path, column_map=settings.column_map, control=settings.control)
+    records = Store(store)
+    # First the service's decisions, so that the log's orders find the arm they were given.
+    imported = import_journal(records, journal)
+    if imported is not None:
+        typer.echo(f"{imported.path}: {imported.n_new:,} new decisions imported")
+    log = read_outcomes(log_path, records, column_map=settings.column_map, control=settings.control)
     # The store feeds the weekly job's training: a leaking column must not get in.
     refuse_leaks(log, allow=settings.allow)
-    result = Store(store).ingest(log, week=week, sha256=file_sha256(log_path))
+    result = records.ingest(log, week=week, sha256=file_sha256(log_path))
     typer.echo(
         f"{log_path}: {result.n_rows:,} orders read, {result.n_new:,} new in {store} "
         f"(weeks {', '.join(result.weeks)})"
@@ -72,7 +81,8 @@ def ingest(
     for note in log.notes:
         typer.echo(f"note: {note}")
     if json_path is not None:
-        write_json({**asdict(result), "store": str(store)}, json_path)
+        decisions = None if imported is None else asdict(imported)
+        write_json({**asdict(result), "store": str(store), "journal": decisions}, json_path)
 
 
 @app.command(help="The weekly job: ingest, read out, retrain, check, rank, write the report.")
@@ -90,6 +100,7 @@ def weekly(
         Path | None,
         typer.Option(help="Also write the ranked queue to this file (.csv or .parquet)."),
     ] = None,
+    journal: JournalOption = None,
     column_map: MapOption = None,
     ignore: IgnoreOption = None,
     control: ControlOption = None,
@@ -135,7 +146,13 @@ def weekly(
     if queue_out is not None:
         check_table_suffix(queue_out)
     # The reports folder is an output too: never the store, never inside the inbox.
-    inputs = {"--store": store, "--inbox": inbox, "--pending": pending, "--config": config}
+    inputs = {
+        "--store": store,
+        "--inbox": inbox,
+        "--pending": pending,
+        "--config": config,
+        "--journal": journal,
+    }
     outputs = {"--json": json_path, "--queue-out": queue_out}
     check_outputs(inputs, outputs, {"--out": out})
     segments = tuple(segment or project.segments)
@@ -144,6 +161,7 @@ def weekly(
         out=out,
         inbox=inbox,
         pending=pending,
+        journal=journal,
         costs=numbers(project.costs, cost, "--cost"),
         capacity=numbers(project.capacities, capacity, "--capacity"),
         budget=resolve(budget, project.budget, math.inf),
@@ -173,6 +191,8 @@ def print_result(result: WeeklyResult) -> None:
     from uplift.reports.render import headline_cards
 
     report = result.report
+    if result.journal is not None:
+        typer.echo(f"{result.journal.path}: {result.journal.n_new:,} new decisions imported")
     typer.echo(f"week {result.week}: {report.headline.orders:,} orders")
     for label, text in headline_cards(report.headline, report.currency, report.outcome_words):
         typer.echo(f"  {label}: {text}")

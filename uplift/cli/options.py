@@ -14,10 +14,12 @@ __all__ = [
     "ControlOption",
     "CostOption",
     "IgnoreOption",
+    "JournalOption",
     "JsonOption",
     "MapOption",
     "ModelDirOption",
     "OrderValueOption",
+    "StoreOption",
     "TableOption",
     "TrustModelOption",
 ]
@@ -68,5 +70,16 @@ TrustModelOption = Annotated[
     typer.Option(
         "--trust-model",
         help="Load a pickled model folder that your key did not sign; only for folders you trust.",
+    ),
+]
+StoreOption = Annotated[
+    Path, typer.Option("--store", help="The DuckDB store file.", show_default=True)
+]
+JournalOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal",
+        help="The decision journal of `uplift serve`, JSON lines "
+        "[default: serve-journal.jsonl beside the store].",
     ),
 ]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app
-from uplift.cli.options import ConfigOption
+from uplift.cli.options import ConfigOption, JournalOption, StoreOption
 from uplift.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-JOURNAL_NAME = "serve-journal.jsonl"
-
-# As `uplift ingest` and `uplift weekly` declare it.
-StoreOption = Annotated[
-    Path, typer.Option("--store", help="The DuckDB store file.", show_default=True)
-]
 
 keys_app = typer.Typer(
     help="API keys of `uplift serve`: create NAME, revoke NAME, list.",
@@ -51,12 +45,7 @@ def serve(
         int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
     ] = 8080,
     config: ConfigOption = None,
-    journal: Annotated[
-        Path | None,
-        typer.Option(
-            help=f"Decision journal, JSON lines (default: {JOURNAL_NAME} beside the store)."
-        ),
-    ] = None,
+    journal: JournalOption = None,
     max_body_mb: Annotated[
         float, typer.Option(min=0.001, help="Largest request body, in MB (2**20 bytes).")
     ] = 16.0,
@@ -87,7 +76,7 @@ def serve(
     import uvicorn
 
     from uplift.data.project import load_project
-    from uplift.loop.store import Store
+    from uplift.loop.store import Store, default_journal
     from uplift.serve.app import make_app
     from uplift.serve.engine import DecisionEngine
     from uplift.serve.journal import Journal
@@ -96,7 +85,7 @@ def serve(
     settings = ServeSettings.from_project(load_project(config))
     records = Store(store)
     _check_ready(records)
-    journal_path = journal if journal is not None else store.parent / JOURNAL_NAME
+    journal_path = journal if journal is not None else default_journal(store)
     listener = _listen(host, port)
     with contextlib.closing(listener), _closing_journal(Journal(journal_path)) as book:
         engine = DecisionEngine.from_store(store, settings, book)

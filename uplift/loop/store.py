@@ -62,15 +62,19 @@ from uplift.exceptions import ConfigError, SchemaError, StoreError, describe_row
 __all__ = [
     "DEFAULT_STORE",
     "JOURNAL_FIELDS",
+    "JOURNAL_NAME",
     "SCHEMA",
     "IngestResult",
     "ModelRecord",
     "Store",
+    "default_journal",
     "file_sha256",
     "read_journal",
 ]
 
 DEFAULT_STORE = Path("uplift.duckdb")
+#: The file name of ``uplift serve``'s decision journal, beside its store unless told otherwise.
+JOURNAL_NAME = "serve-journal.jsonl"
 SCHEMA_VERSION = "1"
 
 # Columns of ``experiment_log`` that are not features, in the order they are stored.
@@ -140,6 +144,22 @@ ALTER TABLE experiment_log ADD COLUMN IF NOT EXISTS delivered TINYINT;
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS policy_arm VARCHAR;
 """
 
+#: What a standing decision says about its order.
+STANDING_COLUMNS = ("order_id", "arm", "propensity", "policy_arm", "holdout", "model_id", "week")
+# The standing decision of every order: the newest week's, and within a week the service's
+# (taken when the order's signals changed, after the weekly queue) over the queue's; among the
+# service's, the newest that no later one superseded.
+STANDING_DECISIONS = f"""
+SELECT {", ".join(STANDING_COLUMNS)}, decided_at FROM (
+  SELECT {", ".join(STANDING_COLUMNS)}, 0 AS served, NULL::TIMESTAMP AS decided_at,
+         NULL AS decision_id FROM assignments
+  UNION ALL
+  SELECT {", ".join(STANDING_COLUMNS)}, 1 AS served, decided_at, decision_id
+  FROM decisions WHERE NOT superseded
+) QUALIFY row_number() OVER (PARTITION BY order_id
+  ORDER BY week DESC, served DESC, decided_at DESC NULLS LAST, decision_id DESC) = 1
+"""
+
 #: Fields of a journal record the store keeps (``uplift serve`` writes more, e.g. net value).
 JOURNAL_FIELDS = (
     "decision_id",
@@ -187,6 +207,11 @@ class ModelRecord:
     policy_value_se: float
     promoted_week: str | None
     digest: str | None = None
+
+
+def default_journal(store: str | Path) -> Path:
+    """Where ``uplift serve`` keeps its journal when not told: beside the store."""
+    return Path(store).parent / JOURNAL_NAME
 
 
 def file_sha256(path: str | Path) -> str:
@@ -288,9 +313,7 @@ class Store:
     ) -> int:
         if not log.propensity_given:
             incoming = _decided_propensities(con, incoming)
-        con.register("incoming", incoming)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with _transaction(con, incoming=incoming):
             self._check_control(con, log.control)
             self._check_id_kind(con, kind, log.source)
             _add_feature_columns(con, incoming, log.source)
@@ -315,12 +338,6 @@ class Store:
                         ",".join(weeks),
                     ],
                 )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("incoming")
         return n_new
 
     def _check_id_kind(self, con: duckdb.DuckDBPyConnection, kind: str, source: str) -> None:
@@ -460,17 +477,13 @@ class Store:
                 f"a queue has {', '.join(QUEUE_COLUMNS)}"
             )
         rows = queue[list(QUEUE_COLUMNS)].assign(order_id=queue["order_id"].astype(str))
-        with self.connect() as con:
-            con.register("queue_rows", rows)
-            con.execute("BEGIN TRANSACTION")
+        with self.connect() as con, _transaction(con, queue_rows=rows):
             con.execute("DELETE FROM assignments WHERE week = ?", [week])
             con.execute(
                 "INSERT INTO assignments BY NAME SELECT ? AS week, ? AS model_id, * "
                 "FROM queue_rows",
                 [week, model_id],
             )
-            con.execute("COMMIT")
-            con.unregister("queue_rows")
 
     def assignment(self, week: str) -> pd.DataFrame:
         """The queue stored for ``week`` (empty when none)."""
@@ -483,19 +496,35 @@ class Store:
         """The policy's decision for every stored order of ``weeks`` that had one.
 
         Columns ``order_id`` (as the log frame spells it), ``decided_arm`` (the arm the queue
-        gave), ``policy_arm`` (the arm the policy intended), ``holdout`` and ``decided_by``
-        (the model that ranked it). An order ranked in several queues has its newest decision.
+        or the service gave), ``policy_arm`` (the arm the policy intended), ``holdout`` and
+        ``decided_by`` (the model that decided). An order decided more than once has its
+        standing decision (``STANDING_DECISIONS``): the service's imported decisions count.
         """
         with self.connect(read_only=True) as con:
             frame = con.execute(
                 "SELECT e.order_id, a.arm AS decided_arm, a.policy_arm, a.holdout, "
-                "a.model_id AS decided_by FROM experiment_log e JOIN ("
-                "  SELECT * FROM assignments "
-                "  QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY week DESC) = 1"
-                ") a USING (order_id) WHERE list_contains(?, e.week)",
+                f"a.model_id AS decided_by FROM experiment_log e JOIN ({STANDING_DECISIONS}) a "
+                "USING (order_id) WHERE list_contains(?, e.week)",
                 [list(weeks)],
             ).df()
         return frame
+
+    def standing_decisions(self, order_ids: Sequence[str]) -> pd.DataFrame:
+        """The standing decision of each of ``order_ids`` that has one (see
+        ``STANDING_DECISIONS``): ``order_id, arm, propensity, policy_arm, holdout, model_id,
+        week, decided_at`` (NULL for a weekly queue's)."""
+        ids = pd.DataFrame({"order_id": pd.Series(order_ids, dtype=object).astype(str)})
+        if not self.path.exists():
+            return pd.DataFrame(columns=[*STANDING_COLUMNS, "decided_at"])
+        with self.connect(read_only=True) as con:
+            con.register("wanted_ids", ids)
+            try:
+                return con.execute(
+                    f"SELECT a.* FROM ({STANDING_DECISIONS}) a "
+                    "SEMI JOIN wanted_ids w USING (order_id) ORDER BY order_id"
+                ).df()
+            finally:
+                con.unregister("wanted_ids")
 
     def record_report(self, week: str, path: str | Path, headline: Mapping[str, Any]) -> None:
         """Remember that the report of ``week`` was written to ``path``."""
@@ -531,21 +560,12 @@ class Store:
             {"arm": list(prices), "price": [float(v) for v in prices.values()]},
             columns=["arm", "price"],
         ).astype({"arm": object, "price": np.float64})
-        with self.connect() as con:
-            con.register("price_rows", rows)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute("DELETE FROM prices WHERE week = ?", [week])
-                con.execute(
-                    "INSERT INTO prices SELECT ?, arm, price, current_timestamp FROM price_rows",
-                    [week],
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("price_rows")
+        with self.connect() as con, _transaction(con, price_rows=rows):
+            con.execute("DELETE FROM prices WHERE week = ?", [week])
+            con.execute(
+                "INSERT INTO prices SELECT ?, arm, price, current_timestamp FROM price_rows",
+                [week],
+            )
 
     def prices(self, week: str | None = None) -> dict[str, float]:
         """The shadow prices of the newest week that has some (up to ``week``); {} when none."""
@@ -571,29 +591,20 @@ class Store:
         rows = _decision_rows(read_journal(path), str(path))
         if rows.empty:
             return 0
-        with self.connect() as con:
-            con.register("journal_rows", rows)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                found = con.execute(
-                    "SELECT count(*) FROM journal_rows j ANTI JOIN decisions d USING (decision_id)"
-                ).fetchone()
-                con.execute(
-                    "INSERT INTO decisions BY NAME SELECT j.*, false AS superseded, "
-                    "? AS source, current_timestamp AS imported_at "
-                    "FROM journal_rows j ANTI JOIN decisions d USING (decision_id)",
-                    [str(path)],
-                )
-                con.execute(
-                    "UPDATE decisions SET superseded = true WHERE NOT superseded AND decision_id "
-                    "IN (SELECT supersedes FROM decisions WHERE supersedes IS NOT NULL)"
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("journal_rows")
+        with self.connect() as con, _transaction(con, journal_rows=rows):
+            found = con.execute(
+                "SELECT count(*) FROM journal_rows j ANTI JOIN decisions d USING (decision_id)"
+            ).fetchone()
+            con.execute(
+                "INSERT INTO decisions BY NAME SELECT j.*, false AS superseded, "
+                "? AS source, current_timestamp AS imported_at "
+                "FROM journal_rows j ANTI JOIN decisions d USING (decision_id)",
+                [str(path)],
+            )
+            con.execute(
+                "UPDATE decisions SET superseded = true WHERE NOT superseded AND decision_id "
+                "IN (SELECT supersedes FROM decisions WHERE supersedes IS NOT NULL)"
+            )
         return int(found[0]) if found else 0
 
     def served_decisions(self, weeks: Sequence[str] | None = None) -> pd.DataFrame:
@@ -680,6 +691,29 @@ class Store:
             if hmac.compare_digest(digest, str(stored).encode()):
                 found = str(name)
         return found
+
+
+@contextmanager
+def _transaction(
+    con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction over ``con`` with ``frames`` registered as views by their names.
+
+    Everything in the block is committed together or rolled back together; the views are
+    dropped either way.
+    """
+    for name, frame in frames.items():
+        con.register(name, frame)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in frames:
+            con.unregister(name)
 
 
 def read_journal(path: str | Path) -> list[dict[str, Any]]:
@@ -784,15 +818,15 @@ def _decided_propensities(con: duckdb.DuckDBPyConnection, incoming: pd.DataFrame
     Only where the logged arm is the decided one: the decision's propensity is that arm's.
     Other orders keep the arm's share of the log (uniform randomisation assumed).
     """
-    if not con.execute("SELECT count(*) FROM assignments").fetchall()[0][0]:
+    if not con.execute(
+        "SELECT (SELECT count(*) FROM assignments) + (SELECT count(*) FROM decisions)"
+    ).fetchall()[0][0]:
         return incoming
     con.register("incoming_ids", incoming[["order_id", "arm"]])
     try:
         decided = con.execute(
-            "SELECT i.order_id, a.propensity AS decided FROM incoming_ids i JOIN ("
-            "  SELECT * FROM assignments "
-            "  QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY week DESC) = 1"
-            ") a ON a.order_id = i.order_id AND a.arm = i.arm"
+            "SELECT i.order_id, a.propensity AS decided FROM incoming_ids i "
+            f"JOIN ({STANDING_DECISIONS}) a ON a.order_id = i.order_id AND a.arm = i.arm"
         ).df()
     finally:
         con.unregister("incoming_ids")

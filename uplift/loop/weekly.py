@@ -33,7 +33,7 @@ import pandas as pd
 
 from uplift.data.files import table_output, write_outputs
 from uplift.data.leaks import refuse_leaks
-from uplift.data.log import CONTROL, ColumnMap, ExperimentLog, read_frame, read_log
+from uplift.data.log import CONTROL, ColumnMap, ExperimentLog, read_frame
 from uplift.data.normalize import check_week
 from uplift.data.project import Words
 from uplift.exceptions import ConfigError, SchemaError, StoreError
@@ -56,6 +56,7 @@ from uplift.loop.decisions import (
     loop_table,
     week_seed,
 )
+from uplift.loop.outcomes import JournalImport, import_journal, read_outcomes
 from uplift.loop.store import DEFAULT_STORE, IngestResult, ModelRecord, Store, file_sha256
 from uplift.loop.truth import read_truth, score_week
 from uplift.models import load_model, model_digest, read_card, save_model, train_uplift
@@ -103,6 +104,8 @@ class WeeklyConfig:
     out: Path = Path("reports")
     inbox: Path | None = None
     pending: Path | None = None
+    #: The service's decision journal, imported first (None: the one beside the store, if any).
+    journal: Path | None = None
     costs: Mapping[str, float] = field(default_factory=dict)
     capacity: Mapping[str, float] = field(default_factory=dict)
     budget: float = math.inf
@@ -137,6 +140,7 @@ class WeeklyResult:
     promoted: bool
     ingested: tuple[IngestResult, ...]
     queue: pd.DataFrame | None
+    journal: JournalImport | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,7 +178,7 @@ def ingest_inbox(
         if digest in seen:
             continue
         progress(f"ingesting {path.name}")
-        log = read_log(path, column_map=column_map, control=control)
+        log = read_outcomes(path, store, column_map=column_map, control=control)
         refuse_leaks(log, allow=allow)
         results.append(store.ingest(log, sha256=digest))
     return results
@@ -224,6 +228,8 @@ class WeeklyJob:
     def run(self, week: str | None = None) -> WeeklyResult:
         """Run every step for ``week`` (default: the newest week in the store)."""
         cfg = self.config
+        # The service's decisions first: the inbox's outcomes of served orders join them.
+        journal = import_journal(self.store, cfg.journal)
         ingested = (
             tuple(
                 ingest_inbox(
@@ -321,6 +327,7 @@ class WeeklyJob:
             contest.change.promoted,
             ingested,
             queue,
+            journal,
         )
 
     def _week(self, week: str | None) -> str:
