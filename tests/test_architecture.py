@@ -15,7 +15,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "uplift"
-STAGES = ("base", "data", "experiment", "models", "policy", "reports", "loop", "serve", "cli")
+STAGES = (
+    "base",
+    "data",
+    "experiment",
+    "models",
+    "policy",
+    "reports",
+    "loop",
+    "serve",
+    "spark",
+    "cli",
+)
 
 
 def module_name(path: Path) -> str:
