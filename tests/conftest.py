@@ -34,6 +34,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def hillstrom_here(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The Hillstrom log, run from a fresh working folder (where uplift.toml and outputs go)."""
+    monkeypatch.chdir(tmp_path)
+    return shared_data / "hillstrom" / "hillstrom.csv"
+
+
 class CliResult(NamedTuple):
     """What one run of the command line did (unpacks as exit code, stdout, stderr)."""
 

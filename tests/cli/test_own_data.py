@@ -22,13 +22,9 @@ PENDING = 3_000
 
 @pytest.mark.filterwarnings("default::uplift.exceptions.DataWarning")  # no order ids: row numbers
 def test_the_whole_workflow_on_hillstrom_from_a_project_file(
-    shared_data: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    uplift_cli: Callable[..., Any],
+    hillstrom_here: Path, tmp_path: Path, uplift_cli: Callable[..., Any]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    log = shared_data / "hillstrom" / "hillstrom.csv"
+    log = hillstrom_here
     raw = pd.read_csv(log)
     raw.drop(columns=["segment", "visit", "conversion", "spend"]).head(PENDING).to_csv(
         "pending.csv", index=False
@@ -77,13 +73,9 @@ def test_the_whole_workflow_on_hillstrom_from_a_project_file(
 
 @pytest.mark.filterwarnings("default::uplift.exceptions.DataWarning")
 def test_a_post_treatment_column_left_in_is_refused_by_name(
-    shared_data: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    uplift_cli: Callable[..., Any],
+    hillstrom_here: Path, tmp_path: Path, uplift_cli: Callable[..., Any]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    log = shared_data / "hillstrom" / "hillstrom.csv"
+    log = hillstrom_here
     mapping = ["--map", "arm=segment", "--map", "retained=visit", "--control", "No E-Mail"]
     mapping += ["--ignore", "spend"]  # the other outcome: conversion is the one forgotten
     for command in (

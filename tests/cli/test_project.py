@@ -190,13 +190,9 @@ def test_train_help_lists_the_learners() -> None:
 # Hillstrom has no order ids: the note that row numbers stand in for them is expected.
 @pytest.mark.filterwarnings("default::uplift.exceptions.DataWarning")
 def test_init_guesses_hillstrom_and_every_command_reads_it(
-    shared_data: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    uplift_cli: Callable[..., Any],
+    hillstrom_here: Path, tmp_path: Path, uplift_cli: Callable[..., Any]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    log = shared_data / "hillstrom" / "hillstrom.csv"
+    log = hillstrom_here
     code, out, err = uplift_cli("init", log)
     assert code == 0, err
     project = load_project(tmp_path / "uplift.toml")
