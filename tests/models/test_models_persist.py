@@ -152,7 +152,14 @@ def test_round_trip_predicts_the_same(log: ExperimentLog, model: UpliftModel, sa
 
 @pytest.mark.parametrize(
     ("learner", "order_value"),
-    [("s_lgbm", True), ("dr_lgbm", True), ("t_lgbm", False), ("dr_lgbm", False)],
+    [
+        ("s_lgbm", True),
+        ("dr_lgbm", True),
+        ("t_lgbm", False),
+        ("dr_lgbm", False),
+        ("s_blend", True),
+        ("s_blend", False),
+    ],
 )
 def test_our_learners_round_trip_exactly(
     log: ExperimentLog,

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 # The learners' names, for --help; kept in step with the catalog by a test.
 LEARNER_NAMES = (
-    "t_lgbm, s_lgbm, dr_lgbm, s_linear, causalml_t, causalml_s, causalml_x, causalml_r, "
-    "causalml_dr, econml_dr, econml_forest"
+    "t_lgbm, s_lgbm, dr_lgbm, s_linear, s_blend, causalml_t, causalml_s, causalml_x, "
+    "causalml_r, causalml_dr, econml_dr, econml_forest"
 )
 
 __all__: list[str] = []

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from uplift.exceptions import check_option
 from uplift.models.base import BaseUpliftModel
+from uplift.models.blend import BlendLearner
 
 # The adapters import causalml and econml themselves, on first fit: cheap to import here.
 from uplift.models.causalml_adapters import CausalMLLearner
@@ -14,16 +15,29 @@ from uplift.models.econml_adapters import EconMLLearner
 from uplift.models.learners import DRLearner, SLearner, TLearner
 from uplift.models.linear import LinearLearner
 
-__all__ = ["AUTO", "DEFAULT_CANDIDATES", "LEARNERS", "make_learner", "t_learner"]
+__all__ = [
+    "AUTO",
+    "BLEND_MEMBERS",
+    "DEFAULT_CANDIDATES",
+    "LEARNERS",
+    "make_learner",
+    "t_learner",
+]
 
 AUTO = "auto"
 #: What ``auto`` compares by default. The first is the default, kept unless another is clearly
 #: better (see :mod:`uplift.models.select`): our bagged S-learner, the best learner of the
-#: benchmark grid. The linear S-learner ranks best on Hillstrom's e-mails. causalml's
-#: X-learner and our T-learner trailed the S-learner in the grid, and each would add a fifth
-#: to the time of ``train`` at a million orders; our DR-learner fits one effect model per arm
-#: on every order.
+#: benchmark grid at 20,000 orders. The linear S-learner ranks best on Hillstrom's e-mails.
+#: ``s_blend``, the mean of the two, keeps the most of the oracle's net value on the grid as a
+#: whole and in every cell of 200,000 orders, but 2.5 to 3.2 points less than the S-learner at
+#: 20,000 (``benchmarks/results/grid.md``), and its linear half adds to the time and memory of
+#: ``train`` and ``predict`` at a million orders: a learner to name with ``--learner`` for
+#: large logs, not the default. causalml's X-learner and our T-learner trailed the S-learner in
+#: the grid, and each would add a fifth to the time of ``train`` at a million orders; our
+#: DR-learner fits one effect model per arm on every order.
 DEFAULT_CANDIDATES: tuple[str, ...] = ("s_lgbm", "s_linear")
+#: The learners whose equal mean a blend is (:mod:`uplift.models.blend`).
+BLEND_MEMBERS: dict[str, tuple[str, ...]] = {"s_blend": ("s_lgbm", "s_linear")}
 
 
 def t_learner(seed: int) -> TLearner:
@@ -55,6 +69,7 @@ _BUILDERS: dict[str, Callable[[int], BaseUpliftModel]] = {
     "dr_lgbm": _ours(DRLearner),
     # Deterministic (lbfgs / a direct solve): the seed has nothing to choose.
     "s_linear": lambda _seed: LinearLearner(),
+    "s_blend": _ours(BlendLearner),
     **{f"causalml_{k}": _causalml(k) for k in ("t", "s", "x", "r", "dr")},
     **{f"econml_{k}": _econml(k) for k in ("dr", "forest")},
 }

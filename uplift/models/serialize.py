@@ -25,6 +25,7 @@ from uplift.data.causes import FAMILIES, OTHER
 from uplift.data.files import to_json_ready
 from uplift.exceptions import ConfigError, ModelLoadError
 from uplift.models.base import FeatureEncoder
+from uplift.models.blend import BlendLearner, members_of
 from uplift.models.calibration import CalibrationReport, calibrator_from_dict
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner
 from uplift.models.linear import LinearLearner, base_width, numeric_columns
@@ -41,6 +42,7 @@ LEARNERS: dict[str, type[LightGBMLearner]] = {
     "SLearner": SLearner,
     "DRLearner": DRLearner,
     "LinearLearner": LinearLearner,
+    "BlendLearner": BlendLearner,
 }
 CLASSES = (*LEARNERS, "ControlOutcomeModel", "RiskModel")
 ROLES = ("retained_model", "revenue_model", "retained_base_model", "revenue_base_model")
@@ -124,6 +126,7 @@ def _learner(model: LightGBMLearner) -> dict[str, Any]:
         "feature_names_in": [str(c) for c in model.feature_names_in_],
         "encoder": _encoder(model.encoder_),
         **({"linear": _linear(model)} if isinstance(model, LinearLearner) else {}),
+        **({"linear": _linear(model.linear_)} if isinstance(model, BlendLearner) else {}),
     }
 
 
@@ -155,6 +158,8 @@ def _boosters(model: LightGBMLearner) -> list[lgb.Booster]:
         return list(model.models_)
     if isinstance(model, LinearLearner):
         return []  # its coefficients are numbers in model.json
+    if isinstance(model, BlendLearner):
+        return list(model.trees_.models_)  # and the linear member's numbers in model.json
     raise TypeError(f"not one of ours: {type(model).__name__}")
 
 
@@ -294,6 +299,13 @@ def _build_learner(
     if isinstance(model, LinearLearner):
         _check_boosters(boosters, 0, encoder, role)
         _build_linear(model, _obj(spec.get("linear"), f"{role}.linear"), role)
+        return model
+    if isinstance(model, BlendLearner):
+        model.trees_, model.linear_ = members_of(model)
+        arm_levels = list(range(1 + len(arms)))
+        _check_boosters(boosters, model.n_bags, encoder, role, extra=(ARM_FEATURE, arm_levels))
+        model.trees_.models_ = boosters
+        _build_linear(model.linear_, _obj(spec.get("linear"), f"{role}.linear"), role)
         return model
     if isinstance(model, SLearner):
         arm_levels = list(range(1 + len(arms)))
