@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from reference_lin import covariate_matrix, lin_estimate
 from scipy.stats import ttest_ind
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
@@ -22,7 +23,7 @@ from uplift.data.log import ColumnMap, ExperimentLog
 from uplift.data.simulate import ARMS, simulate
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.experiment.design import plan_design
-from uplift.experiment.inference import confidence_sequence, covariate_matrix, lin_estimate
+from uplift.experiment.inference import confidence_sequence
 from uplift.experiment.power import Correction
 from uplift.experiment.readout import adjust_p_values, arm_statistics, difference_in_means, readout
 

@@ -36,8 +36,10 @@ from uplift.loop.store import ModelRecord, Store
 from uplift.models import model_digest, read_card, save_model, train_uplift
 from uplift.models.uplift_model import UpliftModel
 from uplift.policy.ranking import rank_orders
-from uplift.serve.engine import MAX_BATCH, DecisionEngine, _Combiner, _hash_unit
+from uplift.serve.combiner import Combiner
+from uplift.serve.engine import MAX_BATCH, DecisionEngine
 from uplift.serve.journal import Journal, read_journal
+from uplift.serve.orders import hash_unit as serve_hash_unit
 from uplift.serve.pacing import allocate, fill
 from uplift.serve.settings import ServeSettings
 
@@ -304,10 +306,10 @@ def test_signals_that_only_change_format_are_the_same(world: World, tmp_path: Pa
 
 
 def test_the_hash_is_that_of_uplift_assign() -> None:
-    ids = pd.Series(["A-1", "17", "ü-ñ", "0017", "x" * 300])
+    ids = pd.Series(["A-1", "17", "ü-ñ", "0017", "x" * 300, *(f"o{k}" for k in range(500))])
     keys = ids.to_numpy(dtype=object)
-    np.testing.assert_array_equal(_hash_unit(keys, "salt"), hash_unit(ids, "salt"))
-    np.testing.assert_array_equal(_hash_unit(keys, ""), hash_unit(ids, ""))
+    np.testing.assert_array_equal(serve_hash_unit(keys, "salt"), hash_unit(ids, "salt"))
+    np.testing.assert_array_equal(serve_hash_unit(keys, ""), hash_unit(ids, ""))
 
 
 def test_a_batch_fills_an_arm_with_its_orders_of_most_value() -> None:
@@ -342,7 +344,9 @@ def test_concurrent_predictions_are_combined_and_errors_stay_with_their_call() -
         value = frame[["x"]].to_numpy(np.float64) * 2
         return value, frame["x"].to_numpy(np.float64), None
 
-    combiner = _Combiner(predict)
+    combiner: Combiner[Any, pd.DataFrame] = Combiner(
+        predict, lambda parts: pd.concat(parts, ignore_index=True)
+    )
     results: dict[int, Any] = {}
 
     def ask(k: int) -> None:

@@ -309,14 +309,24 @@ def readout(
     allow: AllowOption = None,
     config: ConfigOption = None,
     table: TableOption = "experiment_log",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="duckdb: sums computed straight from the file, rows never loaded (CSV, Parquet "
+            "or DuckDB); spark: sums computed by Spark from a Parquet file or directory "
+            "(pip install 'uplift[spark]')."
+        ),
+    ] = "duckdb",
+    spark_master: Annotated[
+        str,
+        typer.Option(help="Spark master for --engine spark, e.g. local[*] or spark://host:7077."),
+    ] = "local[*]",
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_outputs, write_json
-    from uplift.data.leaks import refuse_leaks
-    from uplift.data.log import read_log
     from uplift.experiment.design import Design
-    from uplift.experiment.readout import readout as read_out
 
+    check_option("--engine", engine, ("duckdb", "spark"))
     inputs = {"LOG": log_path, "--design": design_path, "--config": config}
     check_outputs(inputs, {"--json": json_path})
     planned = Design.read(design_path) if design_path is not None else None
@@ -329,25 +339,62 @@ def readout(
         allow=allow,
         default_control=planned.control if planned else CONTROL,
     )
-    log = read_log(log_path, column_map=settings.column_map, control=settings.control, table=table)
-    if adjust:
-        # Adjusting on a post-treatment column biases every effect: only covariates in use count.
-        unused = [f for f in log.features if covariate and f not in covariate]
-        refuse_leaks(log, allow=(*settings.allow, *unused))
-    result = read_out(
-        log,
-        design=planned,
-        alpha=alpha,
-        adjust=adjust,
-        covariates=covariate,
-        sequential=sequential,
-        segment=segment,
-    )
+    options: dict[str, Any] = {
+        "design": planned,
+        "alpha": alpha,
+        "adjust": adjust,
+        "covariates": covariate,
+        "sequential": sequential,
+        "segment": segment,
+    }
+    if engine == "spark":
+        result = _readout_spark(log_path, spark_master, settings, options)
+    else:
+        result = _readout_duckdb(log_path, table, settings, options)
     if json_path is not None:
         write_json(result.to_dict(), json_path)
     _print_readout(result, json_path)
     if result.srm_failed:
         raise typer.Exit(code=1)
+
+
+def _readout_duckdb(log_path: Path, table: str, settings: Any, options: dict[str, Any]) -> Readout:
+    """Sums straight from a Parquet or CSV file; the log is loaded only when its checks fail
+    (then the reader's own validation names the file, column and rows) or for DuckDB input."""
+    from uplift.data.log import read_log
+    from uplift.experiment.balance import refuse_table_leaks
+    from uplift.experiment.readout import readout_table
+    from uplift.experiment.scan import scan_file, table_from_log
+
+    found = scan_file(log_path, column_map=settings.column_map, control=settings.control)
+    if found is None:
+        log = read_log(
+            log_path, column_map=settings.column_map, control=settings.control, table=table
+        )
+        found = table_from_log(log)
+    covariates = options["covariates"]
+    if options["adjust"]:
+        # Adjusting on a post-treatment column biases every effect: only covariates in use count.
+        unused = [f for f in found.features if covariates and f not in covariates]
+        refuse_table_leaks(found, allow=(*settings.allow, *unused))
+    return readout_table(found, **options)
+
+
+def _readout_spark(log_path: Path, master: str, settings: Any, options: dict[str, Any]) -> Readout:
+    from uplift.spark.session import require_spark
+
+    require_spark()
+    from uplift.spark.readout import read_log_spark, readout_spark
+
+    frame = read_log_spark(log_path, master)
+    return readout_spark(
+        frame,
+        control=settings.control,
+        column_map=settings.column_map,
+        source=str(log_path),
+        allow=settings.allow,
+        **options,
+    )
 
 
 def _print_readout(result: Readout, json_path: Path | None) -> None:

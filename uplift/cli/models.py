@@ -35,7 +35,25 @@ LEARNER_NAMES = (
     "causalml_r, causalml_dr, econml_dr, econml_forest"
 )
 
-__all__: list[str] = []
+__all__ = ["ENGINES", "EngineOption", "SparkMasterOption", "spark_output_dir"]
+
+#: The engines of `uplift predict`, `rank` and `readout`: pandas on one machine (the default),
+#: or Spark for orders that do not fit one (uplift.spark; Parquet in and out).
+ENGINES = ("pandas", "spark")
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="pandas (one machine) or spark: reads a Parquet file or directory and writes a "
+        "Parquet directory (needs the spark extra, pyspark, and Java 17+).",
+    ),
+]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option(
+        "--spark-master", help="Spark master URL for --engine spark (e.g. yarn, spark://h:7077)."
+    ),
+]
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
@@ -154,8 +172,27 @@ def predict(
     config: ConfigOption = None,
     json_path: JsonOption = None,
     trust_model: TrustModelOption = False,
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = "local[*]",
 ) -> None:
     import pandas as pd
+
+    from uplift.exceptions import check_option
+
+    check_option("--engine", engine, ENGINES)
+    if engine == "spark":
+        _predict_on_spark(
+            orders_path,
+            model_dir,
+            out,
+            json_path,
+            trust_model,
+            spark_master,
+            log_settings(config, mapping, ignore, control, order_value=order_value),
+            given_control=control,
+            config=config,
+        )
+        return
 
     from uplift.data.files import (
         check_outputs,
@@ -196,3 +233,59 @@ def predict(
             f"note: a CSV file cannot record the control arm; rank these effects with "
             f"--control {model.control!r} (a .parquet file records it)"
         )
+
+
+def spark_output_dir(out: Path, option: str = "--out") -> None:
+    """Refuse a CSV target for --engine spark, which writes a Parquet directory."""
+    from uplift.exceptions import ConfigError
+
+    if out.suffix.lower() == ".csv":
+        raise ConfigError(
+            f"{option} {out}: --engine spark writes a directory of Parquet files; give a "
+            "directory name (e.g. effects.parquet)"
+        )
+
+
+def _predict_on_spark(
+    orders_path: Path,
+    model_dir: Path,
+    out: Path,
+    json_path: Path | None,
+    trust: bool,
+    master: str,
+    settings: LogSettings,
+    *,
+    given_control: str | None,
+    config: Path | None,
+) -> None:
+    """`uplift predict --engine spark`: the effects of every order, as a Parquet directory."""
+    from uplift.data.files import check_outputs
+    from uplift.spark.session import require_spark
+
+    spark_output_dir(out)
+    inputs = {"ORDERS": orders_path, "--model-dir": model_dir, "--config": config}
+    check_outputs(inputs, {"--json": json_path}, {"--out": out})
+    require_spark()  # one line and exit code 2 when pyspark or Java is missing
+    from uplift.spark.jobs import predict_job
+    from uplift.spark.session import spark_session
+
+    configured = settings.control if given_control or settings.project.control else None
+    with progress() as say:
+        say(f"starting Spark ({master})")
+        spark = spark_session(master)
+        say("scoring the orders on Spark")
+        done = predict_job(
+            spark,
+            orders_path,
+            model_dir,
+            out,
+            column_map=settings.column_map,
+            trust=trust,
+            check_model=lambda model: check_control(configured, model),
+            json_path=json_path,
+        )
+    console = make_console()
+    console.print(
+        f"wrote {done.orders:,} orders x {len(done.model.treatment_arms)} arms to {out} "
+        "(a Parquet directory)"
+    )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from uplift.cli.app import app, parse_numbers
+from uplift.cli.models import ENGINES, EngineOption, SparkMasterOption, spark_output_dir
 from uplift.cli.options import (
     CapacityOption,
     ConfigOption,
@@ -26,10 +28,12 @@ from uplift.exceptions import ConfigError, SchemaError, describe_rows
 if TYPE_CHECKING:
     import pandas as pd
 
+    from uplift.data.log import ColumnMap
     from uplift.data.project import Project
     from uplift.models.effects import Effects
     from uplift.models.uplift_model import UpliftModel
     from uplift.policy.ranking import Assignment
+    from uplift.spark.allocation import SparkAssignment
 
 __all__: list[str] = []
 
@@ -85,7 +89,33 @@ def rank(
     ignore: IgnoreOption = None,
     order_value: OrderValueOption = None,
     config: ConfigOption = None,
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = "local[*]",
 ) -> None:
+    from uplift.exceptions import check_option
+
+    check_option("--engine", engine, ENGINES)
+    if engine == "spark":
+        flags = _SparkRank(
+            model_dir=model_dir,
+            effects_path=effects_path,
+            cost=cost,
+            voucher=voucher,
+            capacity=capacity,
+            budget=budget,
+            holdout=holdout,
+            explore=explore,
+            seed=seed,
+            design=design,
+            json_path=json_path,
+            trust_model=trust_model,
+            control=control,
+            config=config,
+        )
+        settings = log_settings(config, mapping, ignore, order_value=order_value)
+        _rank_on_spark(orders_path, out, flags, settings.project, settings.column_map, spark_master)
+        return
+
     from uplift.data.files import (
         check_outputs,
         check_table_suffix,
@@ -216,7 +246,9 @@ def _design_costs(design: Path | None) -> dict[str, float]:
     return dict(Design.read(design).costs)
 
 
-def _print(assignment: Assignment, out: Path, costs: dict[str, float], project: Project) -> None:
+def _print(
+    assignment: Assignment | SparkAssignment, out: Path, costs: dict[str, float], project: Project
+) -> None:
     console = make_console()
     print_frame(console, f"queue written to {out}", assignment.summary, digits=6)
     used = ", ".join(f"{arm}={c:g}" for arm, c in sorted(costs.items())) or "none"
@@ -230,7 +262,7 @@ def _print(assignment: Assignment, out: Path, costs: dict[str, float], project: 
     console.print(_closing(assignment, project))
 
 
-def _closing(assignment: Assignment, project: Project) -> str:
+def _closing(assignment: Assignment | SparkAssignment, project: Project) -> str:
     """The last line: what the queue is expected to earn and how many orders each arm gets."""
     summary = assignment.summary.iloc[1:]  # the control arm first: no action, no value
     counts = dict(zip(summary["arm"].astype(str), summary["orders"].astype(int), strict=True))
@@ -252,4 +284,105 @@ def _payload(assignment: Assignment, out: Path) -> dict[str, Any]:
         "budget_price": assignment.budget_price,
         "params": dict(assignment.params),
         "summary": assignment.summary,
+    }
+
+
+@dataclass(frozen=True)
+class _SparkRank:
+    """The options of `uplift rank` that --engine spark passes on."""
+
+    model_dir: Path | None
+    effects_path: Path | None
+    cost: list[str] | None
+    voucher: list[str] | None
+    capacity: list[str] | None
+    budget: float | None
+    holdout: float | None
+    explore: float | None
+    seed: int
+    design: Path | None
+    json_path: Path | None
+    trust_model: bool
+    control: str | None
+    config: Path | None
+
+
+def _rank_on_spark(
+    orders_path: Path,
+    out: Path,
+    flags: _SparkRank,
+    project: Project,
+    column_map: ColumnMap,
+    master: str,
+) -> None:
+    """`uplift rank --engine spark`: the queue as a Parquet directory (see uplift.spark)."""
+    from uplift.data.files import check_outputs
+    from uplift.spark.session import require_spark
+
+    spark_output_dir(out)
+    if (flags.model_dir is None) == (flags.effects_path is None):
+        raise ConfigError("give exactly one of --model-dir DIR and --effects EFFECTS")
+    inputs = {
+        "ORDERS": orders_path,
+        "--model-dir": flags.model_dir,
+        "--effects": flags.effects_path,
+        "--design": flags.design,
+        "--config": flags.config,
+    }
+    check_outputs(inputs, {"--json": flags.json_path}, {"--out": out})
+    control = flags.control or project.control
+    # Later wins, as on pandas: the model's training costs, the project's, the design's, flags.
+    costs = {
+        **_card_costs(flags.model_dir),
+        **project.costs,
+        **_design_costs(flags.design),
+        **parse_numbers(flags.cost, "--cost"),
+    }
+    options = {
+        "vouchers": numbers(project.vouchers, flags.voucher, "--voucher"),
+        "capacity": numbers(project.capacities, flags.capacity, "--capacity"),
+        "budget": resolve(flags.budget, project.budget, None),
+        "holdout": resolve(flags.holdout, project.holdout, 0.0),
+        "explore": resolve(flags.explore, project.explore, 0.0),
+        "seed": flags.seed,
+    }
+    require_spark()  # one line and exit code 2 when pyspark or Java is missing
+    from uplift.spark.jobs import rank_job
+    from uplift.spark.session import spark_session
+
+    with progress() as say:
+        say(f"starting Spark ({master})")
+        spark = spark_session(master)
+        say("ranking the orders on Spark")
+        assignment, used = rank_job(
+            spark,
+            orders_path,
+            out,
+            column_map=column_map,
+            model_dir=flags.model_dir,
+            effects_path=flags.effects_path,
+            trust=flags.trust_model,
+            check_model=lambda model: check_control(control, model),
+            control=control,
+            costs=lambda model: costs,
+            options=options,
+            json_path=flags.json_path,
+            payload=lambda done, orders: _spark_payload(done, out, orders),
+        )
+    _print(assignment, out, used, project)
+
+
+def _spark_payload(assignment: SparkAssignment, out: Path, orders: int) -> dict[str, Any]:
+    """The --json of the Spark queue: the pandas engine's keys, and how prices were found."""
+    return {
+        "out": str(out),
+        "orders": orders,
+        "objective": assignment.objective,
+        "upper_bound": assignment.upper_bound,
+        "budget": assignment.budget,
+        "budget_used": assignment.budget_used,
+        "budget_price": assignment.budget_price,
+        "params": dict(assignment.params),
+        "summary": assignment.summary,
+        "certificate": dict(assignment.certificate),
     }

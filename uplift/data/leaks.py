@@ -47,8 +47,10 @@ Every feature is compared between each treatment arm and the control arm:
   :data:`MIN_EFFECT`. The second condition keeps a very large log from refusing a column for
   an imbalance too small to matter.
 
-Everything comes from per-arm sums taken with ``numpy.bincount``: one pass per column, no
-per-row Python.
+Everything comes from per-arm weighted sums (:class:`ColumnSums`): taken here with
+``numpy.bincount`` from a log in memory (one pass per column, no per-row Python), or by the SQL
+engine that holds a log too large for memory (:mod:`uplift.experiment.balance`), and handed to
+:func:`balance_from_sums` and :func:`leak_check`, which test them the same way.
 """
 
 from __future__ import annotations
@@ -69,9 +71,13 @@ __all__ = [
     "MAX_LEVELS",
     "MIN_EFFECT",
     "TABLE_COLUMNS",
+    "ColumnSums",
     "LeakCheck",
+    "balance_from_sums",
     "balance_table",
     "check_leaks",
+    "leak_check",
+    "leak_message",
     "refuse_leaks",
 ]
 
@@ -173,12 +179,27 @@ def balance_table(
     w2 = w * w
     sw = _sum_by(arm, w, len(arms))
     sw2 = _sum_by(arm, w2, len(arms))
+    sums = [(name, _column_sums(frame[name], arm, len(arms), w, w2)) for name in log.features]
+    return balance_from_sums(sums, arms, sw, sw2, alpha=alpha, min_effect=min_effect)
+
+
+def balance_from_sums(
+    sums: Sequence[tuple[str, ColumnSums]],
+    arms: Sequence[str],
+    sw: FloatArray,
+    sw2: FloatArray,
+    *,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+) -> pd.DataFrame:
+    """:func:`balance_table` from per-arm sums: ``sums`` per feature (arms in the order of
+    ``arms``, control first), ``sw`` and ``sw2`` the arms' sums of w and w^2."""
+    _check_levels(alpha, min_effect)
     rows = []
-    for name in log.features:
-        sums = _column_sums(frame[name], arm, len(arms), w, w2)
+    for name, column in sums:
         for index, arm_name in enumerate(arms[1:], start=1):
-            statistic, df, effect = _compare(sums, sw, sw2, index, 0)
-            rows.append((name, arm_name, sums.kind, df, statistic, effect))
+            statistic, df, effect = _compare(column, sw, sw2, index, 0)
+            rows.append((name, arm_name, column.kind, df, statistic, effect))
     table = pd.DataFrame(
         {
             "column": pd.Series([r[0] for r in rows], dtype=object),
@@ -219,9 +240,24 @@ def check_leaks(
         When ``allow`` names a column that is not a feature of the log, or ``alpha`` /
         ``min_effect`` are out of range.
     """
-    allowed = _allowed(log, allow)
+    allowed = _allowed(log.features, log.source, allow)
     table = balance_table(log, alpha=alpha, min_effect=min_effect)
     return LeakCheck(table, allowed, log.source, alpha, min_effect, log.propensity_given)
+
+
+def leak_check(
+    table: pd.DataFrame,
+    features: Sequence[str],
+    allow: Sequence[str],
+    source: str,
+    propensity_given: bool,
+    *,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+) -> LeakCheck:
+    """:func:`check_leaks` of a balance table made by :func:`balance_from_sums`."""
+    allowed = _allowed(features, source, allow)
+    return LeakCheck(table, allowed, source, alpha, min_effect, propensity_given)
 
 
 def refuse_leaks(
@@ -247,7 +283,7 @@ def refuse_leaks(
     """
     check = check_leaks(log, allow, alpha=alpha, min_effect=min_effect)
     if not check.passed:
-        raise SchemaError(_message(check, log.control, source or log.source))
+        raise SchemaError(leak_message(check, log.control, source or log.source))
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,18 +297,19 @@ def _check_levels(alpha: float, min_effect: float) -> None:
         raise ConfigError(f"min_effect must be a number >= 0; got {min_effect!r}")
 
 
-def _allowed(log: ExperimentLog, allow: Sequence[str]) -> tuple[str, ...]:
+def _allowed(features: Sequence[str], source: str, allow: Sequence[str]) -> tuple[str, ...]:
     names = (allow,) if isinstance(allow, str) else tuple(allow)
-    unknown = [str(n) for n in names if n not in log.features]
+    unknown = [str(n) for n in names if n not in features]
     if unknown:
         raise ConfigError(
-            f"{log.source}: --allow names column(s) {', '.join(unknown)} that are not features "
-            f"of the log; features: {', '.join(log.features) or 'none'}"
+            f"{source}: --allow names column(s) {', '.join(unknown)} that are not features "
+            f"of the log; features: {', '.join(features) or 'none'}"
         )
     return tuple(str(n) for n in names)
 
 
-def _message(check: LeakCheck, control: str, source: str) -> str:
+def leak_message(check: LeakCheck, control: str, source: str) -> str:
+    """The one-line message of a failed check: each refused column, its worst arm, the fix."""
     table = check.table[check.table["flagged"]]
     parts = []
     for column in check.refused:
@@ -306,7 +343,7 @@ def _message(check: LeakCheck, control: str, source: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Sums:
+class ColumnSums:
     """Per-arm weighted sums of one column's vector ``z`` (``d`` entries).
 
     ``swz`` and ``sw2z`` are arms x d (sums of ``w z`` and ``w^2 z``), ``swzz`` and ``sw2zz``
@@ -322,7 +359,7 @@ class _Sums:
 
 def _column_sums(
     column: pd.Series, arm: IntArray, n_arms: int, w: FloatArray, w2: FloatArray
-) -> _Sums:
+) -> ColumnSums:
     if _is_numeric(column):
         values = _numeric_values(column)
         missing = ~np.isfinite(values)
@@ -345,10 +382,12 @@ def _column_sums(
     sw2zz = np.zeros((n_arms, levels, levels))
     swzz[:, diagonal, diagonal] = swz  # one-hot: z z' is diagonal, z_j^2 = z_j
     sw2zz[:, diagonal, diagonal] = sw2z
-    return _Sums("levels", swz, sw2z, swzz, sw2zz)
+    return ColumnSums("levels", swz, sw2z, swzz, sw2zz)
 
 
-def _dense_sums(z: FloatArray, arm: IntArray, n_arms: int, w: FloatArray, w2: FloatArray) -> _Sums:
+def _dense_sums(
+    z: FloatArray, arm: IntArray, n_arms: int, w: FloatArray, w2: FloatArray
+) -> ColumnSums:
     d = z.shape[1]
     swz = np.zeros((n_arms, d))
     sw2z = np.zeros((n_arms, d))
@@ -361,7 +400,7 @@ def _dense_sums(z: FloatArray, arm: IntArray, n_arms: int, w: FloatArray, w2: Fl
             product = z[:, j] * z[:, k]
             swzz[:, j, k] = swzz[:, k, j] = _sum_by(arm, w * product, n_arms)
             sw2zz[:, j, k] = sw2zz[:, k, j] = _sum_by(arm, w2 * product, n_arms)
-    return _Sums("numeric", swz, sw2z, swzz, sw2zz)
+    return ColumnSums("numeric", swz, sw2z, swzz, sw2zz)
 
 
 def _sum_by(group: IntArray, values: FloatArray, groups: int) -> FloatArray:
@@ -404,7 +443,7 @@ def _level_codes(column: pd.Series) -> tuple[IntArray, int]:
 
 
 def _compare(
-    sums: _Sums, sw: FloatArray, sw2: FloatArray, arm: int, control: int
+    sums: ColumnSums, sw: FloatArray, sw2: FloatArray, arm: int, control: int
 ) -> tuple[float, int, float]:
     """Wald chi-square, its degrees of freedom and the effect size of ``arm`` vs ``control``."""
     mean_arm = sums.swz[arm] / sw[arm]

@@ -9,9 +9,12 @@ Welch's, exactly.
 
 The variance of a weighted mean is the linearised (sandwich) one, sum(w^2 (y - mean)^2) /
 sum(w)^2, scaled by n / (n - 1) so that it equals Welch's s^2 / n for equal weights; both come
-from :mod:`uplift.experiment.weighted`. All sums come from one DuckDB pass over the log, so ten
-million rows read out in seconds. Regression adjustment and always-valid intervals are in
-:mod:`uplift.experiment.inference`.
+from :mod:`uplift.experiment.weighted`. Every figure comes from per-arm (and per-segment) sums
+that the engine holding the rows computes: DuckDB over a Parquet or CSV file
+(:func:`uplift.experiment.scan.scan_file`) or over an in-memory log, or Spark
+(:mod:`uplift.spark.readout`); :func:`readout_table` turns the sums into the readout, so ten
+million rows read out in seconds without ever being held in memory. Regression adjustment is in
+:mod:`uplift.experiment.adjustment`, always-valid intervals in :mod:`uplift.experiment.inference`.
 """
 
 from __future__ import annotations
@@ -25,13 +28,23 @@ import pandas as pd
 
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import ConfigError, SchemaError, check_option
+from uplift.experiment.adjustment import adjusted_effects
 from uplift.experiment.design import Design
-from uplift.experiment.inference import adjusted_effects, confidence_sequence, interval, too_large
+from uplift.experiment.inference import MAX_MAGNITUDE, confidence_sequence, interval
+from uplift.experiment.logtable import LogTable
 from uplift.experiment.power import CORRECTIONS, Correction
 from uplift.experiment.sample_ratio import SampleRatioCheck, check_sample_ratio
-from uplift.experiment.weighted import estimates, sufficient_statistics
+from uplift.experiment.scan import table_from_log
+from uplift.experiment.weighted import estimates, sums_query
 
-__all__ = ["Readout", "adjust_p_values", "arm_statistics", "difference_in_means", "readout"]
+__all__ = [
+    "Readout",
+    "adjust_p_values",
+    "arm_statistics",
+    "difference_in_means",
+    "readout",
+    "readout_table",
+]
 
 #: Metric name -> SQL expression of its per-order outcome.
 METRIC_OUTCOMES: dict[str, str] = {
@@ -164,6 +177,34 @@ def readout(
     ``sequential`` adds always-valid intervals, tuned to the design's planned sample size when
     a design is given; ``segment`` names a categorical column to break the effects down by.
     """
+    return readout_table(
+        table_from_log(log),
+        design=design,
+        alpha=alpha,
+        correction=correction,
+        adjust=adjust,
+        covariates=covariates,
+        sequential=sequential,
+        segment=segment,
+    )
+
+
+def readout_table(
+    log: LogTable,
+    *,
+    design: Design | None = None,
+    alpha: float | None = None,
+    correction: Correction | None = None,
+    adjust: bool = False,
+    covariates: Sequence[str] | None = None,
+    sequential: bool = False,
+    segment: str | None = None,
+) -> Readout:
+    """:func:`readout` of a log held by an SQL engine (a file, a frame, a Spark DataFrame).
+
+    Only sums leave the engine: per arm, per segment and arm, and with ``adjust`` the
+    covariates' cross-products and the residual sums (:mod:`uplift.experiment.adjustment`).
+    """
     alpha = alpha if alpha is not None else design.alpha if design else 0.05
     correction = correction or (design.correction if design else "holm")
     check_option("correction", correction, CORRECTIONS)
@@ -175,12 +216,10 @@ def readout(
             f"control {log.control!r}; pass --control {design.control}"
         )
     metrics = _metrics(log)
-    if "revenue" in log.frame.columns:
-        problem = too_large(log.frame["revenue"])
-        if problem is not None:
-            raise SchemaError(f"{log.source}: column revenue {problem}; fix or drop those rows")
+    if log.has("revenue"):
+        _refuse_huge_revenue(log)
     notes = list(log.notes)
-    stats = arm_statistics(outcome_moments(log.frame, ["arm"], metrics), metrics)
+    stats = arm_statistics(outcome_moments(log, ["arm"], metrics), metrics)
     weighted = bool((stats["propensity_max"] - stats["propensity_min"] > 1e-12).any())
     srm = _sample_ratio(log, design, stats, weighted, notes)
     effects = compare_arms(stats, log.control, metrics, alpha=alpha, correction=correction)
@@ -218,28 +257,50 @@ def readout(
 # Aggregation
 
 
-def _metrics(log: ExperimentLog) -> list[str]:
+def _metrics(log: LogTable) -> list[str]:
     metrics = []
-    if log.has_retained:
+    if log.has("retained"):
         metrics += ["cancel_rate", "retained_rate"]
-    if log.has_revenue:
+    if log.has("revenue"):
         metrics.append("revenue_per_order")
     return metrics
 
 
-def outcome_moments(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+def _refuse_huge_revenue(log: LogTable) -> None:
+    """Revenue beyond 2**53 (or infinite) is a data error whose square would overflow."""
+    condition = "NOT coalesce(abs(revenue) <= ? OR isnan(revenue), true)"
+    found = log.query(f"SELECT {log.dialect.count_if(condition)} AS n FROM log", [MAX_MAGNITUDE])
+    if int(found["n"].iloc[0]) > 0:
+        rows = log.rows_where(condition, [MAX_MAGNITUDE])
+        raise SchemaError(
+            f"{log.source}: column revenue has values beyond ±{MAX_MAGNITUDE:.3g} in {rows}; "
+            "fix or drop those rows"
+        )
+
+
+def outcome_moments(
+    log: LogTable,
+    by: Sequence[str],
+    metrics: Sequence[str],
+    segment: str | None = None,
+    params: Sequence[Any] = (),
+) -> pd.DataFrame:
     """Per group of ``by``: n, the sums of w and w^2, and per metric sums of w y, w^2 y, w^2 y^2.
 
     ``w`` is 1 / propensity; see :func:`uplift.experiment.weighted.sufficient_statistics`.
     ``propensity_min`` and ``propensity_max`` tell whether the weights vary within a group.
+    ``segment``, when given, is the SQL of the ``segment`` key, with its ``params``.
     """
-    columns = [*by, "propensity", *(c for c in ("retained", "revenue") if c in frame.columns)]
-    return sufficient_statistics(
-        frame[list(dict.fromkeys(columns))],
+    relation = "log" if segment is None else f"(SELECT *, {segment} AS segment FROM log) AS s"
+    query = sums_query(
+        relation,
         by,
         {m: METRIC_OUTCOMES[m] for m in metrics},
         extra={"propensity_min": "min(propensity)", "propensity_max": "max(propensity)"},
+        quote=log.dialect.quote,
+        total=log.dialect.total,
     )
+    return log.query(query, params)
 
 
 def arm_statistics(moments: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -389,7 +450,7 @@ def _with_sequence(
 
 
 def _sample_ratio(
-    log: ExperimentLog,
+    log: LogTable,
     design: Design | None,
     stats: pd.DataFrame,
     weighted: bool,
@@ -413,28 +474,46 @@ def _sample_ratio(
 
 
 def _segments(
-    log: ExperimentLog, column: str, metrics: list[str], alpha: float, correction: Correction
+    log: LogTable, column: str, metrics: list[str], alpha: float, correction: Correction
 ) -> pd.DataFrame:
-    if column not in log.frame.columns or column in ("arm", "order_id"):
+    if not log.has(column) or column in ("arm", "order_id"):
+        present = [c for c in log.columns if c not in ("arm", "order_id")]
         raise SchemaError(
-            f"{log.source}: segment column {column!r} not found; columns: "
-            f"{', '.join(c for c in log.frame.columns if c not in ('arm', 'order_id'))}"
+            f"{log.source}: segment column {column!r} not found; columns: {', '.join(present)}"
         )
-    levels = log.frame[column].nunique(dropna=False)
+    quoted = log.dialect.quote(column)
+    found = log.query(f"SELECT count(DISTINCT {quoted}) + max(CASE WHEN {quoted} IS NULL "
+                      f"THEN 1 ELSE 0 END) AS levels FROM log")  # fmt: skip
+    levels = int(found["levels"].iloc[0])
     if levels > MAX_SEGMENTS:
         raise ConfigError(
             f"{log.source}: segment column {column!r} has {levels} distinct values; a segment "
             f"must be categorical (at most {MAX_SEGMENTS}); bin it into a new column first"
         )
-    needed = ["arm", "propensity", *(c for c in ("retained", "revenue") if c in log.frame)]
-    frame = log.frame[needed].assign(segment=log.frame[column].astype(str))
-    stats = arm_statistics(outcome_moments(frame, ["segment", "arm"], metrics), metrics)
+    segment, params = _segment_labels(log, column)
+    stats = arm_statistics(
+        outcome_moments(log, ["segment", "arm"], metrics, segment, params), metrics
+    )
     return compare_arms(
         stats, log.control, metrics, alpha=alpha, correction=correction, by=["segment"]
     )
 
 
-def _arm_table(stats: pd.DataFrame, log: ExperimentLog) -> pd.DataFrame:
+def _segment_labels(log: LogTable, column: str) -> tuple[str, tuple[Any, ...]]:
+    """SQL of the segment's label: each value as pandas writes it as text; missing stays so."""
+    quoted = log.dialect.quote(column)
+    values = log.query(f"SELECT DISTINCT {quoted} AS v FROM log")["v"]
+    present = values[values.notna()]
+    labels = present.astype(str).tolist()
+    raw = [v.item() if isinstance(v, np.generic) else v for v in present.tolist()]
+    if log.kinds.get(column) == "text":
+        return quoted, ()
+    cases = " ".join("WHEN ? THEN ?" for _ in raw)
+    params = tuple(p for value, label in zip(raw, labels, strict=True) for p in (value, label))
+    return f"(CASE {quoted} {cases} END)", params
+
+
+def _arm_table(stats: pd.DataFrame, log: LogTable) -> pd.DataFrame:
     table = pd.DataFrame({"arm": stats["arm"], "n": stats["n"]})
     table["share"] = table["n"] / table["n"].sum()
     for m in METRIC_OUTCOMES:

@@ -26,7 +26,7 @@ column          sum over the group   when s = 1
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
 import numpy as np
@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from uplift.data.sql import quote_identifier
 
-__all__ = ["estimates", "ratio_estimate", "sufficient_statistics"]
+__all__ = ["estimates", "ratio_estimate", "sufficient_statistics", "sums_query"]
 
 FloatArray = NDArray[np.float64]
 
@@ -58,27 +58,47 @@ def sufficient_statistics(
     are compensated (``fsum``), so results do not depend on how DuckDB splits the work between
     threads.
     """
-    keys = ", ".join(quote_identifier(k) for k in by)
+    query = sums_query("frame", by, outcomes, weight=weight, scale=scale, extra=extra)
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        return con.execute(query).df()
+
+
+def sums_query(
+    relation: str,
+    by: Sequence[str],
+    outcomes: Mapping[str, str],
+    *,
+    weight: str = "1.0 / propensity",
+    scale: str | None = None,
+    extra: Mapping[str, str] | None = None,
+    quote: Callable[[str], str] = quote_identifier,
+    total: str = "fsum",
+) -> str:
+    """The query of :func:`sufficient_statistics` over ``relation``, in any engine's SQL.
+
+    ``quote`` quotes identifiers and ``total`` names the sum (DuckDB's ``fsum``, Spark's
+    ``sum``), so that the readout asks DuckDB and Spark for the same sums.
+    """
+    keys = ", ".join(quote(k) for k in by)
     s = "" if scale is None else " * _s"
     # The inner query keeps every column (``extra`` may use any); _w, _s, _y<i> are ours.
     inner = [f"({weight}) AS _w", *([] if scale is None else [f"({scale}) AS _s"])]
-    sums = [f"count(*) AS n, fsum(_w{s}) AS sw, fsum(_w * _w{s}{s}) AS sw2"]
+    sums = [f"count(*) AS n, {total}(_w{s}) AS sw, {total}(_w * _w{s}{s}) AS sw2"]
     for i, (name, expression) in enumerate(outcomes.items()):
         y = f"_y{i}"
         inner.append(f"({expression}) AS {y}")
         sums.append(
-            f"fsum(_w * {y}) AS {quote_identifier('sw_' + name)}, "
-            f"fsum(_w * _w * {y}{s}) AS {quote_identifier('sw2_' + name)}, "
-            f"fsum(_w * _w * {y} * {y}) AS {quote_identifier('sw2y2_' + name)}"
+            f"{total}(_w * {y}) AS {quote('sw_' + name)}, "
+            f"{total}(_w * _w * {y}{s}) AS {quote('sw2_' + name)}, "
+            f"{total}(_w * _w * {y} * {y}) AS {quote('sw2y2_' + name)}"
         )
-    sums += [f"{aggregate} AS {quote_identifier(n)}" for n, aggregate in (extra or {}).items()]
-    query = (
+    sums += [f"{aggregate} AS {quote(n)}" for n, aggregate in (extra or {}).items()]
+    return (
         f"SELECT {keys}, {', '.join(sums)} "
-        f"FROM (SELECT *, {', '.join(inner)} FROM frame) GROUP BY {keys} ORDER BY {keys}"
+        f"FROM (SELECT *, {', '.join(inner)} FROM {relation}) AS t "
+        f"GROUP BY {keys} ORDER BY {keys}"
     )
-    with duckdb.connect() as con:
-        con.register("frame", frame)
-        return con.execute(query).df()
 
 
 def ratio_estimate(

@@ -19,10 +19,12 @@ from uplift.models.trees import Forest, compiled
 
 __all__ = [
     "CAUSES",
+    "CAUSE_LABELS",
     "NO_CAUSE",
     "FamilyForest",
     "contribution_forest",
     "dominant_cause",
+    "dominant_codes",
     "logit_column",
 ]
 
@@ -30,6 +32,8 @@ __all__ = [
 CAUSES: tuple[str, ...] = (*FAMILIES, OTHER)
 #: The cause of an order no family pushes above an average order.
 NO_CAUSE = "none"
+#: Every value of a cause: the families, then :data:`NO_CAUSE`.
+CAUSE_LABELS: tuple[str, ...] = (*CAUSES, NO_CAUSE)
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, as trees.py reads it
 _NUMERIC, _CATEGORICAL = 1, 2
 
@@ -48,14 +52,21 @@ def dominant_cause(logits: FloatArray) -> tuple[pd.Categorical[str], FloatArray]
     """Per row of ``logits`` (rows x :data:`CAUSES`): the family of the largest part
     (:data:`NO_CAUSE` when none is above 0) and that part over the sum of the positive parts
     (NaN for none)."""
+    codes, share = dominant_codes(logits)
+    cause = pd.Categorical.from_codes(codes, categories=pd.Index(CAUSE_LABELS))
+    return cause, share
+
+
+def dominant_codes(logits: FloatArray) -> tuple[NDArray[np.int64], FloatArray]:
+    """:func:`dominant_cause` as positions in :data:`CAUSE_LABELS` (no pandas: a service
+    scoring one order at a time cannot afford a Categorical per call)."""
     top = logits.argmax(axis=1)
     largest = logits[np.arange(len(logits)), top]
     positive = np.where(logits > 0, logits, 0.0).sum(axis=1)
     risky = largest > 0
-    codes = np.where(risky, top, len(CAUSES))
-    cause = pd.Categorical.from_codes(codes, categories=pd.Index([*CAUSES, NO_CAUSE]))
+    codes = np.where(risky, top, len(CAUSES)).astype(np.int64)
     share = np.divide(largest, positive, out=np.full(len(logits), np.nan), where=risky)
-    return cause, share
+    return codes, share
 
 
 @dataclass(frozen=True, eq=False)

@@ -123,30 +123,49 @@ class RiskModel:
     def contributions(self, encoded: pd.DataFrame) -> FloatArray:
         """Each family's part of the raw score (rows x :data:`CAUSES`) of encoded inputs; with
         :attr:`expected_value` they add up to the booster's raw score."""
-        out = np.zeros((len(encoded), len(CAUSES)))
-        if not len(encoded):
-            return out
-        tables = self._tables
-        if tables is not None:
+        if self._tables is not None:
             try:
                 columns = feature_columns(encoded, self.booster.pandas_categorical)
             except ValueError:
                 pass  # LightGBM below says what is wrong
             else:
-                out[:, tables.columns] = tables.forest.evaluate(columns, predict_threads())
-                return out
+                logits = self.column_contributions(columns, len(encoded))
+                assert logits is not None  # there are tables
+                return logits
+        out = np.zeros((len(encoded), len(CAUSES)))
+        if not len(encoded):
+            return out
         shap = self.booster.predict(encoded, pred_contrib=True, num_threads=predict_threads())
         np.add.at(out.T, self._family_index, np.asarray(shap)[:, :-1].T)
         return out
+
+    def column_contributions(
+        self, columns: Sequence[FloatArray], rows: int, threads: int | None = None
+    ) -> FloatArray | None:
+        """:meth:`contributions` of inputs already read as the booster reads a frame (one
+        float64 array per input, :func:`~uplift.models.trees.feature_columns`), on
+        ``threads`` (None: :func:`~uplift.models.learners.predict_threads`); None when the
+        booster's trees have no tables (then only :meth:`contributions` can tell)."""
+        tables = self._tables
+        if tables is None:
+            return None
+        out = np.zeros((rows, len(CAUSES)))
+        if rows:
+            threads = predict_threads() if threads is None else threads
+            out[:, tables.columns] = tables.forest.evaluate(columns, threads)
+        return out
+
+    def risk_of(self, logits: FloatArray) -> FloatArray:
+        """The calibrated risk of orders whose family parts of the raw score are ``logits``."""
+        return self.calibrator.predict(self.expected_value + logits.sum(axis=1))
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """Risk, cause, cause_share and ``logit_<family>`` of every order of ``X`` (its index)."""
         encoded = self.encoder.transform(X)
         logits = self.contributions(encoded)
-        raw = self.expected_value + logits.sum(axis=1)
         cause, share = dominant_cause(logits)
         frame = pd.DataFrame(
-            {"risk": self.calibrator.predict(raw), "cause": cause, "cause_share": share},
+            {"risk": self.risk_of(logits), "cause": cause, "cause_share": share},
             index=X.index,
         )
         for k, family in enumerate(CAUSES):

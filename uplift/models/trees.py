@@ -58,6 +58,8 @@ except ImportError:  # pragma: no cover - numba is a dependency; without it Ligh
 __all__ = [
     "MAX_TABLE",
     "Forest",
+    "arms_forest",
+    "boosters_forest",
     "compiled",
     "feature_columns",
     "predict_arms",
@@ -480,18 +482,41 @@ def forest_of(boosters: tuple[lgb.Booster, ...]) -> Forest | None:
     return Forest.of(boosters)
 
 
+def boosters_forest(boosters: Sequence[lgb.Booster], n_inputs: int) -> Forest | None:
+    """The tables :func:`predict_boosters` evaluates for ``boosters`` on ``n_inputs`` columns
+    (read with ``boosters[0].pandas_categorical``), or None when LightGBM predicts instead."""
+    if not boosters or compiled() is None:
+        return None
+    levels = [b.pandas_categorical for b in boosters]
+    same_inputs = all(b.num_feature() == n_inputs for b in boosters) and all(
+        level == levels[0] for level in levels
+    )
+    return forest_of(tuple(boosters)) if same_inputs else None
+
+
+def arms_forest(boosters: Sequence[lgb.Booster], n_inputs: int, arms: int) -> Forest | None:
+    """The tables :func:`predict_arms` evaluates for S-learner ``boosters`` on ``n_inputs``
+    columns and the arm (read with ``boosters[0].pandas_categorical[:-1]``), or None when
+    LightGBM predicts instead."""
+    if not boosters or compiled() is None:
+        return None
+    levels = [list(b.pandas_categorical or []) for b in boosters]
+    fits = all(
+        b.num_feature() == n_inputs + 1 and level == levels[0]
+        for b, level in zip(boosters, levels, strict=True)
+    ) and levels[0][-1:] == [list(range(arms))]
+    forest = forest_of(tuple(boosters)) if fits else None
+    return forest if forest is not None and forest.kind[n_inputs] != NUMERIC else None
+
+
 def predict_boosters(boosters: Sequence[lgb.Booster], X: pd.DataFrame, threads: int) -> FloatArray:
     """Each booster's prediction on ``X`` (rows x boosters), equal to ``booster.predict(X)``."""
     if len(X) == 0 or not boosters:
         return np.empty((len(X), len(boosters)))
-    levels = [b.pandas_categorical for b in boosters]
-    same_inputs = all(b.num_feature() == X.shape[1] for b in boosters) and all(
-        level == levels[0] for level in levels
-    )
-    forest = forest_of(tuple(boosters)) if compiled() is not None and same_inputs else None
+    forest = boosters_forest(boosters, X.shape[1])
     if forest is not None:
         try:
-            columns = feature_columns(X, levels[0])
+            columns = feature_columns(X, boosters[0].pandas_categorical)
         except ValueError:
             pass  # LightGBM says what is wrong
         else:
@@ -509,15 +534,10 @@ def predict_arms(
     """
     if len(X) == 0 or not boosters:
         return np.empty((len(X), len(boosters), arms))
-    levels = [list(b.pandas_categorical or []) for b in boosters]
-    fits = all(
-        b.num_feature() == X.shape[1] + 1 and level == levels[0]
-        for b, level in zip(boosters, levels, strict=True)
-    ) and levels[0][-1:] == [list(range(arms))]
-    forest = forest_of(tuple(boosters)) if compiled() is not None and fits else None
-    if forest is not None and forest.kind[X.shape[1]] != NUMERIC:
+    forest = arms_forest(boosters, X.shape[1], arms)
+    if forest is not None:
         try:
-            columns = feature_columns(X, levels[0][:-1])
+            columns = feature_columns(X, list(boosters[0].pandas_categorical or [])[:-1])
         except ValueError:
             pass
         else:

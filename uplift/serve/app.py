@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import signal
@@ -47,17 +48,18 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 import anyio
 import pydantic_core
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, with_config
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing_extensions import TypedDict
 
 from uplift._version import __version__
 from uplift.exceptions import SchemaError, StoreError
@@ -73,6 +75,7 @@ __all__ = [
     "Engine",
     "KeyCache",
     "make_app",
+    "settle_heap",
 ]
 
 logger = logging.getLogger("uplift.serve")
@@ -110,19 +113,20 @@ class Engine(Protocol):
 
 
 # ------------------------------------------------------------------------- request models
-class Order(BaseModel):
+# The request is validated into plain dicts (TypedDicts, not models): the engine takes dicts,
+# and building models to dump them again cost 8 ms of the 11 ms that reading a body of 1,000
+# orders took (3 ms as dicts). pydantic reads TypedDicts from typing_extensions below 3.12.
+@with_config(ConfigDict(extra="allow"))
+class Order(TypedDict):
     """One order: its id, what it is worth, and any signal fields the model reads."""
-
-    model_config = ConfigDict(extra="allow")
 
     order_id: Annotated[StrictStr, Field(min_length=1, max_length=200)] | StrictInt
     order_value: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 
 
-class DecisionRequest(BaseModel):
+@with_config(ConfigDict(extra="forbid"))
+class DecisionRequest(TypedDict):
     """The body of ``POST /v1/decisions``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     orders: Annotated[list[Order], Field(min_length=1, max_length=MAX_ORDERS)]
 
@@ -523,6 +527,20 @@ class Batcher:
 
 
 # -------------------------------------------------------------------------- the reloader
+def settle_heap() -> None:
+    """Keep the garbage collector's full passes off the objects alive now (modules, model).
+
+    A full pass walks every object the collector tracks, some 300,000 once pandas, LightGBM
+    and a model are loaded: 150 ms on the 2-core machine, during which no request is
+    answered. Frozen objects are skipped by every pass (those freed by their reference count
+    still go). Called at start and after a new model came in: the heap is unfrozen and
+    collected first, so that a replaced model does not stay frozen for ever.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 async def _reload_once(engine: Engine, metrics: ServiceMetrics) -> None:
     """Ask the engine for a newer champion now (``interval=0``: this task keeps the time)."""
     before = engine.model_id
@@ -542,6 +560,7 @@ async def _reload_once(engine: Engine, metrics: ServiceMetrics) -> None:
     elif changed:
         metrics.count_reload()
         logger.warning("model %s now decides (was %s)", engine.model_id, before)
+        await anyio.to_thread.run_sync(settle_heap)
 
 
 async def _reload_loop(
@@ -586,6 +605,7 @@ def make_app(
         wake.append(asyncio.Event())
         loop = asyncio.get_running_loop()
         task = loop.create_task(_reload_loop(engine, metrics, reload_seconds, wake[0]))
+        settle_heap()
         hangup = False
         if reload_on_sighup and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
@@ -651,7 +671,8 @@ def make_app(
         summary="Decide the arm of each order",
     )
     async def decisions(body: DecisionRequest) -> Response:
-        orders = body.model_dump()["orders"]
+        # Each order is the dict read from the body, its extra fields (the signals) included.
+        orders = cast(list[dict[str, Any]], body["orders"])
         try:
             decided = await batcher.decide(orders)
         except SchemaError as error:

@@ -32,13 +32,17 @@ For every order (a dict of ``order_id``, ``order_value`` and the model's feature
 
 The model is swapped atomically by :meth:`DecisionEngine.reload`: a call in flight finishes on
 the model it started with (unless the new model's arms differ: then it is scored again).
-Calls arriving together are predicted together (:class:`_Combiner`): a prediction costs about
-as much for one order as for a hundred, so concurrent single-order calls share it.
+Calls arriving together are predicted together (:class:`~uplift.serve.combiner.Combiner`): a
+prediction has a fixed cost per call, so concurrent single-order calls share it.
+
+The engine's parts: :mod:`uplift.serve.orders` checks a call's orders and builds their inputs,
+signatures and hash draws; :mod:`uplift.serve.scoring` predicts net values, risk and cause (for
+a few orders through :mod:`uplift.serve.fastpath`); :mod:`uplift.serve.pacing` allocates and
+prices the arms; :mod:`uplift.serve.journal` makes the decisions durable.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import threading
@@ -51,15 +55,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
-from uplift.exceptions import ConfigError, SchemaError, StoreError, UpliftError
-from uplift.loop.store import ModelRecord, Store
-from uplift.loop.weekly import load_registered
-from uplift.models.base import FeatureEncoder
-from uplift.models.uplift_model import UpliftModel
+from uplift.exceptions import SchemaError, StoreError, UpliftError
+from uplift.loop.store import Store
+from uplift.serve.combiner import Combiner, Predicted
 from uplift.serve.journal import Journal, read_journal
+from uplift.serve.orders import MAX_BATCH, Batch, OrderInputs, prepare
 from uplift.serve.pacing import (
     Pacer,
     allocate,
@@ -68,16 +70,14 @@ from uplift.serve.pacing import (
     period_key,
     reasons,
 )
+from uplift.serve.scoring import Deployed, Scores, check_model, deploy, merge, predict
 from uplift.serve.settings import ServeSettings
 
-__all__ = ["MAX_BATCH", "DecisionEngine", "utc_now"]
+__all__ = ["MAX_BATCH", "RESPONSE_FIELDS", "DecisionEngine", "utc_now"]
 
-FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Clock = Callable[[], datetime]
 
-#: Orders per call, all predicted in one vectorised pass.
-MAX_BATCH = 10_000
 #: Fields of a response, in order.
 RESPONSE_FIELDS = (
     "order_id",
@@ -90,9 +90,6 @@ RESPONSE_FIELDS = (
     "risk",
     "cause",
 )
-_EXPLORE_SALT = ":explore"
-# 13 hex digits = 52 bits, as uplift.experiment.assignment.hash_unit.
-_HASH_HEX_DIGITS = 13
 
 
 def utc_now() -> datetime:
@@ -100,33 +97,32 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# --------------------------------------------------------------------------------------------
-# What the engine holds
-
-
-@dataclass(frozen=True, eq=False)
-class _Deployed:
-    """A loaded champion: its record, the model, and which inputs it reads as numbers."""
-
-    record: ModelRecord
-    model: UpliftModel
-    numeric: frozenset[str] | None
-
-    @property
-    def arms(self) -> tuple[str, ...]:
-        return self.model.treatment_arms
-
-
 class _Commit:
-    """The journal write of one call's decisions: others returning them wait for it."""
+    """The journal write of one call's decisions: others returning them wait for it.
 
-    __slots__ = ("done", "error")
+    Once the write is over the commit lets go of its Event: every standing decision of the
+    week keeps its commit, and an Event is eight objects for the garbage collector to walk,
+    so that a week of single-order calls would make its full passes stall the service.
+    """
+
+    __slots__ = ("_pending", "error")
 
     def __init__(self, durable: bool = False) -> None:
-        self.done = threading.Event()
+        self._pending: threading.Event | None = None if durable else threading.Event()
         self.error: BaseException | None = None
-        if durable:
-            self.done.set()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The write is over (``error``: it failed): wake those waiting for it."""
+        self.error = error  # before the Event goes: a waiter that finds none reads the error
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.set()
+
+    def wait(self) -> None:
+        """Return once the write is over (read :attr:`error` then)."""
+        pending = self._pending
+        if pending is not None:
+            pending.wait()
 
 
 _DURABLE = _Commit(durable=True)
@@ -143,141 +139,6 @@ class _Standing:
     commit: _Commit
 
 
-@dataclass(frozen=True, eq=False)
-class _Batch:
-    """One call's orders, validated: ids, model inputs, signal signatures and hash draws."""
-
-    ids: list[Any]
-    keys: NDArray[np.object_]
-    frame: pd.DataFrame
-    signatures: NDArray[np.object_]
-    hold: FloatArray
-    pick: FloatArray
-
-
-@dataclass(frozen=True, eq=False)
-class _Scores:
-    """Predictions for some rows of a batch (positions ``rows``)."""
-
-    model: _Deployed
-    rows: IntArray
-    value: FloatArray
-    risk: FloatArray | None
-    cause: NDArray[np.object_] | None
-
-    def at(self, rows: IntArray) -> _Scores:
-        """The scores of ``rows`` (positions in the batch, all scored), in that order."""
-        where = pd.Index(self.rows).get_indexer(pd.Index(rows))
-        return _Scores(
-            self.model,
-            rows,
-            self.value[where],
-            None if self.risk is None else self.risk[where],
-            None if self.cause is None else self.cause[where],
-        )
-
-
-_Predicted = tuple[FloatArray, FloatArray | None, NDArray[np.object_] | None]
-
-
-class _Ask:
-    """One call's orders waiting to be predicted with others'."""
-
-    __slots__ = ("deployed", "done", "error", "frame", "lead", "result")
-
-    def __init__(self, deployed: _Deployed, frame: pd.DataFrame) -> None:
-        self.deployed = deployed
-        self.frame = frame
-        self.done = threading.Event()
-        self.lead = False
-        self.result: _Predicted | None = None
-        self.error: BaseException | None = None
-
-
-class _Combiner:
-    """Predictions of concurrent calls combined into one vectorised call (flat combining).
-
-    A prediction costs about the same for one order as for a hundred (a fixed cost per call
-    of pandas and the model), and Python threads predict one at a time anyway. So a call that
-    finds a prediction running queues its orders; when the running one ends, the first call
-    queued leads the next round: it predicts every queued call's orders at once (up to
-    ``MAX_BATCH``), hands each its rows and passes the lead on. Under load a call waits for at
-    most one round, and the model is called once per round rather than once per call.
-    """
-
-    def __init__(self, predict: Callable[[_Deployed, pd.DataFrame], _Predicted]) -> None:
-        self._predict = predict
-        self._lock = threading.Lock()
-        self._queue: list[_Ask] = []
-        self._busy = False
-
-    def predict(self, deployed: _Deployed, frame: pd.DataFrame) -> _Predicted:
-        ask = _Ask(deployed, frame)
-        with self._lock:
-            self._queue.append(ask)
-            ask.lead = not self._busy
-            self._busy = True
-        if not ask.lead:
-            ask.done.wait()
-        if ask.lead:  # first in, or handed the lead: predict a round (this call's included)
-            self._round()
-        if ask.error is not None:
-            raise ask.error
-        assert ask.result is not None  # a round answers every call it takes
-        return ask.result
-
-    def _round(self) -> None:
-        with self._lock:
-            taken, rows = 0, 0
-            while taken < len(self._queue) and (
-                not taken or rows + len(self._queue[taken].frame) <= MAX_BATCH
-            ):
-                rows += len(self._queue[taken].frame)
-                taken += 1
-            batch, self._queue = self._queue[:taken], self._queue[taken:]
-        try:
-            groups: dict[int, list[_Ask]] = {}
-            for ask in batch:  # a reload may have come between two calls
-                groups.setdefault(id(ask.deployed), []).append(ask)
-            for asks in groups.values():
-                self._answer(asks)
-        finally:
-            with self._lock:
-                if self._queue:
-                    self._queue[0].lead = True
-                    self._queue[0].done.set()
-                else:
-                    self._busy = False
-            for ask in batch:
-                ask.done.set()
-
-    def _answer(self, asks: list[_Ask]) -> None:
-        """Predict the calls' orders together; on an error, each alone (so it finds its own)."""
-        if len(asks) > 1:
-            try:
-                value, risk, cause = self._predict(
-                    asks[0].deployed, pd.concat([a.frame for a in asks], ignore_index=True)
-                )
-            except Exception:  # a bad order fails only its own call, below
-                pass
-            else:
-                start = 0
-                for ask in asks:
-                    end = start + len(ask.frame)
-                    ask.result = (
-                        value[start:end],
-                        None if risk is None else risk[start:end],
-                        None if cause is None else cause[start:end],
-                    )
-                    start = end
-                return
-        for ask in asks:
-            try:
-                ask.result = self._predict(ask.deployed, ask.frame)
-            except Exception as error:
-                ask.error = error
-
-
 # --------------------------------------------------------------------------------------------
 # The engine
 
@@ -290,12 +151,12 @@ class DecisionEngine:
         store: Store,
         settings: ServeSettings,
         journal: Journal,
-        deployed: _Deployed,
+        deployed: Deployed,
         prices: Mapping[str, float],
         *,
         clock: Clock = utc_now,
     ) -> None:
-        _check_model(deployed, settings)
+        check_model(deployed, settings)
         self.settings = settings
         self.journal = journal
         self._store = store
@@ -317,7 +178,9 @@ class DecisionEngine:
         )
         self._standing: dict[str, _Standing] = {}
         self._counts: Counter[str] = Counter()
-        self._combiner = _Combiner(self._predict)
+        self._combiner: Combiner[Deployed, OrderInputs] = Combiner(
+            self._predict, OrderInputs.concat
+        )
         self._failed: BaseException | None = None
         self._checked = time.monotonic()
         self.reload_error: str | None = None
@@ -341,7 +204,7 @@ class DecisionEngine:
         record = store.champion()
         if record is None:
             raise StoreError(f"{store.path}: no champion model to serve; run `uplift weekly` first")
-        return cls(store, settings, journal, _deploy(record), store.prices(), clock=clock)
+        return cls(store, settings, journal, deploy(record, settings), store.prices(), clock=clock)
 
     # ------------------------------------------------------------------ what the app reads
     @property
@@ -414,7 +277,7 @@ class DecisionEngine:
         self._check_alive()
         deployed = self._deployed
         salt = self.settings.salt
-        batch = _prepare(orders, deployed, salt)
+        batch = prepare(orders, deployed.model.inputs, deployed.numeric, salt)
         if not batch.ids:
             return []
         scores = self._score(deployed, batch, self._stale(batch))
@@ -435,11 +298,11 @@ class DecisionEngine:
                         standing = [self._standing[k] for k in batch.keys]
                         break
             if missing is None:
-                batch = _prepare(orders, current, salt)
+                batch = prepare(orders, current.model.inputs, current.numeric, salt)
                 scores = self._score(current, batch, stale)
             else:
                 more = self._score(scores.model, batch, missing)
-                scores = _merge(scores, more)
+                scores = merge(scores, more)
         if records:
             self._write(records, commit)
         for entry in standing:
@@ -447,7 +310,7 @@ class DecisionEngine:
                 self._wait(entry)
         return [dict(entry.response) for entry in standing]
 
-    def _stale(self, batch: _Batch) -> IntArray:
+    def _stale(self, batch: Batch) -> IntArray:
         """Positions of the orders without a standing decision for their signals."""
         standing = self._standing
         rows = [
@@ -457,39 +320,22 @@ class DecisionEngine:
         ]
         return np.asarray(rows, dtype=np.int64)
 
-    def _score(self, deployed: _Deployed, batch: _Batch, rows: IntArray) -> _Scores:
+    def _score(self, deployed: Deployed, batch: Batch, rows: IntArray) -> Scores:
         """Net values (and risk) of the orders at ``rows``, in one vectorised prediction."""
-        model = deployed.model
         if not len(rows):  # every order has its standing decision: nothing to predict
-            none = np.empty(0)
-            has_risk = model.risk_model is not None
-            return _Scores(
-                deployed,
-                rows,
-                np.empty((0, len(deployed.arms))),
-                none if has_risk else None,
-                np.empty(0, dtype=object) if has_risk else None,
-            )
+            return Scores.empty(deployed)
+        inputs = batch.inputs if len(rows) == len(batch.inputs) else batch.inputs.take(rows)
         try:
-            value, risk, cause = self._combiner.predict(deployed, batch.frame.iloc[rows])
+            value, risk, cause = self._combiner.predict(deployed, inputs)
         except SchemaError as error:
             raise SchemaError(f"orders: {error}") from None
-        return _Scores(deployed, rows, value, risk, cause)
+        return Scores(deployed, rows, value, risk, cause)
 
-    def _predict(self, deployed: _Deployed, X: pd.DataFrame) -> _Predicted:
-        """Net value per order and treatment arm, and risk and cause when the model has them."""
-        model = deployed.model
-        effects = model.predict_effects(X)
-        value = effects.net_value(self.settings.costs, self.settings.vouchers).value
-        risk = cause = None
-        if model.risk_model is not None:
-            scored = model.predict_risk(X)
-            risk = scored["risk"].to_numpy(np.float64)
-            cause = scored["cause"].astype(str).to_numpy(dtype=object)
-        return np.asarray(value, dtype=np.float64), risk, cause
+    def _predict(self, deployed: Deployed, inputs: OrderInputs) -> Predicted:
+        return predict(deployed, inputs, self.settings)
 
     def _decide(
-        self, batch: _Batch, scores: _Scores, commit: _Commit, now: datetime
+        self, batch: Batch, scores: Scores, commit: _Commit, now: datetime
     ) -> list[dict[str, Any]]:
         """Decide the orders of ``scores`` under the lock, at ``now``; return their journal
         records."""
@@ -555,18 +401,18 @@ class DecisionEngine:
 
     def _write(self, records: list[dict[str, Any]], commit: _Commit) -> None:
         """Journal the call's records; a failure stops the engine (what is on disk is unknown)."""
+        failure = None
         try:
             self.journal.append(records)
         except BaseException as error:
-            commit.error = error
-            self._failed = error
+            failure = self._failed = error
             raise
         finally:
-            commit.done.set()
+            commit.finish(failure)
 
     def _wait(self, entry: _Standing) -> None:
         """Return another call's decision only once it is on disk."""
-        entry.commit.done.wait()
+        entry.commit.wait()
         if entry.commit.error is not None:
             raise StoreError(
                 f"the decision {entry.response['decision_id']} could not be journaled "
@@ -635,8 +481,7 @@ class DecisionEngine:
                         )
                         self._stored_prices = prices
                 return False
-            deployed = _deploy(record)
-            _check_model(deployed, self.settings)
+            deployed = deploy(record, self.settings)
             with self._lock:
                 self._pacer = self._pacer.for_arms(
                     deployed.arms, self.settings.capacities, new_prices
@@ -663,211 +508,7 @@ class DecisionEngine:
 
 
 # --------------------------------------------------------------------------------------------
-# Orders in
-
-
-def _prepare(orders: Sequence[Mapping[str, Any]], deployed: _Deployed, salt: str) -> _Batch:
-    """Validate the orders and build their model inputs, signatures and hash draws."""
-    if not isinstance(orders, list | tuple):
-        raise SchemaError(f"orders must be a list of objects; got {type(orders).__name__}")
-    if len(orders) > MAX_BATCH:
-        raise SchemaError(f"at most {MAX_BATCH:,} orders per call; got {len(orders):,}")
-    not_objects = [k for k, o in enumerate(orders) if not isinstance(o, Mapping)]
-    if not_objects:
-        raise SchemaError(f"orders[{not_objects[0]}] must be an object of fields")
-    inputs = deployed.model.inputs
-    required = {"order_id", *inputs}
-    for k, order in enumerate(orders):
-        missing = required.difference(order.keys())
-        if missing:
-            raise SchemaError(
-                f"orders[{k}] lacks field(s) {', '.join(sorted(missing))}; every order needs "
-                f"order_id, {', '.join(inputs)}"
-            )
-    ids = [order["order_id"] for order in orders]
-    bad_ids = [k for k, i in enumerate(ids) if not _valid_id(i)]
-    if bad_ids:
-        raise SchemaError(
-            f"orders[{bad_ids[0]}].order_id must be a non-empty text or an integer; got "
-            f"{ids[bad_ids[0]]!r}"
-        )
-    keys = np.array([str(i) for i in ids], dtype=object)
-    if len(set(keys)) < len(keys):
-        where = np.flatnonzero(pd.Index(keys).duplicated(keep=False))
-        raise SchemaError(
-            f"order_id {keys[where[0]]} appears more than once (orders "
-            f"{', '.join(map(str, where[:5]))}); send each order once per call"
-        )
-    columns = {name: _column(name, [o[name] for o in orders], deployed.numeric) for name in inputs}
-    return _Batch(
-        ids=list(ids),
-        keys=keys,
-        frame=pd.DataFrame(columns, index=pd.RangeIndex(len(orders))),
-        signatures=_signatures(columns),
-        hold=_hash_unit(keys, salt),
-        pick=_hash_unit(keys, salt + _EXPLORE_SALT),
-    )
-
-
-def _valid_id(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _column(
-    name: str, values: list[Any], numeric: frozenset[str] | None
-) -> FloatArray | NDArray[np.object_]:
-    """One model input of the orders, checked: numbers (missing: NaN), or texts (or None)."""
-    if numeric is None:  # a model without an encoder: numbers are what look like numbers
-        is_numeric = pd.api.types.is_numeric_dtype(pd.Series(values))
-    else:
-        is_numeric = name in numeric
-    if name == "order_value" or is_numeric:
-        strange = np.zeros(len(values), dtype=bool)
-        try:  # numbers, None (NaN), numeric texts and booleans convert in one pass
-            numbers = np.asarray(values, dtype=np.float64)
-            if numbers.ndim != 1:
-                raise ValueError(name)
-        except (TypeError, ValueError):  # something else: find it
-            converted = [_as_number(v) for v in values]
-            strange = np.array([c is _NOT_A_NUMBER for c in converted])
-            numbers = np.array([math.nan if c is _NOT_A_NUMBER else c for c in converted])
-        bad = strange | np.isinf(numbers)
-        if name == "order_value":
-            bad |= np.isnan(numbers) | (numbers < 0)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            kind = "a finite number >= 0" if name == "order_value" else "a number or null"
-            raise SchemaError(f"orders[{first}].{name} must be {kind}; got {values[first]!r}")
-        return numbers
-    texts = np.fromiter(values, dtype=object, count=len(values))
-    if pd.api.types.infer_dtype(texts, skipna=True) not in ("string", "empty"):
-        scalar = [v is None or isinstance(v, str | int | float) for v in values]
-        if not all(scalar):
-            first = scalar.index(False)
-            raise SchemaError(
-                f"orders[{first}].{name} must be a text or null; got {values[first]!r}"
-            )
-        texts = np.array([_as_text(v) for v in values], dtype=object)
-    return texts
-
-
-_NOT_A_NUMBER = object()
-
-
-def _as_number(value: Any) -> Any:
-    """A number as is, a numeric text as its number, None as NaN; anything else a marker."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool | int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return _NOT_A_NUMBER
-    return _NOT_A_NUMBER
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
-def _signatures(columns: Mapping[str, NDArray[Any]]) -> NDArray[np.object_]:
-    """A 64-bit hash per order of its model inputs (by name), as 16 hex digits.
-
-    Numbers count to 9 significant digits, so a value that went through a text format and
-    moved in its last digits is the same signal (as the store's ingest compares them).
-    """
-    names = sorted(columns)
-    numbers = [_significant(columns[n]) for n in names if columns[n].dtype == np.float64]
-    texts = [columns[n] for n in names if columns[n].dtype != np.float64]
-    n = len(next(iter(columns.values()))) if columns else 0
-    packed = np.ascontiguousarray(np.column_stack(numbers) if numbers else np.empty((n, 0)))
-    rows = [packed[k].tobytes() for k in range(n)]
-    words = [
-        "\x1f".join("\x00" if t is None else t for t in row).encode()
-        for row in zip(*texts, strict=True)
-    ] or [b""] * n
-    return np.array(
-        [
-            hashlib.blake2b(number + word, digest_size=8).hexdigest()
-            for number, word in zip(rows, words, strict=True)
-        ],
-        dtype=object,
-    )
-
-
-def _significant(values: FloatArray, digits: int = 9) -> FloatArray:
-    nonzero = np.isfinite(values) & (values != 0)
-    exponent = np.floor(np.log10(np.abs(np.where(nonzero, values, 1.0))))
-    scale = 10.0 ** (digits - 1 - exponent)
-    rounded = np.where(nonzero, np.round(values * scale) / scale, values)
-    return np.where(np.isnan(rounded), np.nan, rounded) + 0.0  # one NaN, and -0.0 as 0.0
-
-
-def _hash_unit(keys: NDArray[np.object_], salt: str) -> FloatArray:
-    """``hash_unit(order_ids, salt)`` of :mod:`uplift.experiment.assignment`, bit for bit.
-
-    In Python rather than DuckDB: opening DuckDB costs about 17 ms a call, more than the md5
-    of 10,000 ids here (tests check the two agree).
-    """
-    prefix = salt + ":"
-    digits = [
-        int(hashlib.md5((prefix + key).encode()).hexdigest()[:_HASH_HEX_DIGITS], 16) for key in keys
-    ]
-    return np.asarray(digits, dtype=np.float64) / float(16**_HASH_HEX_DIGITS)
-
-
-# --------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _deploy(record: ModelRecord) -> _Deployed:
-    """Load a registered model and learn which of its inputs are numbers."""
-    model = load_registered(record)
-    return _Deployed(record, model, _numeric_inputs(model))
-
-
-def _check_model(deployed: _Deployed, settings: ServeSettings) -> None:
-    model = deployed.model
-    settings.check_arms(model.treatment_arms, model.control)
-    if model.revenue_model is None and not model.revenue_from_order_value:
-        raise ConfigError(
-            f"model {deployed.record.model_id} predicts no revenue uplift (its log had neither "
-            "revenue nor order_value); the service values arms in revenue: retrain with them"
-        )
-
-
-def _numeric_inputs(model: UpliftModel) -> frozenset[str] | None:
-    """The inputs the model's encoder reads as numbers (None when it has no encoder)."""
-    candidates = [
-        getattr(model.retained_model, "encoder_", None),
-        getattr(model.revenue_model, "encoder_", None),
-        None if model.risk_model is None else model.risk_model.encoder,
-    ]
-    for encoder in candidates:
-        if isinstance(encoder, FeatureEncoder) and set(model.inputs) <= set(encoder.columns):
-            return frozenset(c for c in model.inputs if c not in encoder.categories)
-    return None
-
-
-def _merge(first: _Scores, second: _Scores) -> _Scores:
-    def join(a: Any, b: Any) -> Any:
-        return None if a is None or b is None else np.concatenate([a, b])
-
-    return _Scores(
-        first.model,
-        np.concatenate([first.rows, second.rows]),
-        np.concatenate([first.value, second.value]),
-        join(first.risk, second.risk),
-        join(first.cause, second.cause),
-    )
 
 
 def _decision_ids(n: int) -> list[str]:
