@@ -27,7 +27,9 @@ from uplift.policy.allocation import Allocation, allocate
 __all__ = [
     "RISK_COLUMNS",
     "Assignment",
+    "check_capacities",
     "check_order_arms",
+    "check_shares",
     "check_unique_ids",
     "explain_queue",
     "order_ids",
@@ -119,8 +121,8 @@ def rank_orders(
     control = effects.control
     check_unique_ids(order_ids(effects), "effects")
     values = effects.net_value(costs, vouchers)
-    caps = _capacities(capacity, values.arms, control)
-    _check_shares(holdout, explore)
+    caps = check_capacities(capacity, values.arms, control)
+    check_shares(holdout, explore)
     if budget is not None and (not math.isfinite(budget) or budget < 0):
         raise ConfigError(f"budget must be a finite number >= 0; got {budget!r}")
     n, k = values.revenue.shape
@@ -166,9 +168,11 @@ def rank_orders(
     )
 
 
-def _capacities(
+def check_capacities(
     capacity: Mapping[str, float] | None, arms: tuple[str, ...], control: str
 ) -> FloatArray:
+    """Each arm's capacity (inf where none), refusing the control arm, unknown arms and
+    capacities that are not whole numbers >= 0."""
     capacity = dict(capacity or {})
     if control in capacity:
         raise ConfigError(f"capacity given for the control arm {control!r}; it takes no action")
@@ -184,7 +188,8 @@ def _capacities(
     return np.array([float(capacity.get(a, math.inf)) for a in arms])
 
 
-def _check_shares(holdout: float, explore: float) -> None:
+def check_shares(holdout: float, explore: float) -> None:
+    """Refuse holdout and exploration shares outside [0, 1) or leaving no order to the policy."""
     for name, share in (("holdout", holdout), ("explore", explore)):
         if not 0.0 <= share < 1.0:
             raise ConfigError(f"{name} must be a share in [0, 1); got {share!r}")

@@ -53,7 +53,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from uplift.exceptions import ConfigError, SchemaError
-from uplift.policy.ranking import RISK_COLUMNS
+from uplift.policy.ranking import RISK_COLUMNS, check_capacities, check_shares
 from uplift.spark.errors import executor_errors
 from uplift.spark.hashing import rank_salt
 from uplift.spark.io import column, effects_control
@@ -148,8 +148,8 @@ def rank_orders(
         )
     control = recorded or control or "control"
     arms = effects_arms(effects.columns, control, source)
-    caps = _capacities(capacity, arms, control)
-    _check_shares(holdout, explore)
+    caps = check_capacities(capacity, arms, control)
+    check_shares(holdout, explore)
     if budget is not None and (not math.isfinite(budget) or budget < 0):
         raise ConfigError(f"budget must be a finite number >= 0; got {budget!r}")
     if sample_orders < 1 or margin_orders < 1:
@@ -263,34 +263,6 @@ def _rank(
 
 # --------------------------------------------------------------------------------------------
 # Checks (the pandas engine's, with its messages)
-
-
-def _capacities(
-    capacity: Mapping[str, float] | None, arms: tuple[str, ...], control: str
-) -> FloatArray:
-    capacity = dict(capacity or {})
-    if control in capacity:
-        raise ConfigError(f"capacity given for the control arm {control!r}; it takes no action")
-    unknown = sorted(set(capacity) - set(arms))
-    if unknown:
-        raise ConfigError(
-            f"capacity given for unknown arm(s) {', '.join(unknown)}; the model knows "
-            f"{', '.join(arms)}"
-        )
-    bad = {a: v for a, v in capacity.items() if not (v >= 0 and float(v).is_integer())}
-    if bad:
-        raise ConfigError(f"capacity must be a whole number of orders >= 0; got {bad}")
-    return np.array([float(capacity.get(a, math.inf)) for a in arms])
-
-
-def _check_shares(holdout: float, explore: float) -> None:
-    for name, share in (("holdout", holdout), ("explore", explore)):
-        if not 0.0 <= share < 1.0:
-            raise ConfigError(f"{name} must be a share in [0, 1); got {share!r}")
-    if holdout + explore >= 1.0:
-        raise ConfigError(
-            f"holdout + explore must leave orders to the policy; got {holdout} + {explore} >= 1"
-        )
 
 
 def _check_unique(values: DataFrame, source: str) -> None:
