@@ -41,9 +41,9 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 #: Orders per call up to which the array path scores them. Measured (CPU ms a call, the
-#: weekly job's S-learner of five bags and its risk model, the 2-core machine under load):
-#: 1 order 0.13 against 9.4 on the frame path; 100 orders 0.39 against 8.9; 1,000 orders 4.3
-#: against 14.4; 10,000 orders 31 against 46. The frame path costs some 8 ms more a call and
+#: weekly job's S-learner of five bags and its risk model, benchmarks/results/serve.md):
+#: 1 order 0.10 against 7.8 on the frame path; 100 orders 0.36 against 8.0; 1,000 orders 2.8
+#: against 11.5; 10,000 orders 32 against 52. The frame path costs some 8 ms more a call and
 #: no less an order, so the array path is the faster at every size the engine takes.
 ARRAY_PATH_MAX_ROWS = MAX_BATCH
 
