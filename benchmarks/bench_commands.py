@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from bench_models import RESULTS, machine, markdown, speed_log
+from peak import timed as peak_timed
 
 from uplift.data.files import atomic_path
 from uplift.data.simulate import ARM_COSTS
@@ -44,18 +43,11 @@ COSTS = [f"{arm}={cost:g}" for arm, cost in ARM_COSTS.items() if arm != "control
 
 
 def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run ``argv`` in a new process: wall seconds, its own peak RSS in MB (``wait4``), stdout."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(argv, stdout=out, stderr=err, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed: {err.read().strip()[-500:]}")
-        return seconds, usage.ru_maxrss / 1024, out.read()
+    """Run ``argv`` in a new process: wall seconds, its own peak RSS in MB, stdout."""
+    seconds, peak, out, err, code = peak_timed(argv, env)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {err.strip()[-500:]}")
+    return seconds, peak, out
 
 
 def commands(folder: Path, log: Path) -> list[dict[str, Any]]:
@@ -244,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "the model card) with two capacities that bind: half the orders whose best arm "
             "(predicted net value) is each of the two most wanted arms. Each row is a fresh "
             "process: wall seconds of the whole command (start, imports, reading, work, "
-            "writing) and the peak RSS of that process (`wait4` ru_maxrss).",
+            "writing) and the peak RSS of that process (`wait4` ru_maxrss, read by a small "
+            "launcher: Linux carries a parent's high-water mark into the child it starts).",
             markdown(table),
             "## Against causalml\n\ncausalml 0.18's `BaseTClassifier` with `LGBMClassifier` "
             "outcome models of our settings (75 trees, 7 leaves, rate 0.1, min_child_samples "

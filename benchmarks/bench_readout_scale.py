@@ -3,7 +3,7 @@
 Run from the repository root: ``.venv/bin/python benchmarks/bench_readout_scale.py [--orders N]``.
 Simulates the log in chunks of a million orders (the realistic order world, 20 columns, 12
 features), then runs each command in a fresh process and measures its wall time and peak
-resident memory (``os.wait4``: the child's own high-water mark). Prints a markdown table headed
+resident memory (``peak.timed``: the command's own high-water mark). Prints a markdown table headed
 by the machine (``uname -m``, ``nproc``, CPU model), the date and the load average before and
 after, and writes it to ``benchmarks/results/readout-scale.md`` (``--results DIR`` elsewhere).
 """
@@ -14,14 +14,13 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from peak import timed
 
 from uplift.data.simulate import simulate
 
@@ -45,13 +44,10 @@ def write_log(orders: int, path: Path) -> None:
 
 def run(argv: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of one command in its own process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv)} failed")
-    return seconds, usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is in kB on Linux
+    seconds, peak, _, err, code = timed(argv)
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {err.strip()[-500:]}")
+    return seconds, peak / 1024
 
 
 def cpu_model() -> str:

@@ -24,6 +24,8 @@ from reference_lin import adjusted_effects as reference_adjusted
 
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
+from uplift.experiment import adjustment
+from uplift.experiment.covariates import encode_covariates
 from uplift.experiment.readout import readout, readout_table
 from uplift.experiment.scan import scan_file, table_from_log
 
@@ -51,6 +53,24 @@ def test_adjusted_effects_equal_statsmodels_wls(log: ExperimentLog) -> None:
     close(result.effects["std_error"], error)
     assert result.adjustment is not None
     close(result.adjustment["std_error_unadjusted"], plain.effects["std_error"])
+
+
+@pytest.mark.parametrize("budget", [0, 2_000, 10**9], ids=["rows", "some-grouped", "grouped"])
+def test_cross_products_grouped_by_indicators_or_not_are_the_same_fit(
+    log: ExperimentLog, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many covariates the budget lets the cross-products group rows by (none, the
+    covariates of fewest levels, all of them), the fit is statsmodels'."""
+    monkeypatch.setattr(adjustment, "MAX_GROUP_SUMS", budget)
+    table = table_from_log(log)
+    encoded, _ = encode_covariates(table, None, [])
+    grouped = adjustment._grouped(encoded, 2)
+    indicators = [j for j, e in enumerate(encoded) if e.group is not None]
+    assert len(indicators) > 0
+    assert len(grouped) == {0: 0, 10**9: len(indicators)}.get(budget, len(grouped))
+    if budget == 2_000:
+        assert 0 < len(grouped) < len(indicators)
+    test_adjusted_effects_equal_statsmodels_wls(log)
 
 
 def test_named_covariates_equal_statsmodels_wls(log: ExperimentLog) -> None:

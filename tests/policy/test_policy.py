@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import ARM_COSTS, pending_orders, simulate
 from uplift.exceptions import ConfigError, SchemaError
+from uplift.experiment.assignment import EXPLORE_SALT, hash_unit, rank_salt
 from uplift.models import save_model, train_uplift
 from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.models.oracle import true_effects
@@ -202,6 +203,31 @@ def test_rank_orders_same_seed_same_queue_and_holdout_share_is_binomial():
     pd.testing.assert_frame_equal(first.queue, again.queue)
     # Binomial(20000, 0.1): sd = 42 orders; 4 sd keeps a false alarm below 1 in 10,000.
     assert abs(first.queue["holdout"].sum() - 2000) < 4 * math.sqrt(20_000 * 0.1 * 0.9)
+
+
+def test_rank_orders_draws_by_the_hash_of_uplift_assign_in_any_row_order():
+    effects = _effects(5_000, 4, k=4)
+    options = {"capacity": {"arm1": 30}, "holdout": 0.1, "explore": 0.2, "seed": 5}
+    queue = rank_orders(effects, **options).queue
+    ids = queue["order_id"]
+    u = hash_unit(ids, rank_salt(5))
+    assert (queue["holdout"].to_numpy() == (u < 0.1)).all()
+    explored = (u >= 0.1) & (u < 0.3)
+    assert ((queue["reason"] == "explore").to_numpy() == explored).all()
+    # Each explored order's arm is its second hash's, but for the 30 units of arm1 left to the
+    # orders of smallest first draw.
+    pick = np.minimum(np.floor(hash_unit(ids, rank_salt(5) + EXPLORE_SALT) * 5), 4).astype(int)
+    labels = np.array(["control", "arm0", "arm1", "arm2", "arm3"])
+    wanted = np.where(explored, labels[pick], queue["arm"].astype(str))
+    arm1 = np.flatnonzero(explored & (wanted == "arm1"))
+    assert len(arm1) > 30
+    wanted[arm1[np.argsort(u[arm1])][30:]] = "control"
+    assert (queue["arm"].astype(str).to_numpy() == wanted).all()
+    # The same order gets the same draws and the same arm in any row order.
+    shuffled = effects.sample(frac=1.0, random_state=0)
+    again = rank_orders(shuffled, **options).queue.set_index("order_id").loc[ids]
+    for column in ("arm", "holdout", "reason", "policy_arm"):
+        assert (again[column].astype(str).to_numpy() == queue[column].astype(str).to_numpy()).all()
 
 
 def test_rank_orders_propensity_is_the_probability_of_the_arm_received():

@@ -50,6 +50,9 @@ _SIGN = {"cancel_rate": -1.0, "retained_rate": 1.0, "revenue_per_order": 1.0}
 # far more. statsmodels draws its line on the rows' singular values at about 1e-14, the
 # square root of this scale: the same columns fall on each side.
 _RANK_TOLERANCE = 1e-12
+#: Most sums (groups times sums per group, per arm) that grouping the cross-products by
+#: indicators may return; covariates beyond it are summed row by row. 4 million is 32 MB.
+MAX_GROUP_SUMS = 4_000_000
 
 
 def adjusted_effects(
@@ -107,36 +110,83 @@ def lin_fits(
 
 def _columns(table: LogTable, encoded: list[Encoded], outcomes: list[str]) -> tuple[str, list[Any]]:
     """SELECT arm, w, x0.., y0.. FROM log: the encoded covariates and outcomes of every row."""
-    xs = [f"{e.sql} AS x{j}" for j, e in enumerate(encoded)]
+    # As doubles: the engines read an indicator's 1.0 as a decimal and would cast it at each use.
+    xs = [f"CAST({e.sql} AS DOUBLE) AS x{j}" for j, e in enumerate(encoded)]
     ys = [f"CAST({table.dialect.quote(y)} AS DOUBLE) AS y{i}" for i, y in enumerate(outcomes)]
     params = [v for e in encoded for v in e.params]
     select = ", ".join(["arm", "1.0 / propensity AS w", *xs, *ys])
     return f"SELECT {select} FROM log", params
 
 
+def _grouped(encoded: list[Encoded], outcomes: int) -> list[int]:
+    """The indicator columns the cross-products group rows by: whole covariates, fewest levels
+    first, while the groups' sums (combinations times sums per group) stay within
+    ``MAX_GROUP_SUMS``."""
+    groups: dict[str, list[int]] = {}
+    for j, e in enumerate(encoded):
+        if e.group is not None:
+            groups.setdefault(e.group, []).append(j)
+    chosen: list[int] = []
+    combinations = 1
+    for columns in sorted(groups.values(), key=len):
+        combinations *= len(columns) + 1  # the columns' levels and the level left out
+        atoms = 1 + len(encoded) - len(chosen) - len(columns) + outcomes
+        if combinations * atoms * (atoms + 1) // 2 > MAX_GROUP_SUMS:
+            break
+        chosen += columns
+    return sorted(chosen)
+
+
 def _cross_products(
     table: LogTable, encoded: list[Encoded], outcomes: list[str], arms: list[str]
 ) -> dict[str, tuple[np.ndarray, int]]:
-    """Per arm: sum w v v' for v = (1, x, y) (outcome-by-outcome products left out), and n."""
+    """Per arm: sum w v v' for v = (1, x, y) (outcome-by-outcome products left out), and n.
+
+    An indicator is constant among the rows that share its value, so the rows are grouped by
+    the indicators (and arm) and summed over the other columns only: within a group the
+    products with an indicator are its value times the group's sums. Far fewer sums per row
+    make the pass about three times faster; the groups' sums add up to the same matrix.
+    """
     total = table.dialect.total
     p, m = len(encoded), len(outcomes)
-    atoms = ["", *(f" * x{j}" for j in range(p)), *(f" * y{i}" for i in range(m))]
-    pairs = [(i, j) for i in range(p + 1 + m) for j in range(i, p + 1 + m) if i <= p]
-    sums = [f"{total}(w{atoms[i]}{atoms[j]}) AS s{k}" for k, (i, j) in enumerate(pairs)]
+    keys = _grouped(encoded, m)
+    # The atoms vary within a group: the constant, the other covariates and the outcomes,
+    # each with its place in v.
+    atoms = [("", 0)]
+    atoms += [(f" * x{j}", 1 + j) for j in range(p) if j not in keys]
+    atoms += [(f" * y{i}", 1 + p + i) for i in range(m)]
+    pairs = [(a, b) for a in range(len(atoms)) for b in range(a, len(atoms))
+             if atoms[a][1] <= p]  # fmt: skip
+    sums = [f"{total}(w{atoms[a][0]}{atoms[b][0]}) AS s{k}" for k, (a, b) in enumerate(pairs)]
+    by = ", ".join(["arm", *(f"x{j}" for j in keys)])
     inner, params = _columns(table, encoded, outcomes)
     where = ", ".join("?" for _ in arms)
     found = table.query(
-        f"SELECT arm, count(*) AS n, {', '.join(sums)} FROM ({inner}) AS t "
-        f"WHERE arm IN ({where}) GROUP BY arm",
+        f"SELECT {by}, count(*) AS n, {', '.join(sums)} FROM ({inner}) AS t "
+        f"WHERE arm IN ({where}) GROUP BY {by}",
         [*params, *arms],
-    ).set_index("arm")
+    )
+    # The groups in one order, so that the result does not depend on the engine's.
+    found = found.sort_values(by.split(", "), kind="stable")
+    place = [position for _, position in atoms]
+    slots = [1 + j for j in keys]
     out = {}
     for arm in arms:
-        values = found.loc[arm, [f"s{k}" for k in range(len(pairs))]].to_numpy(dtype=float)
+        rows = found[found["arm"] == arm]
+        values = rows[[f"s{k}" for k in range(len(pairs))]].to_numpy(dtype=float)
+        within = np.zeros((len(atoms), len(atoms)))
+        first = np.zeros((len(rows), len(atoms)))  # each group's sums of w times an atom
+        for k, (a, b) in enumerate(pairs):
+            within[a, b] = within[b, a] = values[:, k].sum()
+            if a == 0:
+                first[:, b] = values[:, k]
+        level = rows[[f"x{j}" for j in keys]].to_numpy(dtype=float)
         matrix = np.zeros((p + 1 + m, p + 1 + m))
-        for k, (i, j) in enumerate(pairs):
-            matrix[i, j] = matrix[j, i] = values[k]
-        out[arm] = (matrix, int(found["n"].to_numpy()[list(found.index).index(arm)]))
+        matrix[np.ix_(place, place)] = within
+        matrix[np.ix_(slots, place)] = level.T @ first
+        matrix[np.ix_(place, slots)] = matrix[np.ix_(slots, place)].T
+        matrix[np.ix_(slots, slots)] = (level * first[:, :1]).T @ level
+        out[arm] = (matrix, int(rows["n"].sum()))
     return out
 
 

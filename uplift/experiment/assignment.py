@@ -17,10 +17,18 @@ from uplift.exceptions import SchemaError, describe_rows
 if TYPE_CHECKING:
     from uplift.experiment.design import Design
 
-__all__ = ["assign_arms", "hash_unit"]
+__all__ = ["EXPLORE_SALT", "assign_arms", "hash_unit", "rank_salt"]
 
 # 13 hex digits = 52 bits: the fraction int(hex, 16) / 16**13 is exact in a float64.
 _HASH_HEX_DIGITS = 13
+#: The second draw of an explored order (which arm it gets) is salted with the first draw's
+#: salt followed by this, by ``uplift rank`` on either engine and by ``uplift serve``.
+EXPLORE_SALT = ":explore"
+
+
+def rank_salt(seed: int) -> str:
+    """The salt of the holdout and exploration draws of a queue ranked with ``seed``."""
+    return f"uplift-rank:{seed}"
 
 
 def hash_unit(order_ids: pd.Series, salt: str) -> np.ndarray:

@@ -36,11 +36,17 @@ _NOT_COVARIATES = ("arm", "retained", "revenue", "propensity")
 
 @dataclass(frozen=True)
 class Encoded:
-    """One column of the covariate matrix: its name and SQL (with parameters) over ``log``."""
+    """One column of the covariate matrix: its name and SQL (with parameters) over ``log``.
+
+    ``group`` names the 0/1 indicators that share a covariate (the levels of a categorical
+    column, a numeric column's missing flag); a row is 1 in at most one of a group's columns.
+    Continuous columns have none.
+    """
 
     name: str
     sql: str
     params: tuple[Any, ...]
+    group: str | None = None
 
 
 def encode_covariates(
@@ -132,7 +138,7 @@ def _encode(table: LogTable, name: str, profile: pd.Series) -> tuple[str | None,
         # The mean fills the gap: (mean - mean) / scale is 0 on the standardised scale.
         return None, [
             Encoded(name, filled, (mean, scale)),
-            Encoded(f"{name}_missing", flag, ()),
+            Encoded(f"{name}_missing", flag, (), group=name),
         ]
     return _indicators(table, name)
 
@@ -157,8 +163,8 @@ def _indicators(table: LogTable, name: str) -> tuple[str | None, list[Encoded]]:
         if len(values) < len(raw_by_level[level]):
             tests.append(f"{column} IS NULL")
         condition = " OR ".join(tests)
-        out.append(Encoded(f"{name}_{level}", f"CASE WHEN {condition} THEN 1.0 ELSE 0.0 END",
-                           tuple(values)))  # fmt: skip
+        sql = f"CASE WHEN {condition} THEN 1.0 ELSE 0.0 END"
+        out.append(Encoded(f"{name}_{level}", sql, tuple(values), group=name))
     return None, out
 
 

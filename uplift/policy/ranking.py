@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from uplift.data.texts import text_per_pair
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
+from uplift.experiment.assignment import EXPLORE_SALT, hash_unit, rank_salt
 from uplift.models.diagnose import explain_arms
 from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.policy.allocation import Allocation, allocate
@@ -107,6 +108,7 @@ def rank_orders(
     explore: float = 0.0,
     seed: int = 0,
     control: str = "control",
+    salt: str | None = None,
 ) -> Assignment:
     """Allocate arms to orders within capacities and budget (see allocation), and rank the queue.
 
@@ -115,7 +117,11 @@ def rank_orders(
     order ids, else its index.
     ``capacity`` caps the number of orders per arm. ``holdout`` keeps a random share of all
     orders on control; ``explore`` gives a random share an arm drawn uniformly from all arms
-    (control included). Same seed, same queue.
+    (control included). The draws are those of ``uplift assign``: ``u = hash_unit(order_id,
+    salt)`` holds an order out when ``u < holdout`` and explores it when ``u < holdout +
+    explore``, with the arm ``floor(hash_unit(order_id, salt + ":explore") * (K + 1))``; the
+    salt defaults to ``uplift-rank:<seed>``. So an order gets the same draws in any row order,
+    on the Spark engine and in ``uplift serve`` with the same salt. Same seed, same queue.
     """
     effects = as_effects(effects, control)
     control = effects.control
@@ -125,12 +131,13 @@ def rank_orders(
     check_shares(holdout, explore)
     if budget is not None and (not math.isfinite(budget) or budget < 0):
         raise ConfigError(f"budget must be a finite number >= 0; got {budget!r}")
-    n, k = values.revenue.shape
-    rng = np.random.default_rng(seed)
-    draw = rng.random(n)
+    k = values.revenue.shape[1]
+    salt = rank_salt(seed) if salt is None else salt
+    ids = order_ids(effects).to_numpy()
+    draw = hash_unit(pd.Series(ids), salt) if holdout + explore > 0 else np.ones(len(ids))
     held = np.less(draw, holdout)
     explored = np.greater_equal(draw, holdout) & np.less(draw, holdout + explore)
-    explore_arm, explore_share = _explore_arms(rng, explored, k, caps)
+    explore_arm, explore_share = _explore_arms(ids, draw, explored, k, caps, salt)
     arm = np.where(explored, explore_arm, 0)
     spent = _spent(values.cost, arm)
     remaining = math.inf if budget is None else budget - spent
@@ -164,7 +171,7 @@ def rank_orders(
         budget_price=solved.budget_price,
         objective=solved.objective,
         upper_bound=solved.upper_bound,
-        params={"holdout": holdout, "explore": explore, "seed": seed},
+        params={"holdout": holdout, "explore": explore, "seed": seed, "salt": salt},
     )
 
 
@@ -200,21 +207,31 @@ def check_shares(holdout: float, explore: float) -> None:
 
 
 def _explore_arms(
-    rng: np.random.Generator, explored: NDArray[np.bool_], k: int, caps: FloatArray
+    ids: NDArray[Any],
+    draw: FloatArray,
+    explored: NDArray[np.bool_],
+    k: int,
+    caps: FloatArray,
+    salt: str,
 ) -> tuple[NDArray[np.int64], FloatArray]:
-    """A uniform arm (control included) per explored order. Where draws exceed an arm's
-    capacity, a random subset keeps it and the others go to control; the share of each arm
-    (the exploration propensity) is adjusted to match."""
-    drawn = rng.integers(0, k + 1, size=len(explored))
-    order = rng.permutation(len(explored))
+    """A uniform arm (control included) per explored order, by its second hash. Where explored
+    orders exceed an arm's capacity, those of smallest draw (ties by order_id) keep it and the
+    others go to control; the share of each arm (the exploration propensity) is adjusted to
+    match."""
+    drawn = np.zeros(len(ids), dtype=np.int64)
+    rows = np.flatnonzero(explored)
+    if len(rows):
+        pick = hash_unit(pd.Series(ids[rows]), salt + EXPLORE_SALT)
+        drawn[rows] = np.minimum(np.floor(pick * (k + 1)).astype(np.int64), k)
     share = np.full(k + 1, 1.0 / (k + 1))
     for j in np.flatnonzero(np.isfinite(caps)):
-        rows = order[(drawn[order] == j + 1) & explored[order]]
-        if len(rows) > caps[j]:
-            drawn[rows[int(caps[j]) :]] = 0
-            share[j + 1] *= caps[j] / len(rows)
+        given = np.flatnonzero(drawn == j + 1)
+        if len(given) > caps[j]:
+            ranked = given[np.lexsort((ids[given], draw[given]))]
+            drawn[ranked[int(caps[j]) :]] = 0
+            share[j + 1] *= caps[j] / len(given)
     share[0] = 1.0 - share[1:].sum()
-    return drawn.astype(np.int64), share
+    return drawn, share
 
 
 def _spent(cost: FloatArray, arm: NDArray[np.int64]) -> float:

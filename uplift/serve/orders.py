@@ -18,6 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from uplift.exceptions import SchemaError
+from uplift.experiment.assignment import EXPLORE_SALT
 
 __all__ = ["MAX_BATCH", "Batch", "Column", "OrderInputs", "hash_unit", "prepare", "signatures"]
 
@@ -28,7 +29,6 @@ Column = FloatArray | NDArray[np.object_]
 
 #: Orders per call, all predicted in one vectorised pass.
 MAX_BATCH = 10_000
-EXPLORE_SALT = ":explore"
 # 13 hex digits = 52 bits, as uplift.experiment.assignment.hash_unit.
 _HASH_HEX_DIGITS = 13
 _HASH_BYTES = (_HASH_HEX_DIGITS + 1) // 2

@@ -11,7 +11,8 @@ The steps are those of the pandas engine, each distributed:
    1))`` of the ``K + 1`` arms (control included, as ``rank_orders`` explores). Where explored
    orders exceed an arm's capacity, those of smallest ``u`` keep it and the rest go to control;
    the exploration propensity is scaled as the pandas engine scales it. The salt defaults to
-   ``uplift-rank:<seed>``.
+   ``uplift-rank:<seed>``. The pandas engine draws by the same hash, so an order is held out
+   or explored on both engines alike, in any partitioning.
 3. **Allocation** of the other orders within the capacities and the budget left, by the
    distributed dual method of :mod:`uplift.spark.prices`: exact, with the same tie and budget
    rules as :func:`uplift.policy.allocation.allocate`, which solves the orders near the prices.
@@ -21,11 +22,6 @@ The steps are those of the pandas engine, each distributed:
 
 Where the engines differ, and why:
 
-* **Which orders are held out or explored.** The pandas engine draws them from
-  ``default_rng(seed)`` in row order, which a partition cannot reproduce (it does not know its
-  rows' positions); this engine draws them by hash, so an order gets the same draw in any
-  partitioning, on any machine, and in ``uplift serve`` with the same salt. With
-  ``holdout = explore = 0`` both engines give every order the same arm and the same net value.
 * **Ties between identical orders.** Orders with exactly equal values compete for the last
   units of a capacity; the pandas engine gives them to the first in its input, this engine to
   the smallest order_id. Both give the same number to each arm and the same net value, and
@@ -35,7 +31,9 @@ Where the engines differ, and why:
   tree fitted to a row sample of the whole queue; the Spark queue carries the policy's reason
   alone (arm, capacity, budget, holdout, explore).
 * **Shadow prices** with several binding capacities: any optimal prices certify the same
-  allocation; the two engines may report different ones (they reach them by different paths).
+  allocation; the two engines may report different ones (they reach them by different paths),
+  and then the arm the policy intends (``policy_arm``) for an order held out or explored, and
+  so its propensity, may differ for the few orders whose values lie between the two.
 """
 
 from __future__ import annotations
@@ -53,9 +51,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from uplift.exceptions import ConfigError, SchemaError
+from uplift.experiment.assignment import rank_salt
 from uplift.policy.ranking import RISK_COLUMNS, check_capacities, check_shares
 from uplift.spark.errors import executor_errors
-from uplift.spark.hashing import rank_salt
 from uplift.spark.io import column, effects_control
 from uplift.spark.prices import Prices, choice_column, priced_choice, solve_prices
 from uplift.spark.session import quiet_conversions

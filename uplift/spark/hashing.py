@@ -12,13 +12,10 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-__all__ = ["EXPLORE_SALT", "hash_unit", "rank_salt"]
+__all__ = ["hash_unit"]
 
 # 13 hex digits = 52 bits: the fraction is exact in a float64, as in uplift.experiment.assignment.
 _HASH_HEX_DIGITS = 13
-#: The second draw (which arm an explored order gets) uses ``salt + EXPLORE_SALT``, as
-#: ``uplift serve`` does.
-EXPLORE_SALT = ":explore"
 
 
 def hash_unit(order_ids: Column, salt: str) -> Column:
@@ -26,8 +23,3 @@ def hash_unit(order_ids: Column, salt: str) -> Column:
     text = F.concat(F.lit(f"{salt}:"), order_ids.cast("string"))
     digits = F.substring(F.md5(text), 1, _HASH_HEX_DIGITS)
     return F.conv(digits, 16, 10).cast("long").cast("double") / float(16**_HASH_HEX_DIGITS)
-
-
-def rank_salt(seed: int) -> str:
-    """The salt of the holdout and exploration draws of a queue ranked with ``seed``."""
-    return f"uplift-rank:{seed}"

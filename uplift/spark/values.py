@@ -18,8 +18,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from uplift.exceptions import SchemaError
+from uplift.experiment.assignment import EXPLORE_SALT
 from uplift.models.effects import BASE_COLUMN, Effects, effect_column
-from uplift.spark.hashing import EXPLORE_SALT, hash_unit
+from uplift.spark.hashing import hash_unit
 from uplift.spark.io import column
 
 __all__ = [
