@@ -18,6 +18,7 @@ from uplift.cli.options import (
     JsonOption,
     MapOption,
     OrderValueOption,
+    SparkMasterOption,
     TableOption,
 )
 from uplift.cli.render import make_console
@@ -317,10 +318,7 @@ def readout(
             "(pip install 'uplift[spark]')."
         ),
     ] = "duckdb",
-    spark_master: Annotated[
-        str,
-        typer.Option(help="Spark master for --engine spark, e.g. local[*] or spark://host:7077."),
-    ] = "local[*]",
+    spark_master: SparkMasterOption = "local[*]",
     json_path: JsonOption = None,
 ) -> None:
     from uplift.data.files import check_outputs, write_json

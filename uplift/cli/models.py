@@ -9,15 +9,18 @@ import typer
 
 from uplift.cli.app import app
 from uplift.cli.options import (
+    ENGINES,
     AllowOption,
     ConfigOption,
     ControlOption,
     CostOption,
+    EngineOption,
     IgnoreOption,
     JsonOption,
     MapOption,
     ModelDirOption,
     OrderValueOption,
+    SparkMasterOption,
     TrustModelOption,
 )
 from uplift.cli.render import make_console, print_frame, progress
@@ -35,25 +38,7 @@ LEARNER_NAMES = (
     "causalml_r, causalml_dr, econml_dr, econml_forest"
 )
 
-__all__ = ["ENGINES", "EngineOption", "SparkMasterOption", "spark_output_dir"]
-
-#: The engines of `uplift predict`, `rank` and `readout`: pandas on one machine (the default),
-#: or Spark for orders that do not fit one (uplift.spark; Parquet in and out).
-ENGINES = ("pandas", "spark")
-EngineOption = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="pandas (one machine) or spark: reads a Parquet file or directory and writes a "
-        "Parquet directory (needs the spark extra, pyspark, and Java 17+).",
-    ),
-]
-SparkMasterOption = Annotated[
-    str,
-    typer.Option(
-        "--spark-master", help="Spark master URL for --engine spark (e.g. yarn, spark://h:7077)."
-    ),
-]
+__all__ = ["spark_output_dir"]
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")

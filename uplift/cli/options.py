@@ -8,22 +8,42 @@ from typing import Annotated
 import typer
 
 __all__ = [
+    "ENGINES",
     "AllowOption",
     "CapacityOption",
     "ConfigOption",
     "ControlOption",
     "CostOption",
+    "EngineOption",
     "IgnoreOption",
     "JournalOption",
     "JsonOption",
     "MapOption",
     "ModelDirOption",
     "OrderValueOption",
+    "SparkMasterOption",
     "StoreOption",
     "TableOption",
     "TrustModelOption",
 ]
 
+#: The engines of `uplift predict` and `rank`: pandas on one machine (the default),
+#: or Spark for orders that do not fit one (uplift.spark; Parquet in and out).
+ENGINES = ("pandas", "spark")
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="pandas (one machine) or spark: reads a Parquet file or directory and writes a "
+        "Parquet directory (needs the spark extra, pyspark, and Java 17+).",
+    ),
+]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option(
+        "--spark-master", help="Spark master URL for --engine spark (e.g. yarn, spark://h:7077)."
+    ),
+]
 MapOption = Annotated[
     list[str] | None,
     typer.Option("--map", help="canonical=source: read column SOURCE as CANONICAL (repeatable)."),

@@ -9,15 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.models import ENGINES, EngineOption, SparkMasterOption, spark_output_dir
+from uplift.cli.models import spark_output_dir
 from uplift.cli.options import (
+    ENGINES,
     CapacityOption,
     ConfigOption,
     CostOption,
+    EngineOption,
     IgnoreOption,
     JsonOption,
     MapOption,
     OrderValueOption,
+    SparkMasterOption,
     TrustModelOption,
 )
 from uplift.cli.render import make_console, print_frame, progress

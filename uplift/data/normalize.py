@@ -20,6 +20,7 @@ import pyarrow as pa
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 
 __all__ = [
+    "MIN_PROPENSITY",
     "arm_labels",
     "check_week",
     "column_names",

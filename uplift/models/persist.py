@@ -36,6 +36,7 @@ from uplift.models import serialize, signing
 from uplift.models.uplift_model import UpliftModel
 
 __all__ = [
+    "CARD_FILE",
     "PICKLE_FORMAT",
     "ModelVersionWarning",
     "load_model",

@@ -45,7 +45,7 @@ from scipy.optimize import linprog
 
 from uplift.exceptions import ConfigError
 
-__all__ = ["Allocation", "allocate"]
+__all__ = ["MAX_CONSTRAINED_ARMS", "TIE_TOLERANCE", "Allocation", "allocate"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -10,7 +10,7 @@ evaluate any policy and retrain without bias.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from uplift.models.effects import Effects, NetValue, as_effects
 from uplift.policy.allocation import Allocation, allocate
 
 __all__ = [
+    "QUEUE_COLUMNS",
     "RISK_COLUMNS",
     "Assignment",
     "check_capacities",
@@ -35,6 +36,7 @@ __all__ = [
     "explain_queue",
     "order_ids",
     "rank_orders",
+    "reason_text",
     "with_reasons",
     "with_risk",
 ]
@@ -293,14 +295,15 @@ def _reasons(
     n, k = len(arm), len(labels)
     wanted = np.column_stack([np.zeros(n), values.value]).argmax(axis=1)
     limited = np.concatenate([[False], solved.prices > 0])
-    texts = [_reason(labels, a, w, bool(limited[w])) for a in range(k) for w in range(k)]
+    names = [str(label) for label in labels]
+    texts = [reason_text(names, a, w, bool(limited[w])) for a in range(k) for w in range(k)]
     code = arm * k + wanted
     code = np.where(explored, len(texts), np.where(held, len(texts) + 1, code))
     categories, index = np.unique([*texts, "explore", "holdout"], return_inverse=True)
     return pd.Categorical.from_codes(index[code], categories=pd.Index(categories.astype(str)))
 
 
-def _reason(labels: NDArray[np.object_], given: int, wanted: int, limited: bool) -> str:
+def reason_text(labels: Sequence[str], given: int, wanted: int, limited: bool) -> str:
     """Why an order received arm ``given`` when its best arm by net value was ``wanted``."""
     blocked = f"capacity full for {labels[wanted]}" if limited else "budget spent"
     if given == 0:

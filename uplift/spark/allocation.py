@@ -52,7 +52,13 @@ from pyspark.sql import functions as F
 
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.experiment.assignment import rank_salt
-from uplift.policy.ranking import RISK_COLUMNS, check_capacities, check_shares
+from uplift.policy.ranking import (
+    QUEUE_COLUMNS,
+    RISK_COLUMNS,
+    check_capacities,
+    check_shares,
+    reason_text,
+)
 from uplift.spark.errors import executor_errors
 from uplift.spark.io import column, effects_control
 from uplift.spark.prices import Prices, choice_column, priced_choice, solve_prices
@@ -443,31 +449,8 @@ def _decided_frame(drawn: DataFrame, decided: pd.DataFrame) -> DataFrame:
 def _reason_texts(k: int, prices: Prices, labels: list[str]) -> list[str]:
     """The pandas engine's reason texts, by code: arm received x arm wanted, then chance."""
     limited = [False, *(bool(p > 0) for p in prices.prices)]
-    texts = [_reason_text(labels, a, w, limited[w]) for a in range(k + 1) for w in range(k + 1)]
+    texts = [reason_text(labels, a, w, limited[w]) for a in range(k + 1) for w in range(k + 1)]
     return [*texts, "explore", "holdout"]
-
-
-def _reason_text(labels: list[str], given: int, wanted: int, limited: bool) -> str:
-    """Why an order received arm ``given`` when its best arm by net value was ``wanted``."""
-    blocked = f"capacity full for {labels[wanted]}" if limited else "budget spent"
-    if given == 0:
-        return "no arm pays for its cost" if wanted == 0 else blocked
-    chosen = f"best net value via {labels[given]}"
-    return chosen if given == wanted else f"{chosen}; {blocked}"
-
-
-QUEUE_COLUMNS = (
-    "order_id",
-    "arm",
-    "rank",
-    "net_value",
-    "expected_retained_revenue",
-    "cost",
-    "holdout",
-    "propensity",
-    "policy_arm",
-    "reason",
-)
 
 
 def _labelled(frame: DataFrame, labels: list[str], texts: list[str], keep: list[str]) -> DataFrame:

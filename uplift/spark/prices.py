@@ -46,7 +46,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from uplift.exceptions import ConfigError
-from uplift.policy.allocation import Allocation, allocate
+from uplift.policy.allocation import (
+    MAX_CONSTRAINED_ARMS,
+    TIE_TOLERANCE,
+    Allocation,
+    allocate,
+)
 from uplift.spark.session import quiet_conversions
 from uplift.spark.values import cost_column, value_column
 
@@ -57,10 +62,6 @@ IntArray = NDArray[np.int64]
 
 #: Rounds of (estimate, margins, exact solve) before the search gives up.
 MAX_ROUNDS = 5
-#: Relative tie tolerance of :mod:`uplift.policy.allocation` (its ``TIE_TOLERANCE``).
-TIE_TOLERANCE = 1e-10
-#: The most capacitated arms :func:`allocate` takes.
-MAX_CONSTRAINED_ARMS = 16
 # Boxes are 2**i wide, i in [-_SCALES, _SCALES]: from 1e-18 to 1e18 currency units.
 _SCALES = 60
 #: The solved prices must lie within this share of the box's half-width from its centre.

@@ -30,6 +30,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
+from uplift.data.normalize import MIN_PROPENSITY
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.spark.hashing import hash_unit
 from uplift.spark.io import column
@@ -39,8 +40,6 @@ __all__ = ["SAMPLE_SALT", "TrainingSample", "sample_log", "stratum_fractions"]
 
 #: The salt of the sample's draw; another salt draws another sample.
 SAMPLE_SALT = "uplift-sample"
-#: The smallest propensity ``read_log`` accepts (``uplift.data.normalize.MIN_PROPENSITY``).
-MIN_PROPENSITY = 1e-4
 _WEEK, _FRACTION = "_week", "_fraction"
 
 
