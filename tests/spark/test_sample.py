@@ -14,7 +14,12 @@ import pytest
 from pyspark.sql import SparkSession
 
 from uplift.data.log import ExperimentLog, iso_week
-from uplift.spark.sample import TrainingSample, sample_log, stratum_fractions
+from uplift.spark.sample import (
+    DEFAULT_SAMPLE_ORDERS,
+    TrainingSample,
+    sample_log,
+    stratum_fractions,
+)
 from uplift.spark.session import quiet_conversions
 
 # The sample and the log agree within this many standard errors of the difference (below).
@@ -127,3 +132,22 @@ def test_fractions_fill_the_strata_to_one_level() -> None:
     tiny = stratum_fractions(strata.assign(smallest=1e-3), 20)
     assert (tiny["fraction"] * 1e-3 >= 1e-4).all()  # no propensity below read_log's floor
     assert tiny["raised"].any()
+
+
+def test_a_log_below_the_default_size_is_kept_whole(
+    spark: SparkSession, full: pd.DataFrame
+) -> None:
+    """The default sample holds DEFAULT_SAMPLE_ORDERS (the learning curve's knee); a smaller
+    log is kept whole, every propensity as logged."""
+    small = full.iloc[::40].reset_index(drop=True)
+    with quiet_conversions():
+        frame = spark.createDataFrame(small)
+    drawn = sample_log(frame)
+    assert len(small) < DEFAULT_SAMPLE_ORDERS
+    assert drawn.log_orders == len(small)
+    kept = drawn.frame.sort_values("order_id").reset_index(drop=True)
+    assert kept["order_id"].tolist() == sorted(small["order_id"])
+    np.testing.assert_array_equal(
+        kept["propensity"].to_numpy(), small.sort_values("order_id")["propensity"].to_numpy()
+    )
+    assert (drawn.strata["fraction"] == 1.0).all()
