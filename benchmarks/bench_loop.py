@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from bench_models import machine, markdown
 
 from uplift import read_report, run_demo
 from uplift.data.simulate import ARMS, TREATMENT_ARMS
+from uplift.exceptions import SchemaError
 from uplift.loop.demo import CAPACITY, COSTS, START_WEEK, week_labels
 from uplift.models.oracle import true_effects
 from uplift.policy.ranking import rank_orders
@@ -71,7 +73,7 @@ def oracle_orders(truth: pd.DataFrame, order_value: np.ndarray, arm: str) -> int
 
 def run_seed(
     seed: int, args: argparse.Namespace, folder: Path
-) -> tuple[pd.DataFrame, dict[str, object]]:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The steady loop's weeks (one row each), and the reversal: whether it was flagged, and
     how many orders the policy gave the reversed arm and held out for it that week, beside the
     oracle's count for the same week unreversed."""
@@ -146,10 +148,18 @@ def main() -> None:
     args = parser.parse_args()
     header = machine()
     started = time.monotonic()
-    frames, reversals = [], []
+    frames, reversals, refused = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         for seed in range(args.seeds):
-            frame, reversal = run_seed(seed, args, Path(tmp))
+            try:
+                frame, reversal = run_seed(seed, args, Path(tmp))
+            except SchemaError as error:
+                # The leak guard tests every week's log at a family-wise level of 0.001, so a
+                # run of many weeks meets a false alarm now and then; the weekly job stops
+                # there, as it would in a shop. The seed is reported, not hidden.
+                refused.append(f"seed {seed}: {str(error).replace(f'{tmp}/', '')}")
+                print(f"seed {seed}: refused [{time.monotonic() - started:.0f} s]", file=sys.stderr)
+                continue
             frames.append(frame)
             reversals.append(reversal)
             flagged = reversal["flagged"]
@@ -158,7 +168,7 @@ def main() -> None:
                 file=sys.stderr,
             )
     weeks = pd.concat(frames, ignore_index=True)
-    caught = [r["flagged"] for r in reversals]
+    caught = [bool(r["flagged"]) for r in reversals]
     closed = weeks[weeks["closed"]]
     covered = (closed["ci_lower"] <= closed["true_protected"]) & (
         closed["true_protected"] <= closed["ci_upper"]
@@ -203,14 +213,14 @@ def main() -> None:
             {
                 "measure": f"share of the oracle's true net value, week {args.weeks}",
                 "value": float(curve["loop"].iloc[-1]),
-                "over": f"{args.seeds} seeds (sd {curve['loop_sd'].iloc[-1]:.3f})",
+                "over": f"{len(frames)} seeds (sd {curve['loop_sd'].iloc[-1]:.3f})",
                 "target": ">= 0.80",
             },
             {
                 "measure": f"the same on the orders the policy decided (no holdout or "
                 f"exploration), week {args.weeks}",
                 "value": float(curve["decided_orders"].iloc[-1]),
-                "over": f"{args.seeds} seeds",
+                "over": f"{len(frames)} seeds",
                 "target": "",
             },
         ]
@@ -236,6 +246,12 @@ def main() -> None:
         "for the same week unreversed:\n"
     )
     print(markdown(pd.DataFrame(reversals)), "\n")
+    if refused:
+        print(
+            f"Seeds the weekly job stopped at, its leak guard refusing a week's log ({len(refused)}"
+            f" of {args.seeds}; every figure above is over the other seeds):\n"
+        )
+        print("\n".join(f"- {line}" for line in refused), "\n")
 
 
 if __name__ == "__main__":
