@@ -50,4 +50,5 @@ def test_the_spark_example_runs(
     assert (queue["arm"] == "agent_call").sum() <= 300
     sample = namespace["sample"]
     assert isinstance(sample, pd.DataFrame)
-    assert abs(len(sample) - 5_000) < 400
+    # The default sample holds 1,000,000 orders: this 20,000-order log is kept whole.
+    assert sorted(sample["order_id"]) == sorted(pd.read_parquet("log.parquet")["order_id"])
