@@ -26,16 +26,19 @@ __all__ = [
 
 AUTO = "auto"
 #: What ``auto`` compares by default. The first is the default, kept unless another is clearly
-#: better (see :mod:`uplift.models.select`): our bagged S-learner, the best learner of the
-#: benchmark grid at 20,000 orders. The linear S-learner ranks best on Hillstrom's e-mails.
-#: ``s_blend``, the mean of the two, keeps the most of the oracle's net value on the grid as a
-#: whole and in every cell of 200,000 orders, but 2.5 to 3.2 points less than the S-learner at
-#: 20,000 (``benchmarks/results/grid.md``), and its linear half adds to the time and memory of
-#: ``train`` and ``predict`` at a million orders: a learner to name with ``--learner`` for
-#: large logs, not the default. causalml's X-learner and our T-learner trailed the S-learner in
-#: the grid, and each would add a fifth to the time of ``train`` at a million orders; our
-#: DR-learner fits one effect model per arm on every order.
-DEFAULT_CANDIDATES: tuple[str, ...] = ("s_lgbm", "s_linear")
+#: better (see :mod:`uplift.models.select`): ``s_blend``, the equal mean of our bagged
+#: S-learner and the linear S-learner. Neither member is better everywhere: on the benchmark
+#: grid (``benchmarks/results/grid.md``, 5 seeds per cell) the S-learner leads at 20,000 orders,
+#: the two are level at 200,000, and which one is better in a given log changes from seed to
+#: seed by up to 15 points. Held-out data cannot tell them apart at these effect sizes: the
+#: doubly robust loss that would weigh them puts the S-learner's weight at 0 to 1 with a
+#: standard error of 1 to 7, so the weights stay equal (the classic forecast combination) and
+#: the blend loses less to the truly better member, on average, than either member alone.
+#: The members are candidates too, chosen alone only when clearly better. causalml's X-learner
+#: and our T-learner trailed the S-learner in the grid, and each would add a fifth to the time
+#: of ``train`` at a million orders; our DR-learner fits one effect model per arm on every
+#: order.
+DEFAULT_CANDIDATES: tuple[str, ...] = ("s_blend", "s_lgbm", "s_linear")
 #: The learners whose equal mean a blend is (:mod:`uplift.models.blend`).
 BLEND_MEMBERS: dict[str, tuple[str, ...]] = {"s_blend": ("s_lgbm", "s_linear")}
 

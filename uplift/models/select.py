@@ -10,12 +10,13 @@ with the log's own propensities and one cross-fitted outcome model for all candi
 (:func:`~uplift.models.contest.compare_models`), so candidates are compared paired, on the same
 orders.
 
-The first candidate is the default (``s_lgbm`` in
-:data:`~uplift.models.catalog.DEFAULT_CANDIDATES`: on the benchmark grid of worlds, sizes and
-5 seeds, ``benchmarks/results/grid.md``, it is the best learner at 20,000 orders and within 4.5
-points of the best at 200,000). A blend (``s_blend``) whose members are candidates too is scored
-by the mean of their held-out effects, with no fit of its own. Another candidate is chosen only
-when it is *clearly* better: the 95% interval of its paired difference to the default lies
+The first candidate is the default (``s_blend`` in
+:data:`~uplift.models.catalog.DEFAULT_CANDIDATES`, the equal mean of the bagged S-learner and
+the linear S-learner: on the benchmark grid of worlds, sizes and 5 seeds,
+``benchmarks/results/grid.md``, it loses the least to whichever member is truly better in a
+log). A blend whose members are candidates too is scored by the mean of their held-out effects,
+with no fit of its own. Another candidate is chosen only when it is *clearly* better: the 95%
+interval of its paired difference to the default lies
 above zero. Among several clearly better, the highest value wins. At the effect sizes of real
 nudges the doubly robust standard error of a policy value is larger than the true gaps between
 good learners, so the highest estimate alone
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,7 @@ from uplift.models.contest import compare_models
 from uplift.models.effects import Effects, Outcome, concat_effects, mean_effects
 from uplift.models.uplift_model import Selection, fit_models, model_inputs
 
-__all__ = ["N_FOLDS", "score_candidates", "select_learner"]
+__all__ = ["N_FOLDS", "CrossFit", "cross_fit", "score_candidates", "select_learner"]
 
 #: Selection looks at no more orders than this (drawn at random), and the chosen learner is
 #: refitted on the whole log. More orders narrow the paired intervals, but every candidate is
@@ -48,6 +50,21 @@ __all__ = ["N_FOLDS", "score_candidates", "select_learner"]
 MAX_SELECTION_ORDERS = 100_000
 #: Folds of the cross-fitting: each candidate is fitted this many times on selection.
 N_FOLDS = 3
+
+
+@dataclass(frozen=True, eq=False)
+class CrossFit:
+    """Every candidate's effects on held-out orders: ``frame`` holds those orders (rows of the
+    scored folds, numbered from 0), ``effects`` each candidate's predictions for them by models
+    that never saw them, ``mu`` the outcome model under every arm (fitted the same way),
+    ``method`` ``time_folds`` or ``cross_fit``, ``seconds`` each candidate's fit time."""
+
+    frame: pd.DataFrame
+    effects: dict[str, Effects]
+    mu: pd.DataFrame
+    outcome: Outcome
+    method: str
+    seconds: dict[str, float]
 
 
 def select_learner(
@@ -59,6 +76,21 @@ def select_learner(
     progress: Callable[[str], None],
 ) -> Selection:
     """Fit every candidate on held-in orders and score its policy on held-out ones."""
+    fit = cross_fit(log, candidates, seed=seed, progress=progress)
+    scores = score_candidates(fit.frame, fit.effects, fit.mu, costs, fit.outcome)
+    scores["fit_seconds"] = scores["learner"].map(fit.seconds)
+    chosen = str(scores.loc[scores["chosen"], "learner"].iloc[0])
+    return Selection(chosen, fit.method, fit.outcome, len(fit.frame), scores)
+
+
+def cross_fit(
+    log: ExperimentLog,
+    candidates: tuple[str, ...],
+    *,
+    seed: int,
+    progress: Callable[[str], None],
+) -> CrossFit:
+    """Every candidate fitted on all folds but one, predicting that one, for every fold."""
     sample = _sample(log, seed)
     method, folds = _folds(sample, seed)
     outcome: Outcome = "revenue" if sample.has_revenue else "retained"
@@ -89,13 +121,14 @@ def select_learner(
             effects[name].append(mean_effects([effects[m][-1] for m in members]))
     for name, members in blended.items():
         seconds[name] = sum(seconds[m] for m in members)
-    scored = pd.concat([sample.frame[held_out] for _, held_out in folds], ignore_index=True)
-    mu = pd.concat(mu_parts, ignore_index=True)
-    effect = {name: concat_effects(parts) for name, parts in effects.items()}
-    scores = score_candidates(scored, effect, mu, costs, outcome)
-    scores["fit_seconds"] = scores["learner"].map(seconds)
-    chosen = str(scores.loc[scores["chosen"], "learner"].iloc[0])
-    return Selection(chosen, method, outcome, len(scored), scores)
+    return CrossFit(
+        frame=pd.concat([sample.frame[held_out] for _, held_out in folds], ignore_index=True),
+        effects={name: concat_effects(parts) for name, parts in effects.items()},
+        mu=pd.concat(mu_parts, ignore_index=True),
+        outcome=outcome,
+        method=method,
+        seconds=seconds,
+    )
 
 
 def _sample(log: ExperimentLog, seed: int) -> ExperimentLog:

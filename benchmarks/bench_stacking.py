@@ -1,0 +1,165 @@
+"""Can held-out data weigh the blend's two members? Stacking weights against fixed ones.
+
+``auto``'s default, ``s_blend``, is the equal mean of the bagged S-learner (``s_lgbm``) and the
+linear S-learner (``s_linear``). Stacking would choose the S-learner's weight ``w`` instead by
+minimising the doubly robust loss on the cross-fitted folds selection already has:
+
+    w = argmin sum_i sum_a (G_ia - w * tau_lgbm_ia - (1 - w) * tau_linear_ia)^2
+
+where ``G_ia`` is the doubly robust pseudo-outcome of arm ``a`` against control for held-out
+order ``i`` (outcome model and propensities as in selection, on the selection's outcome). This
+benchmark measures, on every cell and seed of the model grid (same logs, same seeds as
+``bench_models.py --part grid``): the estimated ``w`` and its standard error (sandwich, one
+cluster per order); and the true share of the oracle's net value on the grid's 100,000 fresh
+test orders of the blend at fixed weights 0, 0.1, ..., 1 and at the stacked weight (clipped to
+0..1; also per arm, one weight per arm). The blends' effects are ``w`` times the S-learner's
+uplift plus ``1 - w`` times the linear one's, both fitted on the whole training log. Regret is
+the better member's share minus the blend's, per seed.
+
+    .venv/bin/python benchmarks/bench_stacking.py [--grid-seeds 5] [--grid-cells ...]
+
+Writes ``benchmarks/results/stacking.md`` and ``stacking.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bench_models import (
+    DEFAULT_GRID_CELLS,
+    GRID_WORLDS,
+    RESULTS,
+    OrderTask,
+    grid_cells,
+    machine,
+    markdown,
+    policy_net_value,
+    simulate,
+)
+
+from uplift.data.files import atomic_path
+from uplift.models.select import CrossFit, cross_fit
+from uplift.models.uplift_model import fit_models
+
+MEMBERS = ("s_lgbm", "s_linear")
+WEIGHTS = np.round(np.linspace(0, 1, 11), 1)
+
+
+def pseudo_outcomes(fit: CrossFit) -> np.ndarray:
+    """Doubly robust pseudo-outcome of every treatment arm against control, per held-out order."""
+    first = fit.effects[MEMBERS[0]]
+    control, arms = first.control, list(first.treatment_arms)
+    y = fit.frame[fit.outcome].to_numpy(float)
+    e = fit.frame["propensity"].to_numpy(float)
+    logged = fit.frame["arm"].to_numpy()
+    mu = fit.mu
+
+    def corrected(arm: str) -> np.ndarray:
+        base = mu[arm].to_numpy()
+        return base + np.where(logged == arm, (y - base) / e, 0.0)
+
+    return np.column_stack([corrected(a) - corrected(control) for a in arms])
+
+
+def stacked_weight(fit: CrossFit) -> tuple[float, float, np.ndarray]:
+    """The S-learner's least-squares weight over all arms, its standard error, and per arm."""
+    tau = [fit.effects[m].uplift(fit.outcome).to_numpy() for m in MEMBERS]
+    d = tau[0] - tau[1]
+    r = pseudo_outcomes(fit) - tau[1]
+    w = float((r * d).sum() / (d * d).sum())
+    score = (d * (r - w * d)).sum(axis=1)  # one cluster per order: its arms together
+    se = float(np.sqrt((score**2).sum()) / (d * d).sum())
+    return w, se, (r * d).sum(axis=0) / (d * d).sum(axis=0)
+
+
+def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]:
+    spec = GRID_WORLDS[world]
+    task = OrderTask.of(
+        simulate(orders, seed=100 + seed, world=spec),
+        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
+    )
+    fit = cross_fit(task.train, MEMBERS, seed=seed, progress=lambda _: None)
+    w, se, per_arm = stacked_weight(fit)
+    uplift = [
+        fit_models(task.train, m, seed).model().predict_effects(task.X_test).uplift("retained")
+        for m in MEMBERS
+    ]
+
+    def share(weight: float | np.ndarray) -> float:
+        blend = uplift[0] * weight + uplift[1] * (1 - weight)
+        return 100 * policy_net_value(blend, task.value, task.true)[0] / task.oracle
+
+    row: dict[str, Any] = {"world": world, "orders": orders, "seed": seed, "w": w, "w_se": se}
+    row |= {f"share w={x}": share(x) for x in WEIGHTS}
+    row["share stacked"] = share(min(max(w, 0.0), 1.0))
+    row["share stacked per arm"] = share(np.clip(per_arm, 0, 1))
+    return row
+
+
+def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean share per cell, and the regret of every weighting against the better member."""
+    shares = [c for c in frame.columns if c.startswith("share")]
+    per_cell = frame.groupby(["world", "orders"], sort=False)
+    table = per_cell[shares].mean().round(1)
+    table.insert(0, "w (mean)", per_cell["w"].mean().round(2))
+    table.insert(1, "w se (mean)", per_cell["w_se"].mean().round(2))
+    best = frame[["share w=0.0", "share w=1.0"]].max(axis=1)
+    regret = pd.DataFrame(
+        {
+            "weighting": [c.removeprefix("share ") for c in shares],
+            "mean regret": [(best - frame[c]).mean() for c in shares],
+            "mean regret, seeds below the better member": [
+                (best - frame[c]).clip(lower=0).mean() for c in shares
+            ],
+        }
+    )
+    return table.reset_index(), regret
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid-seeds", type=int, default=5)
+    parser.add_argument("--grid-cells", default=DEFAULT_GRID_CELLS)
+    parser.add_argument("--test-orders", type=int, default=100_000)
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    started = time.time()
+    rows = []
+    for world, orders in grid_cells(args.grid_cells):
+        for seed in range(args.grid_seeds):
+            print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
+            rows.append(cell(world, orders, seed, args.test_orders))
+    frame = pd.DataFrame(rows)
+    table, regret = summary(frame)
+    command = ".venv/bin/python benchmarks/bench_stacking.py " + " ".join(sys.argv[1:])
+    text = "\n\n".join(
+        [
+            "# Stacking the blend's members: estimated against fixed weights",
+            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
+            machine(),
+            "\n\n".join(__doc__.split("\n\n")[1:4]),
+            "Per cell, mean over seeds: the estimated weight of the S-learner, its standard "
+            "error, and the true share (%) of the oracle's net value of each weighting:",
+            markdown(table),
+            "Regret (points of the oracle's share) against the better member of each seed, "
+            "mean over all cells and seeds (negative: the blend beats both members):",
+            markdown(regret),
+        ]
+    )
+    print(text)
+    folder = Path(args.results)
+    with atomic_path(folder / "stacking.md") as tmp:
+        tmp.write_text(text + "\n")
+    with atomic_path(folder / "stacking.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    main()
