@@ -8,11 +8,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.base import clone
 
 from uplift.data.log import ColumnMap, ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, NotFittedError, SchemaError
+from uplift.experiment.metrics import Z95
 from uplift.models import LEARNERS, make_learner, train_uplift
 from uplift.models.base import BaseUpliftModel, FeatureEncoder, FitData
 from uplift.models.effects import Effects
@@ -24,7 +26,7 @@ from uplift.models.learners import (
     inverse_propensity_weights,
 )
 from uplift.models.propensity import arm_probabilities, pairwise
-from uplift.models.select import score_candidates
+from uplift.models.select import clear_margin, score_candidates
 
 OURS = ("t_lgbm", "s_lgbm", "dr_lgbm", "s_linear")
 THIRD_PARTY = tuple(name for name in LEARNERS if name not in OURS)
@@ -280,11 +282,22 @@ def test_auto_scores_every_candidate_on_held_out_orders(log: ExperimentLog) -> N
     np.testing.assert_allclose(
         scores["diff_to_default"], scores["policy_value"] - default["policy_value"], atol=1e-12
     )
-    # The default stays unless another candidate's paired interval lies above zero.
+    # The default stays unless another candidate's paired interval lies above zero; with one
+    # alternative the Bonferroni margin is the plain 95% interval's.
+    assert clear_margin(len(scores)) == pytest.approx(Z95, abs=1e-9)
     clearly = scores["diff_ci_lower"] > 0
     assert scores["clearly_better"].equals(clearly)
     expected = scores[clearly]["policy_value"].idxmax() if clearly.any() else 0
     assert scores.loc[expected, "chosen"]
+
+
+def test_clear_margin_is_bonferroni_adjusted_for_the_alternatives() -> None:
+    # One-sided 2.5% per alternative, divided among them: the family-wise chance that noise
+    # displaces the default stays at 2.5% (scipy's normal quantiles as the reference).
+    for candidates, alternatives in ((2, 1), (3, 2), (5, 4)):
+        expected = stats.norm.ppf(1 - 0.025 / alternatives)
+        assert clear_margin(candidates) == pytest.approx(expected, abs=1e-9)
+    assert clear_margin(3) == pytest.approx(2.2414, abs=1e-4)
 
 
 def test_auto_keeps_the_default_unless_another_is_clearly_better() -> None:

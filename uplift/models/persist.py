@@ -92,8 +92,8 @@ def model_card(model: UpliftModel, *, form: str, files: dict[str, str]) -> dict[
             "outcome": selection.outcome,
             "orders_scored": selection.n_orders,
             "criterion": "doubly robust policy value net of costs on cross-fitted folds; the "
-            "first candidate stays unless another is clearly better (paired 95% interval "
-            "above zero)",
+            "first candidate stays unless another is clearly better (paired 95% interval, "
+            "Bonferroni-adjusted for the number of alternatives, above zero)",
             "candidates": selection.scores,
         },
         "package_version": __version__,

@@ -15,12 +15,14 @@ The first candidate is the default (``s_blend`` in
 the linear S-learner: on the benchmark grid of worlds, sizes and 5 seeds,
 ``benchmarks/results/grid.md``, it loses the least to whichever member is truly better in a
 log). A blend whose members are candidates too is scored by the mean of their held-out effects,
-with no fit of its own. Another candidate is chosen only when it is *clearly* better: the 95%
-interval of its paired difference to the default lies
-above zero. Among several clearly better, the highest value wins. At the effect sizes of real
-nudges the doubly robust standard error of a policy value is larger than the true gaps between
-good learners, so the highest estimate alone
-follows noise; requiring clear evidence keeps the default unless the log says otherwise.
+with no fit of its own. Another candidate is chosen only when it is *clearly* better: its paired
+difference to the default lies above zero by :func:`clear_margin` standard errors (the lower
+end of its 95% interval, Bonferroni-adjusted for the number of alternatives: unadjusted, two
+alternatives at 2.5% each would let noise displace the default in about one log in twenty).
+Among several clearly better, the highest value wins. At the effect sizes of real nudges the
+doubly robust standard error of a policy value is larger than the true gaps between good
+learners, so the highest estimate alone follows noise; requiring clear evidence keeps the
+default unless the log says otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -190,6 +193,16 @@ def _outcome_model(
     return model.predict_outcomes(test.frame[inputs]).reset_index(drop=True)
 
 
+def clear_margin(candidates: int) -> float:
+    """Standard errors by which a candidate must beat the default to be *clearly* better.
+
+    Every alternative to the default gets a one-sided test at 2.5%, Bonferroni-adjusted for the
+    number of alternatives, so that the chance that any of them displaces the default by noise
+    alone stays at 2.5% (1.96 for one alternative, 2.24 for two).
+    """
+    return NormalDist().inv_cdf(1 - 0.025 / max(candidates - 1, 1))
+
+
 def score_candidates(
     log: pd.DataFrame,
     effects: Mapping[str, Effects],
@@ -226,7 +239,9 @@ def score_candidates(
             "treated_share": paired["treated_share"],
         }
     )
-    scores["clearly_better"] = scores["diff_ci_lower"] > 0
+    scores["clearly_better"] = scores["diff_to_default"] > clear_margin(len(effects)) * scores[
+        "diff_se"
+    ].where(scores.index > 0)
     better = scores.loc[scores["clearly_better"], "policy_value"]
     winner = better.idxmax() if len(better) else 0
     scores["chosen"] = scores.index == winner

@@ -96,8 +96,9 @@ class Selection:
     (doubly robust mean net value per held-out order), ``se``, ``ci_lower``, ``ci_upper``,
     ``diff_to_default``, ``diff_se``, ``diff_ci_lower``, ``diff_ci_upper`` (paired, against the
     default candidate), ``qini`` (mean Qini coefficient over arms), ``treated_share``,
-    ``fit_seconds``, ``clearly_better`` (the paired difference's 95% interval is above zero) and
-    ``chosen``. ``method`` is ``time_folds`` or ``cross_fit``.
+    ``fit_seconds``, ``clearly_better`` (the paired difference's 95% interval, Bonferroni-
+    adjusted for the number of alternatives, is above zero) and ``chosen``. ``method`` is
+    ``time_folds`` or ``cross_fit``.
     """
 
     chosen: str
