@@ -1,7 +1,8 @@
 """Whole commands on 1,000,000 orders x 6 arms, each in a fresh process, against causalml.
 
-Times ``uplift train`` (``--learner t_lgbm`` and the default ``auto``), ``uplift predict`` and
-``uplift rank --model-dir`` with two binding capacities as a user runs them: a new process
+Times ``uplift train`` (``--learner t_lgbm``, the default ``auto`` and ``--learner s_blend``),
+``uplift predict`` with each model and ``uplift rank --model-dir`` (the ``auto`` model) with
+two binding capacities as a user runs them: a new process
 that imports the package, reads the log, works and writes its files. Each row gives the wall
 seconds and the peak RSS of that process. In the same run, in fresh processes too:
 
@@ -39,6 +40,8 @@ from uplift.data.simulate import ARM_COSTS
 from uplift.models.effects import Effects
 
 UPLIFT = str(Path(sys.executable).with_name("uplift"))
+#: The label of the model trained with ``--learner s_blend --no-validate``.
+BLEND = "s_blend, named"
 COSTS = [f"{arm}={cost:g}" for arm, cost in ARM_COSTS.items() if arm != "control"]
 
 
@@ -52,9 +55,10 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float
 
 def commands(folder: Path, log: Path) -> list[dict[str, Any]]:
     """Run every command once; a row per command."""
-    t_model, auto_model = folder / "t_lgbm", folder / "auto"
+    t_model, auto_model, blend_model = folder / "t_lgbm", folder / "auto", folder / "s_blend"
     costs = [f"--cost={c}" for c in COSTS]
     t_train = ["train", log, "--learner", "t_lgbm", *costs]
+    blend_train = ["train", log, "--learner", "s_blend", *costs, "--no-validate"]
     rows = [
         row("uplift train --learner t_lgbm --no-validate", [*t_train, "--no-validate"], t_model),
         row("uplift train --learner t_lgbm (validated)", t_train, folder / "t_validated"),
@@ -62,10 +66,13 @@ def commands(folder: Path, log: Path) -> list[dict[str, Any]]:
     ]
     learner = json.loads((auto_model / "model_card.json").read_text())["learner"]
     rows[-1]["note"] = f"chose {learner}"
-    for model, name in ((t_model, "t_lgbm"), (auto_model, learner)):
-        effects = folder / f"effects-{name}.parquet"
-        rows.append(row(f"uplift predict ({name})", ["predict", log, "--out", effects], model))
-    capacity = binding_capacities(effects)
+    rows.append(row("uplift train --learner s_blend --no-validate", blend_train, blend_model))
+    predicted = {}
+    for model, name in ((t_model, "t_lgbm"), (auto_model, learner), (blend_model, BLEND)):
+        predicted[name] = folder / f"effects-{name}.parquet"
+        argv = ["predict", log, "--out", predicted[name]]
+        rows.append(row(f"uplift predict ({name})", argv, model))
+    capacity = binding_capacities(predicted[learner])
     queue, summary = folder / "queue.parquet", folder / "rank.json"
     argv = ["rank", log, "--out", queue, "--json", summary]
     argv += [f"--capacity={arm}={n}" for arm, n in capacity.items()]
@@ -233,8 +240,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "7 noise columns: 20 inputs, 6 arms, retained outcome, logged propensities) written "
             "to Parquet; every command reads that file (predict and rank score all its orders). "
             f"Train gets the simulator's arm costs ({', '.join(COSTS)}); rank uses them (from "
-            "the model card) with two capacities that bind: half the orders whose best arm "
-            "(predicted net value) is each of the two most wanted arms. Each row is a fresh "
+            "the model card of the auto model) with two capacities that bind: half the orders "
+            "whose best arm (predicted net value) is each of the two most wanted arms. "
+            f"`{BLEND}` is the model of `--learner s_blend --no-validate` (the blend of the "
+            "bagged S-learner and the linear S-learner). Each row is a fresh "
             "process: wall seconds of the whole command (start, imports, reading, work, "
             "writing) and the peak RSS of that process (`wait4` ru_maxrss, read by a small "
             "launcher: Linux carries a parent's high-water mark into the child it starts).",

@@ -181,7 +181,7 @@ def test_without_tables_lightgbm_computes_the_same(
     monkeypatch.setattr(contributions_module, "compiled", lambda: None)
     plain = dataclasses.replace(model, risk_model=dataclasses.replace(_risk(model)))
     pd.testing.assert_frame_equal(plain.predict_risk(orders), expected, rtol=0, atol=1e-9)
-    assert plain.risk_model._tables is None  # type: ignore[union-attr]
+    assert plain.risk_model._family_tables is None  # type: ignore[union-attr]
 
 
 def test_dominant_cause_known_values() -> None:

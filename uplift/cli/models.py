@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,7 +40,7 @@ LEARNER_NAMES = (
     "causalml_r, causalml_dr, econml_dr, econml_forest"
 )
 
-__all__ = ["spark_output_dir"]
+__all__ = ["load_prepared", "preparing", "spark_output_dir"]
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
@@ -197,7 +199,8 @@ def predict(
     settings = log_settings(config, mapping, ignore, control, order_value=order_value)
     model = load_model(model_dir, trust=trust_model)
     check_control(settings.control if control or settings.project.control else None, model)
-    orders = read_frame(orders_path)
+    with preparing(model):
+        orders = read_frame(orders_path)
     frame = settings.column_map.to_orders(orders).apply(orders, str(orders_path))
     effects = predict_table(model, frame, source=str(orders_path))
     table = effects.to_frame().reset_index(drop=True)
@@ -218,6 +221,49 @@ def predict(
             f"note: a CSV file cannot record the control arm; rank these effects with "
             f"--control {model.control!r} (a .parquet file records it)"
         )
+
+
+@contextmanager
+def preparing(model: UpliftModel) -> Iterator[None]:
+    """Run the body (reading the orders) while a thread does what the model's first
+    prediction does whatever the orders: build its trees' tables and load the compiled
+    evaluator (:func:`uplift.models.trees.prepare`), and the risk model's tables. pyarrow reads
+    without holding the GIL, so with a second core the two overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        ready = pool.submit(_prepare, model)
+        yield
+        ready.result()
+
+
+def load_prepared(model_dir: Path, trust: bool) -> UpliftModel:
+    """:func:`uplift.models.load_model`, then prepared as :func:`preparing` prepares it (for a
+    thread while the orders are read)."""
+    from uplift.models import load_model
+
+    model = load_model(model_dir, trust=trust)
+    _prepare(model)
+    return model
+
+
+def _prepare(model: UpliftModel) -> None:
+    import lightgbm as lgb
+
+    from uplift.models.trees import prepare
+
+    for part in (
+        model.retained_model,
+        model.revenue_model,
+        model.retained_base_model,
+        model.revenue_base_model,
+    ):
+        # The boosters one pass predicts with: a learner's (a blend's trees'), a base model's.
+        learner = getattr(part, "trees_", part)
+        found = getattr(learner, "models_", None) or [getattr(learner, "booster", None)]
+        prepare([b for b in found if isinstance(b, lgb.Booster)])
+    if model.risk_model is not None:
+        model.risk_model.prepare()
 
 
 def spark_output_dir(out: Path, option: str = "--out") -> None:

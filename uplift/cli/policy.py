@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.models import spark_output_dir
+from uplift.cli.models import load_prepared, spark_output_dir
 from uplift.cli.options import (
     ENGINES,
     CapacityOption,
@@ -119,6 +119,8 @@ def rank(
         _rank_on_spark(orders_path, out, flags, settings.project, settings.column_map, spark_master)
         return
 
+    from concurrent.futures import ThreadPoolExecutor
+
     from uplift.data.files import (
         check_outputs,
         check_table_suffix,
@@ -127,7 +129,6 @@ def rank(
         write_outputs,
     )
     from uplift.data.log import read_frame
-    from uplift.models import load_model
     from uplift.policy.ranking import (
         check_order_arms,
         check_unique_ids,
@@ -150,14 +151,18 @@ def rank(
     check_outputs(inputs, {"--out": out, "--json": json_path})
     settings = log_settings(config, mapping, ignore, order_value=order_value)
     project = settings.project
-    raw = read_frame(orders_path)
+    with ThreadPoolExecutor(1) as pool:
+        # The model loads and readies its tables while the orders are read (see preparing);
+        # a fault in the orders is still reported before one in the model.
+        loading = pool.submit(load_prepared, model_dir, trust_model) if model_dir else None
+        raw = read_frame(orders_path)
     orders = settings.column_map.to_orders(raw).apply(raw, str(orders_path))
     if "order_id" in orders.columns:
         check_unique_ids(orders["order_id"], str(orders_path))
     control = control or project.control
     with progress() as say:
         say(f"predicting {len(orders):,} orders" if model_dir else "reading the effects")
-        model = load_model(model_dir, trust=trust_model) if model_dir is not None else None
+        model = loading.result() if loading is not None else None
         effects = _effects(orders, orders_path, model, effects_path, control)
         check_order_arms(orders, effects.treatment_arms, effects.control, source=str(orders_path))
         # Later wins: the model's training costs, the project's, the design's, the flags'.

@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
+# Bytes of a Parquet column's dictionary before its values are written plainly. A column of a
+# few values (an arm, a reason, a cost) keeps its dictionary; one of a million distinct numbers
+# (an effect, a net value) gives it up after 8,192 of them instead of 131,072 (pyarrow's 1 MB):
+# a third less time to write a million orders, and no larger a file.
+DICTIONARY_PAGE = 1 << 16
 #: A temporary file of ours: ``.<name>.<pid>.tmp`` beside its target.
 _TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp")
 #: Names that become folders or files: no separators, no leading dot, no ``..``.
@@ -237,9 +242,13 @@ def table_output(
         if parquet and metadata:
             table = pa.Table.from_pandas(frame, preserve_index=False)
             merged = {**(table.schema.metadata or {}), **metadata}
-            pq.write_table(table.replace_schema_metadata(merged), tmp)
+            pq.write_table(
+                table.replace_schema_metadata(merged),
+                tmp,
+                dictionary_pagesize_limit=DICTIONARY_PAGE,
+            )
         elif parquet:
-            frame.to_parquet(tmp, index=False)
+            frame.to_parquet(tmp, index=False, dictionary_pagesize_limit=DICTIONARY_PAGE)
         else:
             # pyarrow's writer is about ten times faster than pandas' on million-row frames.
             table = pa.Table.from_pandas(frame, preserve_index=False)

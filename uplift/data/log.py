@@ -6,6 +6,7 @@ here and validated on construction. One row is one order that was eligible for a
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -166,9 +167,9 @@ class ExperimentLog:
         """All arms, the control arm first, then the treatment arms in sorted order."""
         return (self.control, *self.treatment_arms)
 
-    @property
+    @functools.cached_property
     def treatment_arms(self) -> tuple[str, ...]:
-        """The arms other than control, sorted."""
+        """The arms other than control, sorted (found once: a log's frame is not changed)."""
         return tuple(sorted(a for a in self.frame["arm"].unique() if a != self.control))
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -71,13 +71,23 @@ def dominant_codes(logits: FloatArray) -> tuple[NDArray[np.int64], FloatArray]:
 
 @dataclass(frozen=True, eq=False)
 class FamilyForest:
-    """The tree SHAP values of one booster summed by family, as :class:`Forest` tables.
+    """The tree SHAP values of one booster summed by family, as one :class:`Forest` model.
 
-    Model m of ``forest`` adds up the contributions to family ``CAUSES[columns[m]]``.
+    Its last input is the family, which the evaluator treats as an S-learner's arm: arm a adds
+    up the contributions to family ``CAUSES[a]``. Each tree is then looked up once per order
+    and its table holds the parts of every family (zeros for the families it does not touch).
     """
 
     forest: Forest
-    columns: NDArray[np.int64]
+
+    def evaluate(self, columns: Sequence[FloatArray], threads: int) -> FloatArray:
+        """Each family's part of the raw score (rows x :data:`CAUSES`) of the inputs
+        ``columns`` (read as the booster reads a frame, one array each)."""
+        rows = len(columns[0]) if len(columns) else 0
+        if not len(self.forest.tree_model) or not rows:
+            return np.zeros((rows, len(CAUSES)))  # no tree splits: all is expected value
+        family = len(self.forest.kind) - 1
+        return self.forest.evaluate(columns, threads, arm_feature=family, arms=len(CAUSES))
 
 
 def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> FamilyForest | None:
@@ -96,7 +106,7 @@ def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> Fami
     if forest is None:
         return None
     sizes = np.diff(np.append(forest.table_start, forest.table.size)).astype(np.int64)
-    per_column: dict[int, list[tuple[int, FloatArray]]] = {}
+    tables: list[tuple[int, FloatArray]] = []
     for t in range(len(forest.tree_model)):
         inputs = range(int(forest.input_start[t]), int(forest.input_start[t + 1]))
         if not len(inputs):
@@ -117,12 +127,13 @@ def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> Fami
         leaf = forest.table[int(forest.table_start[t]) + offsets]
         if not np.allclose(shap.sum(axis=1), leaf, rtol=0, atol=1e-9):
             return None
+        # One table per family, one after the other: the family's input offsets into it.
+        table = np.zeros((len(CAUSES), sizes[t]))
         for column in sorted({int(family[f]) for f in features}):
-            table = np.zeros(sizes[t])
             mine = [f for f in features if family[f] == column]
-            table[offsets] = shap[:, mine].sum(axis=1)
-            per_column.setdefault(column, []).append((t, table))
-    return FamilyForest(_regroup(forest, per_column), np.array(sorted(per_column), np.int64))
+            table[column, offsets] = shap[:, mine].sum(axis=1)
+        tables.append((t, table))
+    return FamilyForest(_by_family(forest, tables))
 
 
 def _classes(forest: Forest, k: int, f: int) -> list[tuple[int, float]]:
@@ -157,33 +168,36 @@ def _bin_values(forest: Forest, f: int) -> list[float | None]:
     return [*values, math.nan, 0.0]
 
 
-def _regroup(forest: Forest, per_column: Mapping[int, list[tuple[int, FloatArray]]]) -> Forest:
-    """A Forest of one model per family column: the trees that touch it, its tables."""
+def _by_family(forest: Forest, tables: Sequence[tuple[int, FloatArray]]) -> Forest:
+    """One Forest model of the trees ``tables`` names (families x cells each), with the family
+    as a last, categorical input of ``len(CAUSES)`` levels: family a adds a x cells."""
+    family = len(forest.kind)
     tree_model, input_start, input_feature, lut_start = [], [0], [], []
-    table_start, tables, size = [], [], 0
-    for model, column in enumerate(sorted(per_column)):
-        for t, table in per_column[column]:
-            inputs = slice(int(forest.input_start[t]), int(forest.input_start[t + 1]))
-            tree_model.append(model)
-            input_feature.extend(forest.input_feature[inputs].tolist())
-            lut_start.extend(forest.lut_start[inputs].tolist())
-            input_start.append(len(input_feature))
-            table_start.append(size)
-            tables.append(table)
-            size += len(table)
+    luts, lut_size = [forest.lut], len(forest.lut)
+    table_start, size = [], 0
+    for t, table in tables:
+        inputs = slice(int(forest.input_start[t]), int(forest.input_start[t + 1]))
+        tree_model.append(0)
+        input_feature.extend([*forest.input_feature[inputs].tolist(), family])
+        lut_start.extend([*forest.lut_start[inputs].tolist(), lut_size])
+        luts.append(np.arange(len(CAUSES), dtype=np.uint32) * table.shape[1])
+        lut_size += len(CAUSES)
+        input_start.append(len(input_feature))
+        table_start.append(size)
+        size += table.size
     return Forest(
-        kind=forest.kind,
+        kind=np.append(forest.kind, _CATEGORICAL),
         thresholds=forest.thresholds,
-        threshold_start=forest.threshold_start,
-        levels=forest.levels,
+        threshold_start=np.append(forest.threshold_start, forest.threshold_start[-1]),
+        levels=np.append(forest.levels, len(CAUSES)),
         tree_model=np.asarray(tree_model, dtype=np.int64),
         input_start=np.asarray(input_start, dtype=np.int64),
         input_feature=np.asarray(input_feature, dtype=np.int64),
         lut_start=np.asarray(lut_start, dtype=np.int64),
-        lut=forest.lut,
+        lut=np.concatenate(luts).astype(np.uint32),
         table_start=np.asarray(table_start, dtype=np.uint64),
-        table=np.concatenate([np.empty(0), *tables]),
-        sigmoid=np.zeros(len(per_column)),
+        table=np.concatenate([np.empty(0), *(table.ravel() for _, table in tables)]),
+        sigmoid=np.zeros(1),
     )
 
 

@@ -27,6 +27,8 @@ from uplift.data.texts import text_per_pair
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 from uplift.models.effects import best_arm
 
+FloatArray = NDArray[np.float64]
+
 __all__ = ["ArmReasons", "explain_arms", "segment_table"]
 
 Direction = Literal["helps", "harms"]
@@ -148,33 +150,41 @@ def explain_arms(
     )
     # The control arm's effect is 0 by definition: uplift is measured against it.
     with_control = effects.assign(**{control: 0.0})
-    weights = _choice_weights(with_control, arms)
-    matrix, columns = _encode(features)
+    values = with_control.to_numpy(dtype=float)
+    # Factorised once: a few arms, a million orders; looking each label up costs a second.
+    codes, labels = pd.factorize(arms, use_na_sentinel=False)
+    position = with_control.columns.get_indexer(pd.Index(labels))[codes]  # every arm's a column
+    weights = _choice_weights(values, position)
+    encoded = _encode(features)
     rng = np.random.default_rng(seed)
-    rows = np.arange(len(matrix))
+    rows = np.arange(len(features))
     if len(rows) > max_fit_orders:
         rows = np.sort(rng.choice(rows, size=max_fit_orders, replace=False))
     tree = DecisionTreeClassifier(
         max_depth=max_depth,
         min_samples_leaf=max(1, math.ceil(min_leaf_share * len(rows))),
         random_state=int(rng.integers(2**31 - 1)),
-    ).fit(matrix[rows], arms.to_numpy()[rows], sample_weight=weights[rows])
-    rules = _leaf_rules(tree, columns)
-    leaves = pd.Series(tree.apply(matrix), index=features.index).map(rules["leaf"])
+    ).fit(encoded.matrix(rows), arms.to_numpy()[rows], sample_weight=weights[rows])
+    rules = _leaf_rules(tree, encoded.columns)
+    leaves = pd.Series(_apply(tree, encoded), index=features.index).map(rules["leaf"])
     rules = rules.drop_duplicates("leaf").set_index("leaf", drop=False)
     tree_arm = leaves.map(rules["arm"])
+    leaf_position = with_control.columns.get_indexer(pd.Index(rules["arm"]))
+    tree_position = leaves.map(pd.Series(leaf_position, index=rules.index)).to_numpy()
+    # The arms as a categorical of the codes above: their texts are not hashed again.
+    coded = pd.Categorical.from_codes(codes, categories=pd.Index(labels))
     orders = pd.DataFrame(
         {
             "arm": arms,
             "tree_arm": tree_arm,
             "matches_model": tree_arm == arms,
             "leaf": leaves,
-            "reason": _reasons(leaves, rules, arms, control),
+            "reason": _reasons(pd.Categorical(leaves), rules, coded, control),
         },
         index=features.index,
     )
-    chosen_effect = _pick(with_control, arms).sum()
-    kept = _pick(with_control, tree_arm).sum() / chosen_effect if chosen_effect else math.nan
+    chosen_effect = _pick(values, position).sum()
+    kept = _pick(values, tree_position).sum() / chosen_effect if chosen_effect else math.nan
     return ArmReasons(
         orders=orders,
         rules=_rule_table(orders, with_control, rules),
@@ -183,25 +193,23 @@ def explain_arms(
     )
 
 
-def _pick(effects: pd.DataFrame, arms: pd.Series) -> np.ndarray:
-    """The effect of the given arm of each order."""
-    # Factorised first: a few arms, a million orders; looking each label up costs a second.
-    codes, labels = pd.factorize(arms, use_na_sentinel=False)
-    positions = effects.columns.get_indexer(pd.Index(labels))[codes]
-    return effects.to_numpy(dtype=float)[np.arange(len(effects)), positions]
+def _pick(values: FloatArray, position: NDArray[np.intp]) -> FloatArray:
+    """The effect of each order's arm: column ``position[i]`` of ``values`` (orders x arms)."""
+    return values[np.arange(len(values)), position]
 
 
-def _choice_weights(effects: pd.DataFrame, arms: pd.Series) -> np.ndarray:
-    """How much each order's choice matters: |effect of its arm - best effect of the others|.
+def _choice_weights(values: FloatArray, position: NDArray[np.intp]) -> FloatArray:
+    """How much each order's choice matters: |effect of its arm - best effect of the others|,
+    from the effects ``values`` (orders x arms, control included) and each arm's column.
 
     Fitting the tree with these weights (policy learning as weighted classification, Zhao et
     al. 2012; Athey and Wager 2021) spends its few splits where a wrong arm costs most, instead
     of on the many orders where every arm does about the same. A floor of 1% of the mean gap
     keeps ties in play, so free splits still label them; equal weights when all gaps are 0.
     """
-    values = effects.to_numpy(dtype=float)
-    own = _pick(effects, arms)
-    others = np.where(effects.columns.to_numpy() == arms.to_numpy()[:, None], -np.inf, values)
+    own = _pick(values, position)
+    others = values.copy()
+    others[np.arange(len(values)), position] = -np.inf
     gap = np.abs(own - others.max(axis=1))
     return gap + 0.01 * gap.mean() if gap.sum() > 0 else np.ones(len(gap))
 
@@ -344,40 +352,115 @@ def _is_categorical(column: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
 
 
-def _encode(features: pd.DataFrame) -> tuple[np.ndarray, list[_Column]]:
-    """Numbers stay numbers; each frequent category becomes one 0/1 column."""
-    blocks: list[np.ndarray] = []
+@dataclass(frozen=True)
+class _Encoded:
+    """The tree's input: numbers stay numbers, each frequent category becomes one 0/1 column.
+
+    ``sources[j]`` gives column j for every order: a feature's values, or a categorical
+    feature's level positions and the position that is 1. Rows are encoded only where they
+    are read: the tree is fitted on a sample and routes every order by the few columns it
+    splits on.
+    """
+
+    columns: list[_Column]
+    sources: list[tuple[np.ndarray, int | None]]
+
+    def column(self, j: int, rows: NDArray[np.intp]) -> NDArray[np.float32]:
+        """Column j at ``rows``, as the tree reads it (float32)."""
+        values, level = self.sources[j]
+        part = values[rows] if level is None else values[rows] == level
+        return np.asarray(part, dtype=np.float32)
+
+    def matrix(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
+        """Every column at ``rows``."""
+        # Column by column into one block: each column is written contiguously, which is
+        # several times faster than stacking the rows (the tree reads either layout).
+        matrix = np.empty((len(rows), len(self.sources)), dtype=np.float32, order="F")
+        for j in range(len(self.sources)):
+            matrix[:, j] = self.column(j, rows)
+        return matrix
+
+
+def _encode(features: pd.DataFrame) -> _Encoded:
+    """The encoding of ``features`` and the description of every column (see _Encoded)."""
+    sources: list[tuple[np.ndarray, int | None]] = []
     columns: list[_Column] = []
     for name in features.columns:
         column = features[name]
         if _is_categorical(column):
             label, counts = _labels(column)
             levels = tuple(str(v) for v in counts.index)
-            for value in levels[:MAX_CATEGORIES]:
-                blocks.append(label == counts.index.get_loc(value))
+            for position, value in enumerate(levels[:MAX_CATEGORIES]):
+                sources.append((label, position))  # levels are in the order of the counts
                 complete = levels if len(levels) <= MAX_CATEGORIES else ()
                 columns.append(_Column(str(name), category=value, levels=complete))
         else:
             values = column.to_numpy(dtype=float)
             seen = values[~np.isnan(values)]
-            blocks.append(values)
+            smallest = float(seen.min()) if len(seen) else -math.inf
+            largest = float(seen.max()) if len(seen) else math.inf
+            if len(seen) and _beyond_float32(smallest, largest):
+                # What scikit-learn says of the tree's input, before it reads a row of it.
+                raise ValueError(
+                    "Input X contains infinity or a value too large for dtype('float32')."
+                )
+            sources.append((values, None))
             columns.append(
                 _Column(
                     feature=str(name),
                     category=None,
-                    integer=bool(np.all(np.mod(seen, 1) == 0)),
-                    binary=bool(((seen == 0) | (seen == 1)).all()),
+                    # A column of integers holds whole numbers (as floats) and nothing else.
+                    integer=pd.api.types.is_integer_dtype(column) or _whole(seen),
+                    binary=_binary(seen, smallest, largest),
                     has_missing=len(seen) < len(values),
-                    smallest=float(seen.min()) if len(seen) else -math.inf,
-                    largest=float(seen.max()) if len(seen) else math.inf,
+                    smallest=smallest,
+                    largest=largest,
                 )
             )
-    # Column by column into one block: each column is written contiguously, which is several
-    # times faster than stacking a million rows (the tree reads either layout).
-    matrix = np.empty((len(features), len(blocks)), dtype=np.float32, order="F")
-    for position, block in enumerate(blocks):
-        matrix[:, position] = block
-    return matrix, columns
+    return _Encoded(columns, sources)
+
+
+def _beyond_float32(smallest: float, largest: float) -> bool:
+    """Whether a column from ``smallest`` to ``largest`` holds a value that is infinite as a
+    float32 (the cast is monotonic: then so is one of its ends)."""
+    with np.errstate(over="ignore"):
+        return bool(np.isinf(np.array([smallest, largest], dtype=np.float32)).any())
+
+
+def _binary(seen: FloatArray, smallest: float, largest: float) -> bool:
+    """Whether every value is 0 or 1 (no value outside [0, 1] first: no pass over them)."""
+    if len(seen) and (smallest < 0 or largest > 1):
+        return False
+    return bool(((seen == 0) | (seen == 1)).all())
+
+
+def _whole(values: FloatArray) -> bool:
+    """Whether every value is a whole number (not inf), checking a first block before all."""
+    head = values[:1024]
+    if not np.all(np.mod(head, 1) == 0):
+        return False
+    return bool(np.all(np.mod(values, 1) == 0))
+
+
+def _apply(tree: DecisionTreeClassifier, encoded: _Encoded) -> NDArray[np.intp]:
+    """``tree.apply`` on every order: the leaf each one reaches, reading only the columns the
+    tree splits on, and only at the rows that reach each split.
+
+    As the tree compares: a float32 value goes left when ``<=`` the threshold, NaN goes where
+    the split sends missing values (:func:`_encode` refused infinity, as scikit-learn does).
+    """
+    nodes = tree.tree_
+    n = len(encoded.sources[0][0]) if encoded.sources else 0
+    leaf = np.zeros(n, dtype=np.intp)
+    # Children are numbered after their parent: one sweep takes every order down.
+    for node in range(nodes.node_count):
+        if nodes.children_left[node] == -1:
+            continue
+        at = np.flatnonzero(leaf == node)
+        x = encoded.column(int(nodes.feature[node]), at).astype(np.float64)
+        left = np.where(np.isnan(x), _missing_left(nodes, node), x <= nodes.threshold[node])
+        leaf[at] = np.where(left, nodes.children_left[node], nodes.children_right[node])
+    return leaf
 
 
 def _labels(column: pd.Series) -> tuple[NDArray[np.intp], pd.Series]:
@@ -390,8 +473,9 @@ def _labels(column: pd.Series) -> tuple[NDArray[np.intp], pd.Series]:
     codes, uniques = pd.factorize(column)
     names = np.array([str(u) for u in uniques] + ["missing"], dtype=object)
     first = np.full(len(names), len(codes))
-    present, where = np.unique(np.where(codes < 0, len(names) - 1, codes), return_index=True)
-    first[present] = where
+    # Where each name first appears: hashing, not sorting, a million codes.
+    firsts = pd.Series(np.where(codes < 0, len(names) - 1, codes)).drop_duplicates()
+    first[firsts.to_numpy()] = firsts.index.to_numpy()
     # One id per distinct text (a level written "missing" joins the missing values).
     ids, texts = pd.factorize(names[np.argsort(first, kind="stable")])
     rank = np.empty(len(names), dtype=np.intp)
@@ -527,7 +611,7 @@ def _numeric_words(words: str, column: _Column, low: float, high: float) -> str:
 
 
 def _reasons(
-    leaves: pd.Series, rules: pd.DataFrame, arms: pd.Series, control: str
+    leaves: pd.Categorical, rules: pd.DataFrame, arms: pd.Categorical, control: str
 ) -> pd.Categorical:
     """``"<conditions>: <arm>"``; where the order's arm is not its leaf's, both are named."""
 

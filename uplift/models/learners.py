@@ -9,9 +9,12 @@ estimation of heterogeneous causal effects").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import lightgbm as lgb
@@ -39,12 +42,15 @@ __all__ = [
     "N_ESTIMATORS",
     "N_JOBS",
     "DRLearner",
+    "Fit",
     "LightGBMLearner",
     "OutcomeLearner",
     "SLearner",
     "TLearner",
     "VariantLearner",
     "dr_pseudo_outcomes",
+    "fit_side_by_side",
+    "fit_threads",
     "inverse_propensity_weights",
     "leaf_size",
     "lgbm_params",
@@ -72,6 +78,11 @@ N_BAGS = 5
 # 2,500 and 50,000 orders under load two threads took 2x and 10x as long: LightGBM's threads
 # wait for each other at every step, so one descheduled thread stalls the fit.
 N_JOBS = 1
+# Boosters that a learner fits on different data (a T-learner's arms, an S-learner's bags) are
+# fitted side by side, each on its N_JOBS thread, as many at a time as there are cores up to
+# this: single-threaded fits never wait for each other, so a busy core holds back only its own
+# booster, and every booster is the one a fit after the other gives.
+MAX_FIT_THREADS = 2
 
 #: Name of the arm column the S-learner adds to the features (cannot clash: it is no feature).
 ARM_FEATURE = "__arm__"
@@ -131,12 +142,55 @@ def train_lgbm(
     weight: FloatArray | None = None,
 ) -> lgb.Booster:
     """Fit one LightGBM booster; categorical columns of ``X`` are split on natively."""
+    with _quiet_lightgbm():
+        return _train(params, X, y, n_estimators, weight)
+
+
+def _train(
+    params: dict[str, Any],
+    X: pd.DataFrame,
+    y: FloatArray,
+    n_estimators: int,
+    weight: FloatArray | None,
+) -> lgb.Booster:
     dataset = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1})
+    return lgb.train(params, dataset, num_boost_round=n_estimators)
+
+
+@contextlib.contextmanager
+def _quiet_lightgbm() -> Iterator[None]:
+    # LightGBM notes when a categorical column has more levels than max_cat_to_onehot; that is
+    # how it is meant to work. (Warning filters are global: set once, by the calling thread.)
     with warnings.catch_warnings():
-        # LightGBM notes when a categorical column has more levels than max_cat_to_onehot;
-        # that is how it is meant to work.
         warnings.filterwarnings("ignore", message=".*categorical_feature.*", category=UserWarning)
-        return lgb.train(params, dataset, num_boost_round=n_estimators)
+        yield
+
+
+def fit_threads() -> int:
+    """Boosters fitted at a time: every core, up to ``MAX_FIT_THREADS``."""
+    return min(MAX_FIT_THREADS, os.cpu_count() or 1)
+
+
+#: What one booster is fitted on: params, X, y, rounds and weights, as :func:`train_lgbm` takes.
+Fit = tuple[dict[str, Any], pd.DataFrame, FloatArray, int, FloatArray | None]
+
+
+def fit_side_by_side(count: int, data: Callable[[int], Fit]) -> list[lgb.Booster]:
+    """Boosters 0, 1, ..., ``count - 1``, booster i as :func:`train_lgbm` fits it on
+    ``data(i)``, on :func:`fit_threads` threads (LightGBM releases the GIL while it fits).
+
+    ``data(i)`` is called in the thread that fits booster i, so only the rows of the boosters
+    being fitted are held at a time.
+    """
+
+    def fit(i: int) -> lgb.Booster:
+        return _train(*data(i))
+
+    with _quiet_lightgbm():
+        if fit_threads() <= 1 or count <= 1:
+            return [fit(i) for i in range(count)]
+        with ThreadPoolExecutor(fit_threads()) as pool:
+            return list(pool.map(fit, range(count)))
 
 
 def predict_threads() -> int:
@@ -232,14 +286,13 @@ class LightGBMLearner(BaseUpliftModel):
     def _fit_outcome_models(self, data: FitData, rows: NDArray[np.bool_]) -> list[lgb.Booster]:
         """One booster per arm (control first) on ``rows``, weighted by 1 / propensity."""
         weights = inverse_propensity_weights(data.arm_code, data.propensity)
-        models = []
-        for code in range(data.n_arms):
+
+        def arm(code: int) -> Fit:
             mask = rows & (data.arm_code == code)
             params = self._params(binary=data.binary, n_rows=int(mask.sum()))
-            models.append(
-                train_lgbm(params, data.X[mask], data.y[mask], self.n_estimators, weights[mask])
-            )
-        return models
+            return params, data.X[mask], data.y[mask], self.n_estimators, weights[mask]
+
+        return fit_side_by_side(data.n_arms, arm)
 
 
 def predict_outcome_matrix(models: list[lgb.Booster], X: pd.DataFrame) -> FloatArray:
@@ -371,12 +424,12 @@ class SLearner(OutcomeLearner):
         if self.n_bags == 1:
             self.models_ = [train_lgbm(params, X, data.y, self.n_estimators, weights)]
             return
-        self.models_ = []
-        for bag in range(self.n_bags):
-            rows = np.random.default_rng([int(self.random_state), bag]).integers(0, len(X), len(X))
-            self.models_.append(
-                train_lgbm(params, X.iloc[rows], data.y[rows], self.n_estimators, weights[rows])
-            )
+
+        def bag(i: int) -> Fit:
+            rows = np.random.default_rng([int(self.random_state), i]).integers(0, len(X), len(X))
+            return params, X.iloc[rows], data.y[rows], self.n_estimators, weights[rows]
+
+        self.models_ = fit_side_by_side(self.n_bags, bag)
 
     def _with_arm(self, X: pd.DataFrame, codes: NDArray[np.int64]) -> pd.DataFrame:
         arm = pd.Categorical.from_codes(

@@ -61,6 +61,8 @@ INVERSE_PENALTY = 0.01
 INTERACTION_SCALE = 0.25
 # lbfgs iterations; standardised columns converge in far fewer.
 MAX_ITER = 1000
+# Rows of the design written at a time (see LinearLearner._numbers).
+_BLOCK = 8192
 
 
 def numeric_columns(encoder: FeatureEncoder) -> list[str]:
@@ -119,23 +121,26 @@ class LinearLearner(OutcomeLearner):
         check_positive_float("interaction_scale", self.interaction_scale)
 
     def _fit(self, data: FitData) -> None:
-        numeric = numeric_columns(self.encoder_)
-        numbers = self.encoder_.to_numpy(data.X[numeric])[:, : len(numeric)]
+        base = self._numbers(data.X)
+        width = len(numeric_columns(self.encoder_))
+        numbers = base[:, :width]
         self.means_ = numbers.mean(axis=0)
         sd = numbers.std(axis=0)
         self.scales_ = np.where(sd > 0, sd, 1.0)  # a constant column stays 0 after centring
-        base = self._base(data.X)
+        self._standardise(base)
         n, p = base.shape
         k = len(data.treatment_arms)
         scale = float(self.interaction_scale)
-        # Filled in place: the design is the largest array of the fit (1 + k times the base).
-        design = np.zeros((n, p * (1 + k) + k))
+        # Written once, in place: the design is the largest array of the fit (1 + k times the
+        # base); every entry a row's arm does not set is 0.
+        design = np.empty((n, p * (1 + k) + k))
         design[:, :p] = base
-        for j in range(k):
-            rows = data.arm_code == j + 1
-            design[rows, p + j] = 1.0
-            start = p + k + j * p
-            design[rows, start : start + p] = scale * base[rows]
+        design[:, p : p + k] = data.arm_code[:, None] == np.arange(1, k + 1)
+        interactions = design[:, p + k :].reshape(n, k, p)  # a view: arm j's block is [:, j]
+        interactions[:] = 0.0
+        treated = np.flatnonzero(data.arm_code > 0)
+        interactions[treated, data.arm_code[treated] - 1] = scale * base[treated]
+        del base, numbers, interactions
         weights = inverse_propensity_weights(data.arm_code, data.propensity)
         if data.binary:
             if len(np.unique(data.y)) < 2:
@@ -157,17 +162,46 @@ class LinearLearner(OutcomeLearner):
         self.coef_ = coef
         self.intercept_ = intercept * y_scale
 
+    def _numbers(self, X: pd.DataFrame) -> FloatArray:
+        """The feature part of the design for encoded ``X``, numbers not yet standardised.
+
+        The numbers and missing indicators of :meth:`FeatureEncoder.to_numpy`, then the 0/1
+        levels, written into one array block of rows by block: each block stays in the
+        core's cache while its columns are filled in (no stacking of a million-row columns).
+        """
+        encoder = self.encoder_
+        medians = getattr(encoder, "medians", {})
+        columns = [
+            X[c].fillna(medians.get(c, 0.0)).to_numpy(np.float64) for c in numeric_columns(encoder)
+        ]
+        columns += [X[c].isna().to_numpy(np.float64) for c in getattr(encoder, "with_missing", ())]
+        levels = [
+            (X[c].cat.codes.to_numpy(), np.arange(len(seen)))
+            for c, seen in categorical_levels(encoder)
+        ]
+        base = np.empty((len(X), base_width(encoder)))
+        for first in range(0, len(X), _BLOCK):
+            rows = slice(first, first + _BLOCK)
+            block = base[rows]
+            for j, values in enumerate(columns):
+                block[:, j] = values[rows]
+            start = len(columns)
+            for codes, seen in levels:
+                block[:, start : start + len(seen)] = codes[rows, None] == seen
+                start += len(seen)
+        return base
+
+    def _standardise(self, base: FloatArray) -> None:
+        """Centre and scale the numeric columns of ``base`` in place, as in fit."""
+        numbers = base[:, : len(self.means_)]
+        np.subtract(numbers, self.means_, out=numbers)
+        np.divide(numbers, self.scales_, out=numbers)
+
     def _base(self, X: pd.DataFrame) -> FloatArray:
         """The feature part of the design for encoded ``X``."""
-        numeric = numeric_columns(self.encoder_)
-        numbers = self.encoder_.to_numpy(X[numeric])
-        width = len(numeric)
-        numbers[:, :width] = (numbers[:, :width] - self.means_) / self.scales_
-        levels = [
-            (X[c].cat.codes.to_numpy()[:, None] == np.arange(len(seen))).astype(np.float64)
-            for c, seen in categorical_levels(self.encoder_)
-        ]
-        return np.hstack([numbers, *levels]) if levels else numbers
+        base = self._numbers(X)
+        self._standardise(base)
+        return base
 
     def _outcome_matrix(self, X: pd.DataFrame) -> FloatArray:
         base = self._base(X)
@@ -177,7 +211,10 @@ class LinearLearner(OutcomeLearner):
             self.coef_[p : p + k],
             self.coef_[p + k :].reshape(k, p),
         )
-        control = base @ main + self.intercept_
-        treated = control[:, None] + arm[None, :] + base @ interactions.T
-        eta = np.column_stack([control, treated])
-        return np.asarray(expit(eta) if self.binary_outcome_ else eta, dtype=np.float64)
+        # Control first, then each arm: written in place, the same sums in the same order.
+        eta = np.empty((len(base), 1 + k))
+        np.add(base @ main, self.intercept_, out=eta[:, 0])
+        np.add(eta[:, :1] + arm[None, :], base @ interactions.T, out=eta[:, 1:])
+        if self.binary_outcome_:
+            expit(eta, out=eta)
+        return eta

@@ -116,14 +116,21 @@ class RiskModel:
     def _family_index(self) -> NDArray[np.int64]:
         return np.array([CAUSES.index(self.families[c]) for c in self.encoder.columns], np.int64)
 
+    # Named apart from the ``_tables`` of older versions, whose tables were laid out otherwise:
+    # a pickled model that kept those computes its own anew.
     @functools.cached_property
-    def _tables(self) -> FamilyForest | None:
+    def _family_tables(self) -> FamilyForest | None:
         return contribution_forest(self.booster, self._family_index)
+
+    def prepare(self) -> None:
+        """Build the contribution tables and the expected value now, ahead of the first
+        :meth:`predict` (which would build them): a command does it while it reads orders."""
+        _ = self.expected_value, self._family_tables
 
     def contributions(self, encoded: pd.DataFrame) -> FloatArray:
         """Each family's part of the raw score (rows x :data:`CAUSES`) of encoded inputs; with
         :attr:`expected_value` they add up to the booster's raw score."""
-        if self._tables is not None:
+        if self._family_tables is not None:
             try:
                 columns = feature_columns(encoded, self.booster.pandas_categorical)
             except ValueError:
@@ -146,14 +153,12 @@ class RiskModel:
         float64 array per input, :func:`~uplift.models.trees.feature_columns`), on
         ``threads`` (None: :func:`~uplift.models.learners.predict_threads`); None when the
         booster's trees have no tables (then only :meth:`contributions` can tell)."""
-        tables = self._tables
+        tables = self._family_tables
         if tables is None:
             return None
-        out = np.zeros((rows, len(CAUSES)))
-        if rows:
-            threads = predict_threads() if threads is None else threads
-            out[:, tables.columns] = tables.forest.evaluate(columns, threads)
-        return out
+        if not rows:
+            return np.zeros((0, len(CAUSES)))
+        return tables.evaluate(columns, predict_threads() if threads is None else threads)
 
     def risk_of(self, logits: FloatArray) -> FloatArray:
         """The calibrated risk of orders whose family parts of the raw score are ``logits``."""

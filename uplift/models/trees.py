@@ -50,11 +50,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-try:
-    numba: Any = importlib.import_module("numba")
-except ImportError:  # pragma: no cover - numba is a dependency; without it LightGBM predicts
-    numba = None
-
 __all__ = [
     "MAX_TABLE",
     "Forest",
@@ -64,6 +59,7 @@ __all__ = [
     "feature_columns",
     "predict_arms",
     "predict_boosters",
+    "prepare",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -185,7 +181,11 @@ def _evaluate(
 @functools.cache
 def compiled() -> Callable[..., None] | None:
     """:func:`_evaluate` compiled by numba (on its first call), or None without numba."""
-    if numba is None:
+    try:
+        # Imported here, by the first prediction: it takes 0.2 s, which a command that does
+        # not predict (train) then never pays.
+        numba: Any = importlib.import_module("numba")
+    except ImportError:  # pragma: no cover - numba is a dependency; without it LightGBM predicts
         return None
     # cache=True: compiling takes about 2 s (benchmarks/results/commands.md), as long as
     # scoring a million orders, and every `uplift predict` is a new process; loading the
@@ -197,6 +197,37 @@ def compiled() -> Callable[..., None] | None:
         return numba.njit(nogil=True, cache=True)(_evaluate)
     except RuntimeError:  # no cache folder is writable: compile in every process instead
         return numba.njit(nogil=True)(_evaluate)
+
+
+def prepare(boosters: Sequence[lgb.Booster] = ()) -> None:
+    """Do ahead what the first prediction with ``boosters`` does whatever the orders: build
+    their tables (kept as :func:`forest_of` keeps them) and load the compiled evaluator from
+    numba's cache. A command can so do it in a thread while it reads the orders."""
+    kernel = compiled()
+    if kernel is None:
+        return
+    if boosters:
+        forest_of(tuple(boosters))
+    # No rows: numba loads the evaluator for the argument types of Forest.evaluate, runs none.
+    ints, empty = np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int64)
+    kernel(
+        np.empty((0, 0)),
+        empty,
+        np.empty(0),
+        ints,
+        empty,
+        -1,
+        ints,
+        empty,
+        ints,
+        empty,
+        empty,
+        np.empty(0, dtype=np.uint32),
+        np.empty(0, dtype=np.uint64),
+        np.empty(0),
+        np.empty(0),
+        np.empty((0, 0)),
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from uplift.data.texts import text_per_pair
@@ -161,7 +162,7 @@ def rank_orders(
     )
     labels = np.array([control, *values.arms], dtype=object)
     queue = _queue(effects, values, arm, labels, held, propensity)
-    queue.insert(8, "policy_arm", labels[policy_arm][queue.index].astype(str))
+    queue.insert(8, "policy_arm", _texts(policy_arm[queue.index], labels, queue.index))
     queue["reason"] = _reasons(values, arm, held, explored, solved, labels)[queue.index.to_numpy()]
     queue = queue.reset_index(drop=True)
     return Assignment(
@@ -265,7 +266,7 @@ def _queue(
     ids = order_ids(effects).to_numpy()
     # Acted-on orders by net value (ties by input order), then the rest in input order.
     ranked = np.lexsort((rows, np.where(acted, -net, np.inf)))
-    rank = pd.array(np.full(n, pd.NA), dtype="Int64")
+    rank = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))  # all NA
     rank[ranked[: acted.sum()]] = np.arange(1, acted.sum() + 1)
     frame = pd.DataFrame(
         {
@@ -280,6 +281,13 @@ def _queue(
         }
     )
     return frame.iloc[ranked]
+
+
+def _texts(codes: NDArray[np.int64], labels: NDArray[np.object_], index: pd.Index) -> pd.Series:
+    """``labels[codes]`` as text (pandas' ``str``) on ``index``, spelled out by arrow: a
+    million rows of a few labels, without a million Python strings."""
+    texts = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(labels.astype(str)))
+    return pd.Series(pd.array(texts.cast(pa.large_string()), dtype="str"), index=index)
 
 
 def _reasons(
