@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.tree import DecisionTreeClassifier
 
 from uplift.data.simulate import FEATURES, simulate, true_uplift
 from uplift.exceptions import ConfigError, SchemaError
+from uplift.models import diagnose
 from uplift.models.diagnose import (
     ArmReasons,
     explain_arms,
@@ -260,3 +262,27 @@ def test_an_arm_that_harms_in_no_segment_says_so() -> None:
     assert (harms_rows["mean_effect"] < 0).all()
     assert list(harms_rows["rank"]) == list(range(1, len(harms_rows) + 1))
     assert (harms_rows["note"] == "").all()
+
+
+def test_orders_reach_the_leaves_scikit_learns_apply_gives() -> None:
+    # Every order is routed by the tree's split columns alone (diagnose._apply); it must land in
+    # the leaf scikit-learn's own apply gives on the whole encoded matrix: numbers with missing
+    # values (both ways of sending them), whole numbers, 0/1 flags and categories.
+    rng = np.random.default_rng(3)
+    n = 20_000
+    number = rng.normal(size=n)
+    number[rng.random(n) < 0.1] = np.nan
+    features = pd.DataFrame(
+        {
+            "number": number,
+            "count": rng.integers(0, 20, n).astype(float),
+            "flag": rng.integers(0, 2, n).astype(float),
+            "kind": rng.choice(["a", "b", "c", "d"], n),
+        }
+    )
+    label = (np.nan_to_num(number, nan=1.0) + (features["kind"] == "b") + rng.normal(size=n)) > 0.5
+    encoded = diagnose._encode(features)
+    matrix = encoded.matrix(np.arange(n))
+    for depth in (1, 3, 6):
+        tree = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(matrix, label)
+        np.testing.assert_array_equal(diagnose._apply(tree, encoded), tree.apply(matrix))
