@@ -10,6 +10,7 @@ from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.models.catalog import make_learner
 from uplift.models.effects import mean_effects
+from uplift.models import trees
 from uplift.models.training import train_uplift
 from uplift.models.uplift_model import fit_models, model_inputs
 
@@ -64,3 +65,16 @@ def test_auto_scores_the_blend_without_fitting_it_and_keeps_it_unless_beaten(
         scores.loc[scores["clearly_better"], "policy_value"].idxmax() if beaten else "s_blend"
     )
     assert model.learner == selection.chosen == expected
+
+
+def test_preparing_a_blend_model_builds_the_tables_of_its_trees_and_changes_no_number(
+    log: ExperimentLog,
+) -> None:
+    model = train_uplift(log, "s_blend", seed=0)
+    before = model.predict_effects(log.frame).to_frame()
+    trees.forest_of.cache_clear()
+    model.prepare()
+    # The S-learner's bags (the blend's trees) now have their tables: the next prediction
+    # finds them built.
+    assert trees.forest_of.cache_info().currsize >= 1
+    pd.testing.assert_frame_equal(model.predict_effects(log.frame).to_frame(), before)

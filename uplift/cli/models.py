@@ -232,7 +232,7 @@ def preparing(model: UpliftModel) -> Iterator[None]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
-        ready = pool.submit(_prepare, model)
+        ready = pool.submit(model.prepare)
         yield
         ready.result()
 
@@ -243,27 +243,8 @@ def load_prepared(model_dir: Path, trust: bool) -> UpliftModel:
     from uplift.models import load_model
 
     model = load_model(model_dir, trust=trust)
-    _prepare(model)
+    model.prepare()
     return model
-
-
-def _prepare(model: UpliftModel) -> None:
-    import lightgbm as lgb
-
-    from uplift.models.trees import prepare
-
-    for part in (
-        model.retained_model,
-        model.revenue_model,
-        model.retained_base_model,
-        model.revenue_base_model,
-    ):
-        # The boosters one pass predicts with: a learner's (a blend's trees'), a base model's.
-        learner = getattr(part, "trees_", part)
-        found = getattr(learner, "models_", None) or [getattr(learner, "booster", None)]
-        prepare([b for b in found if isinstance(b, lgb.Booster)])
-    if model.risk_model is not None:
-        model.risk_model.prepare()
 
 
 def spark_output_dir(out: Path, option: str = "--out") -> None:

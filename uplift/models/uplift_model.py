@@ -38,6 +38,7 @@ from uplift.models.learners import (
     train_lgbm,
 )
 from uplift.models.risk import RiskModel
+from uplift.models.trees import prepare
 
 __all__ = [
     "ControlOutcomeModel",
@@ -184,6 +185,23 @@ class UpliftModel:
         elif self.revenue_model is not None:
             revenue = self.revenue_model.predict(X)[list(self.treatment_arms)]
         return Effects(self.control, self.treatment_arms, retained, revenue, base)
+
+    def prepare(self) -> None:
+        """Do now what the first prediction does whatever the orders: build the trees' tables,
+        load the compiled evaluator, ready the risk model's tables (a command does it in a
+        thread while it reads the orders)."""
+        for part in (
+            self.retained_model,
+            self.revenue_model,
+            self.retained_base_model,
+            self.revenue_base_model,
+        ):
+            # The boosters one pass predicts with: a learner's (a blend's trees'), a base model's.
+            learner = getattr(part, "trees_", part)
+            found = getattr(learner, "models_", None) or [getattr(learner, "booster", None)]
+            prepare([b for b in found if isinstance(b, lgb.Booster)])
+        if self.risk_model is not None:
+            self.risk_model.prepare()
 
     def predict_risk(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Every order's cancellation risk without action and where it comes from.
