@@ -8,9 +8,9 @@ import pytest
 
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
+from uplift.models import trees
 from uplift.models.catalog import make_learner
 from uplift.models.effects import mean_effects
-from uplift.models import trees
 from uplift.models.training import train_uplift
 from uplift.models.uplift_model import fit_models, model_inputs
 
