@@ -77,17 +77,26 @@ def train(
     ] = True,
     json_path: JsonOption = None,
 ) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from uplift.data.files import check_outputs, write_json
     from uplift.data.leaks import refuse_leaks
-    from uplift.data.log import read_log
+    from uplift.data.log import prepare_reading, read_log
     from uplift.data.split import split_log
-    from uplift.models import read_card, save_model, train_uplift
 
     inputs = {"LOG": log_path, "--config": config}
     check_outputs(inputs, {"--json": json_path}, {"--model-dir": model_dir})
     settings = log_settings(config, mapping, ignore, control, order_value=order_value, allow=allow)
     costs = numbers(settings.project.costs, cost, "--cost")
-    log = read_log(log_path, column_map=settings.column_map, control=settings.control)
+    prepare_reading()
+    with ThreadPoolExecutor(1) as reader:
+        # The model code (a second of imports) loads while a thread reads the log.
+        reading = reader.submit(
+            read_log, log_path, column_map=settings.column_map, control=settings.control
+        )
+        from uplift.models import read_card, save_model, train_uplift
+
+        log = reading.result()
     refuse_leaks(log, allow=settings.allow)
     held_out = None
     if test_share is not None or test_from is not None:

@@ -249,6 +249,13 @@ def read_log(
     )
 
 
+def prepare_reading() -> None:
+    """Import what :func:`read_frame` imports on its first Parquet file: a command that reads
+    in one thread while another imports then has no import running in two threads at once."""
+    import pandas.io.parquet  # noqa: F401, PLC0415 - imported ahead, see above
+    import pyarrow.parquet  # noqa: F401, PLC0415 - as above
+
+
 def read_frame(
     path: str | Path, *, table: str = DEFAULT_TABLE, id_column: str = "order_id"
 ) -> pd.DataFrame:

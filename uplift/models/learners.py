@@ -56,6 +56,7 @@ __all__ = [
     "lgbm_params",
     "predict_booster",
     "predict_threads",
+    "quiet_lightgbm",
     "train_lgbm",
 ]
 
@@ -142,7 +143,7 @@ def train_lgbm(
     weight: FloatArray | None = None,
 ) -> lgb.Booster:
     """Fit one LightGBM booster; categorical columns of ``X`` are split on natively."""
-    with _quiet_lightgbm():
+    with quiet_lightgbm():
         return _train(params, X, y, n_estimators, weight)
 
 
@@ -158,7 +159,7 @@ def _train(
 
 
 @contextlib.contextmanager
-def _quiet_lightgbm() -> Iterator[None]:
+def quiet_lightgbm() -> Iterator[None]:
     # LightGBM notes when a categorical column has more levels than max_cat_to_onehot; that is
     # how it is meant to work. (Warning filters are global: set once, by the calling thread.)
     with warnings.catch_warnings():
@@ -186,7 +187,7 @@ def fit_side_by_side(count: int, data: Callable[[int], Fit]) -> list[lgb.Booster
     def fit(i: int) -> lgb.Booster:
         return _train(*data(i))
 
-    with _quiet_lightgbm():
+    with quiet_lightgbm():
         if fit_threads() <= 1 or count <= 1:
             return [fit(i) for i in range(count)]
         with ThreadPoolExecutor(fit_threads()) as pool:

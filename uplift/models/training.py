@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from uplift.data.causes import family_of
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import ConfigError, check_option
 from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS
+from uplift.models.learners import quiet_lightgbm
 from uplift.models.risk import fit_risk, no_risk_reason
 from uplift.models.select import select_learner
 from uplift.models.uplift_model import UpliftModel, fit_models, model_inputs
@@ -59,28 +61,36 @@ def train_uplift(
     costs = check_costs(costs, log)
     family_of(model_inputs(log), causes)  # a wrong [causes] map fails before any fit
     say = progress or (lambda _: None)
-    selection = None
-    if learner == AUTO or validate:
-        scored = candidates if learner == AUTO else (learner,)
-        selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
-        learner = selection.chosen
-    say(f"fitting {learner} on {len(log):,} orders")
-    fitted = fit_models(log, learner, seed)
-    training = {
-        "source": log.source,
-        "orders": len(log),
-        "data_hash": data_hash(log),
-        "propensity_given": log.propensity_given,
-        "notes": list(log.notes),
-        "costs": costs,
-        "seed": seed,
-    }
     absent = no_risk_reason(log)
-    risk = None
-    if absent is None:
-        say("fitting the risk model on the control orders")
-        risk = fit_risk(log, model_inputs(log), seed, causes)
-    else:
+    # The risk model and the data's digest need nothing of the uplift models: a thread fits and
+    # computes them beside selection and fit (LightGBM releases the GIL), on the core time the
+    # uplift boosters leave idle. Each booster keeps its own thread count, so the numbers are
+    # those of one step after the other. One warnings context around both threads: the
+    # filters are process-wide, and the side thread ends inside it.
+    with quiet_lightgbm(), ThreadPoolExecutor(1) as beside:
+        digest = beside.submit(data_hash, log)
+        risk_fit = None
+        if absent is None:
+            say("fitting the risk model on the control orders (beside the uplift models)")
+            risk_fit = beside.submit(fit_risk, log, model_inputs(log), seed, causes)
+        selection = None
+        if learner == AUTO or validate:
+            scored = candidates if learner == AUTO else (learner,)
+            selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
+            learner = selection.chosen
+        say(f"fitting {learner} on {len(log):,} orders")
+        fitted = fit_models(log, learner, seed)
+        risk = None if risk_fit is None else risk_fit.result()
+        training = {
+            "source": log.source,
+            "orders": len(log),
+            "data_hash": digest.result(),
+            "propensity_given": log.propensity_given,
+            "notes": list(log.notes),
+            "costs": costs,
+            "seed": seed,
+        }
+    if absent is not None:
         training["risk_absent"] = absent
     return fitted.model(selection=selection, training=training, risk_model=risk)
 
