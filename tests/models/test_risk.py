@@ -157,6 +157,50 @@ def test_contributions_are_lightgbms_tree_shap(
     np.testing.assert_allclose(predicted["risk"], risk.calibrator.predict(raw), rtol=0, atol=1e-12)
 
 
+def test_tree_shap_is_lightgbms_for_each_tree() -> None:
+    """Our tree SHAP against LightGBM's pred_contrib, tree by tree, on splits that reuse an
+    input along a path, categories, NaN sent either way, zeros and one-leaf trees."""
+    rng = np.random.default_rng(5)
+    n = 4_000
+    X = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+            "c": pd.Categorical(rng.integers(0, 6, n)),
+            "z": np.where(rng.random(n) < 0.4, 0.0, rng.normal(size=n)),
+        }
+    )
+    logit = X["a"] * X["a"] - np.nan_to_num(X["b"].to_numpy()) + (X["c"].cat.codes % 2) - X["z"]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(float)
+    params = {"objective": "binary", "num_leaves": 7, "verbose": -1, "min_data_per_group": 20}
+    params |= {"max_cat_to_onehot": 2, "cat_smooth": 1.0, "zero_as_missing": False}
+    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=12)
+    rows = X.iloc[:300].assign(c=X["c"].iloc[:300].cat.codes.astype(float)).to_numpy(float)
+    rows[::7, 1] = np.nan
+    rows[::5, 3] = 0.0
+    rows[::9, 2] = np.nan
+    trees = booster.dump_model()["tree_info"]
+    assert any(
+        len({n["split_feature"] for n in _nodes(t["tree_structure"])})
+        < len(_nodes(t["tree_structure"]))
+        for t in trees
+    )  # some tree splits on an input twice
+    for t, tree in enumerate(trees):
+        ours = contributions_module.tree_shap(tree["tree_structure"], rows)
+        theirs = booster.predict(rows, start_iteration=t, num_iteration=1, pred_contrib=True)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    one_leaf = {"leaf_index": 0, "leaf_value": 0.25, "leaf_count": 10}
+    np.testing.assert_array_equal(
+        contributions_module.tree_shap(one_leaf, rows[:3]), [[0, 0, 0, 0, 0.25]] * 3
+    )
+
+
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    if "split_feature" not in node:
+        return []
+    return [node, *_nodes(node["left_child"]), *_nodes(node["right_child"])]
+
+
 def test_missing_and_unseen_values_take_lightgbms_paths(model: UpliftModel) -> None:
     """NaN, zero, thresholds themselves, unseen categories: the tables follow LightGBM."""
     risk = _risk(model)
@@ -181,7 +225,7 @@ def test_without_tables_lightgbm_computes_the_same(
     monkeypatch.setattr(contributions_module, "compiled", lambda: None)
     plain = dataclasses.replace(model, risk_model=dataclasses.replace(_risk(model)))
     pd.testing.assert_frame_equal(plain.predict_risk(orders), expected, rtol=0, atol=1e-9)
-    assert plain.risk_model._family_tables is None  # type: ignore[union-attr]
+    assert plain.risk_model._cause_tables is None  # type: ignore[union-attr]
 
 
 def test_dominant_cause_known_values() -> None:

@@ -18,8 +18,8 @@ from pyspark.sql import SparkSession
 
 from tests.conftest import run_cli
 from uplift.exceptions import ModelLoadError
+from uplift.models.risk import RISK_COLUMNS
 from uplift.models.uplift_model import UpliftModel, predict_table
-from uplift.policy.ranking import RISK_COLUMNS
 from uplift.spark.io import effects_control
 from uplift.spark.scoring import score_orders, ship_model, shipped_model
 from uplift.spark.session import quiet_conversions

@@ -199,8 +199,8 @@ def predict(
     )
     from uplift.data.log import read_frame
     from uplift.models import load_model
+    from uplift.models.risk import RISK_COLUMNS
     from uplift.models.uplift_model import predict_table
-    from uplift.policy.ranking import RISK_COLUMNS
 
     check_table_suffix(out)
     inputs = {"ORDERS": orders_path, "--model-dir": model_dir, "--config": config}

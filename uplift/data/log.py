@@ -28,6 +28,7 @@ __all__ = [
     "ColumnMap",
     "ExperimentLog",
     "iso_week",
+    "prepare_reading",
     "read_frame",
     "read_log",
 ]

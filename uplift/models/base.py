@@ -8,6 +8,7 @@ prediction is E[y | arm, x] - E[y | control, x], so uplift > 0 is good.
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Self
@@ -17,7 +18,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator
 
 from uplift.exceptions import ConfigError, NotFittedError, SchemaError, describe_rows
 
@@ -145,11 +145,15 @@ class FitData:
         return 1 + len(self.treatment_arms)
 
 
-class BaseUpliftModel(BaseEstimator):
+class BaseUpliftModel:
     """Base of every uplift learner: checks inputs, encodes features, frames the output.
 
     Subclasses implement ``_fit(data)`` and ``_predict_uplift(X_encoded) -> (n, k) array``
-    with one column per treatment arm in ``treatment_arms_`` order.
+    with one column per treatment arm in ``treatment_arms_`` order. Like a scikit-learn
+    estimator, a learner's constructor only stores its keyword arguments, which
+    :meth:`get_params` and :meth:`set_params` read and change (so ``sklearn.base.clone``
+    copies a learner); the class does not derive from scikit-learn's, whose import (a second
+    with SciPy's statistics) every prediction would otherwise pay.
 
     Attributes
     ----------
@@ -162,6 +166,44 @@ class BaseUpliftModel(BaseEstimator):
     encoder_ : FeatureEncoder
         The feature encoding learned in ``fit``.
     """
+
+    @classmethod
+    def _parameters(cls) -> dict[str, inspect.Parameter]:
+        """The constructor's arguments by name (each is stored under its own name)."""
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        found = inspect.signature(cls.__init__).parameters.values()
+        return {
+            p.name: p
+            for p in sorted(found, key=lambda p: p.name)
+            if p.kind in named and p.name != "self"
+        }
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return list(cls._parameters())
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments by name (scikit-learn's contract; ``deep`` is accepted
+        for it: no argument is itself an estimator)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change constructor arguments; ConfigError for a name the constructor does not take."""
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no parameter {', '.join(unknown)}; "
+                f"its parameters: {', '.join(self._param_names())}"
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        """The class and the arguments that differ from the defaults, as scikit-learn shows it."""
+        defaults = {name: p.default for name, p in self._parameters().items()}
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def fit(
         self,

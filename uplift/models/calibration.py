@@ -11,7 +11,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sklearn.isotonic import IsotonicRegression
 
 from uplift.models.base import FloatArray
 
@@ -126,6 +125,8 @@ def fit_platt(score: FloatArray, y: FloatArray, weight: FloatArray) -> PlattCali
 
 def fit_isotonic(score: FloatArray, y: FloatArray, weight: FloatArray) -> IsotonicCalibrator:
     """Isotonic regression of ``y`` on ``score`` (weighted), as knots to interpolate."""
+    from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415 - fitting needs scikit-learn; predicting does not
+
     fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     fitted.fit(score, y, sample_weight=weight)
     return IsotonicCalibrator(

@@ -12,7 +12,7 @@ from uplift.models.blend import BlendLearner
 # The adapters import causalml and econml themselves, on first fit: cheap to import here.
 from uplift.models.causalml_adapters import CausalMLLearner
 from uplift.models.econml_adapters import EconMLLearner
-from uplift.models.learners import DRLearner, SLearner, TLearner
+from uplift.models.learners import DRLearner, LightGBMLearner, SLearner, TLearner
 from uplift.models.linear import LinearLearner
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "BLEND_MEMBERS",
     "DEFAULT_CANDIDATES",
     "LEARNERS",
+    "OWN_LEARNERS",
     "make_learner",
     "t_learner",
 ]
@@ -50,7 +51,7 @@ def t_learner(seed: int) -> TLearner:
     return TLearner(random_state=seed)
 
 
-def _ours(cls: type[BaseUpliftModel]) -> Callable[[int], BaseUpliftModel]:
+def _ours(cls: type[LightGBMLearner]) -> Callable[[int], BaseUpliftModel]:
     return lambda seed: cls(random_state=seed)
 
 
@@ -81,6 +82,12 @@ _BUILDERS: dict[str, Callable[[int], BaseUpliftModel]] = {
 
 #: Every learner name ``--learner`` accepts besides ``auto``.
 LEARNERS: tuple[str, ...] = tuple(_BUILDERS)
+#: Our own learners: each of their LightGBM calls runs on one thread (``N_JOBS``), so other
+#: LightGBM work may run beside them (LightGBM keeps its thread count process-wide, and two
+#: calls that set different counts at once can crash it).
+OWN_LEARNERS: tuple[str, ...] = tuple(
+    name for name in LEARNERS if not name.startswith(("causalml_", "econml_"))
+)
 
 
 def make_learner(name: str, seed: int = 0) -> BaseUpliftModel:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier, LGBMRegressor
 
 from uplift.models.base import FitData, FloatArray
 from uplift.models.learners import VariantLearner
@@ -72,6 +71,11 @@ class CausalMLLearner(VariantLearner):
             "random_state": int(self.random_state),
             "verbose": -1,
         }
+        from lightgbm import (  # noqa: PLC0415 - imported by the fit that needs it, not on load
+            LGBMClassifier,
+            LGBMRegressor,
+        )
+
         return LGBMClassifier(**settings) if classifier else LGBMRegressor(**settings)
 
     def _learner(self, binary: bool) -> Any:

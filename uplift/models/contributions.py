@@ -7,8 +7,8 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -16,6 +16,9 @@ from numpy.typing import NDArray
 from uplift.data.causes import FAMILIES, OTHER
 from uplift.models.base import FloatArray
 from uplift.models.trees import Forest, compiled
+
+if TYPE_CHECKING:
+    from uplift.models.trees import Booster
 
 __all__ = [
     "CAUSES",
@@ -26,6 +29,7 @@ __all__ = [
     "dominant_cause",
     "dominant_codes",
     "logit_column",
+    "tree_shap",
 ]
 
 #: The columns of the family contributions: the five families, then "other".
@@ -79,6 +83,8 @@ class FamilyForest:
     """
 
     forest: Forest
+    #: The booster's raw score averaged over its training rows: where the parts start.
+    expected_value: float
 
     def evaluate(self, columns: Sequence[FloatArray], threads: int) -> FloatArray:
         """Each family's part of the raw score (rows x :data:`CAUSES`) of the inputs
@@ -90,21 +96,22 @@ class FamilyForest:
         return self.forest.evaluate(columns, threads, arm_feature=family, arms=len(CAUSES))
 
 
-def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> FamilyForest | None:
+def contribution_forest(booster: Booster, family: NDArray[np.int64]) -> FamilyForest | None:
     """Tables of ``booster``'s exact tree SHAP values summed by family (``family[f]``: the
     :data:`CAUSES` column of input f), or None when the booster's trees have no tables (see
     :mod:`uplift.models.trees`) or a table cell cannot be reproduced.
 
     For every tree and every cell of its table (a combination of the classes of its inputs),
-    one order that falls in the cell is made up and LightGBM computes its SHAP values for that
-    tree alone (``start_iteration``): they depend on the order only through the cell. The
-    cell's leaf, read from the table, must equal the SHAP values' sum, or the cell was missed.
+    one order that falls in the cell is made up and :func:`tree_shap` computes its SHAP values
+    for that tree: they depend on the order only through the cell. The cell's leaf, read from
+    the table, must equal the SHAP values' sum, or the cell was missed.
     """
     if compiled() is None:
         return None
     forest = Forest.of([booster])
     if forest is None:
         return None
+    roots = [tree["tree_structure"] for tree in booster.dump_model()["tree_info"]]
     sizes = np.diff(np.append(forest.table_start, forest.table.size)).astype(np.int64)
     tables: list[tuple[int, FloatArray]] = []
     for t in range(len(forest.tree_model)):
@@ -118,12 +125,7 @@ def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> Fami
         rows = np.full((len(cells), len(forest.kind)), np.nan)
         for j, f in enumerate(features):
             rows[:, f] = [cell[j][1] for cell in cells]
-        shap = np.asarray(
-            booster.predict(
-                rows, start_iteration=t, num_iteration=1, pred_contrib=True, num_threads=1
-            ),
-            dtype=np.float64,
-        )
+        shap = tree_shap(roots[t], rows)
         leaf = forest.table[int(forest.table_start[t]) + offsets]
         if not np.allclose(shap.sum(axis=1), leaf, rtol=0, atol=1e-9):
             return None
@@ -133,7 +135,97 @@ def contribution_forest(booster: lgb.Booster, family: NDArray[np.int64]) -> Fami
             mine = [f for f in features if family[f] == column]
             table[column, offsets] = shap[:, mine].sum(axis=1)
         tables.append((t, table))
-    return FamilyForest(_by_family(forest, tables))
+    expected = float(sum(_expectation(root) for root in roots))
+    return FamilyForest(_by_family(forest, tables), expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Tree SHAP of one tree, as LightGBM computes it
+# --------------------------------------------------------------------------------------------
+
+
+def tree_shap(root: dict[str, Any], rows: FloatArray) -> FloatArray:
+    """Exact SHAP values of one tree of ``booster.dump_model()`` at ``rows`` (rows x inputs):
+    rows x (inputs + 1), the last column the tree's expected value. That is what LightGBM's
+    ``predict(pred_contrib=True)`` gives for the tree alone, without LightGBM.
+
+    The value of a set S of inputs is the tree's expected output when the inputs in S follow the
+    row and the others split as the training rows did (the counts of the tree's nodes): the
+    path-dependent definition LightGBM's tree SHAP computes. A tree of 7 leaves splits on at
+    most 6 inputs, so every subset of them is evaluated outright (64 at most) for all rows at
+    once, and the Shapley weights combine them.
+    """
+    features = sorted({int(node["split_feature"]) for node in _splits(root)})
+    m = len(features)
+    subsets = np.arange(1 << m)
+    bit = {f: 1 << j for j, f in enumerate(features)}
+    value = _subset_values(root, rows, subsets, bit)
+    out = np.zeros((len(rows), rows.shape[1] + 1))
+    sizes = np.array([bin(s).count("1") for s in subsets])
+    for j, f in enumerate(features):
+        without = subsets[(subsets & (1 << j)) == 0]
+        size = sizes[without]
+        weight = np.array(
+            [math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) for k in size]
+        )
+        out[:, f] = weight @ (value[without | (1 << j)] - value[without])
+    out[:, -1] = value[0]
+    return out
+
+
+def _subset_values(
+    node: dict[str, Any], rows: FloatArray, subsets: NDArray[np.int64], bit: dict[int, int]
+) -> FloatArray:
+    """The expected output below ``node`` (subsets x rows): an input in the subset follows the
+    row; any other sends the rows both ways in proportion to the training counts."""
+    if "split_feature" not in node:
+        return np.full((len(subsets), len(rows)), float(node["leaf_value"]))
+    f = int(node["split_feature"])
+    left = _subset_values(node["left_child"], rows, subsets, bit)
+    right = _subset_values(node["right_child"], rows, subsets, bit)
+    follows = np.where(_goes_left(node, rows[:, f]), left, right)
+    n_left, n_right = _count(node["left_child"]), _count(node["right_child"])
+    average = (n_left * left + n_right * right) / _count(node)
+    return np.where(((subsets & bit[f]) != 0)[:, None], follows, average)
+
+
+def _goes_left(node: dict[str, Any], x: FloatArray) -> NDArray[np.bool_]:
+    """LightGBM 4's decision at a split node for the values ``x`` of its input (see
+    :mod:`uplift.models.trees` for the rules)."""
+    nan = np.isnan(x)
+    if node["decision_type"] == "==":
+        categories = [int(c) for c in str(node["threshold"]).split("||")]
+        valid = ~nan & (x > -1.0)  # int() truncates towards 0: (-1, 0) is category 0
+        codes = np.where(valid, x, -1.0).astype(np.int64)
+        return valid & np.isin(codes, categories)
+    missing, default = node["missing_type"], bool(node["default_left"])
+    value = np.where(nan, 0.0, x)  # NaN reads as 0 unless its missing type is NaN
+    if missing == "NaN":
+        defaulted = nan
+    elif missing == "Zero":
+        defaulted = (value >= -_ZERO) & (value <= _ZERO)
+    else:
+        defaulted = np.zeros(len(x), dtype=bool)
+    return np.where(defaulted, default, value <= float(node["threshold"]))
+
+
+def _splits(node: dict[str, Any]) -> list[dict[str, Any]]:
+    if "split_feature" not in node:
+        return []
+    return [node, *_splits(node["left_child"]), *_splits(node["right_child"])]
+
+
+def _count(node: dict[str, Any]) -> float:
+    return float(node["leaf_count"] if "split_feature" not in node else node["internal_count"])
+
+
+def _expectation(node: dict[str, Any]) -> float:
+    """The tree's output averaged over its training rows (its SHAP values' starting point)."""
+    if "split_feature" not in node:
+        return float(node["leaf_value"])
+    left, right = node["left_child"], node["right_child"]
+    total = _count(left) * _expectation(left) + _count(right) * _expectation(right)
+    return total / _count(node)
 
 
 def _classes(forest: Forest, k: int, f: int) -> list[tuple[int, float]]:

@@ -13,7 +13,6 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMRegressor
 from numpy.typing import NDArray
 
 from uplift.models.base import FitData, FloatArray
@@ -99,6 +98,8 @@ class EconMLLearner(VariantLearner):
     KINDS = ("dr", "forest")
 
     def _regressor(self) -> Any:
+        from lightgbm import LGBMRegressor  # noqa: PLC0415 - imported by the fit, not on load
+
         return LGBMRegressor(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,

@@ -13,11 +13,10 @@ import contextlib
 import os
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -31,6 +30,11 @@ from uplift.models.base import (
     check_positive_int,
 )
 from uplift.models.trees import predict_arms, predict_boosters
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+    from uplift.models.trees import Booster
 
 __all__ = [
     "ARM_FEATURE",
@@ -154,6 +158,8 @@ def _train(
     n_estimators: int,
     weight: FloatArray | None,
 ) -> lgb.Booster:
+    import lightgbm as lgb  # noqa: PLC0415 - a second of imports (scikit-learn, SciPy) that prediction does without
+
     dataset = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1})
     return lgb.train(params, dataset, num_boost_round=n_estimators)
 
@@ -199,7 +205,7 @@ def predict_threads() -> int:
     return min(MAX_PREDICT_THREADS, os.cpu_count() or 1)
 
 
-def predict_booster(booster: lgb.Booster, X: pd.DataFrame) -> FloatArray:
+def predict_booster(booster: Booster, X: pd.DataFrame) -> FloatArray:
     """A booster's predictions (equal to ``booster.predict(X)``), on :func:`predict_threads`."""
     return predict_boosters([booster], X, predict_threads())[:, 0]
 
@@ -242,6 +248,9 @@ def dr_pseudo_outcomes(
 
 class LightGBMLearner(BaseUpliftModel):
     """Shared LightGBM settings and per-arm outcome models."""
+
+    #: The fitted boosters (LightGBM's, or a loaded model's text forms), where a learner has them.
+    models_: Sequence[Booster]
 
     def __init__(
         self,
@@ -296,7 +305,7 @@ class LightGBMLearner(BaseUpliftModel):
         return fit_side_by_side(data.n_arms, arm)
 
 
-def predict_outcome_matrix(models: list[lgb.Booster], X: pd.DataFrame) -> FloatArray:
+def predict_outcome_matrix(models: Sequence[Booster], X: pd.DataFrame) -> FloatArray:
     """E[y | arm, x] for every arm (columns in model order), in one pass over the rows."""
     return predict_boosters(models, X, predict_threads())
 
@@ -501,12 +510,15 @@ class DRLearner(LightGBMLearner):
             mu[held_out] = predict_outcome_matrix(models, data.X[held_out])
         pseudo = dr_pseudo_outcomes(data.y, data.arm_code, data.propensity, mu)
         params = self._params(binary=False, n_rows=n, leaf=self.final_min_child_samples)
+        import lightgbm as lgb  # noqa: PLC0415 - see _train
+
         dataset = lgb.Dataset(data.X, label=pseudo[:, 0], params=params)
         dataset.construct()  # bin the features once, reuse them for every arm
-        self.models_ = []
+        models = []
         for j in range(pseudo.shape[1]):
             dataset.set_label(pseudo[:, j])
-            self.models_.append(lgb.train(params, dataset, num_boost_round=self.n_estimators))
+            models.append(lgb.train(params, dataset, num_boost_round=self.n_estimators))
+        self.models_ = models
 
     def _predict_uplift(self, X: pd.DataFrame) -> FloatArray:
         return predict_outcome_matrix(self.models_, X)

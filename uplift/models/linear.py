@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from sklearn.linear_model import LogisticRegression, Ridge
 
 from uplift.exceptions import SchemaError
 from uplift.models.base import FeatureEncoder, FitData, FloatArray, check_positive_float
@@ -121,6 +119,9 @@ class LinearLearner(OutcomeLearner):
         check_positive_float("interaction_scale", self.interaction_scale)
 
     def _fit(self, data: FitData) -> None:
+        # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
+        from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
+
         base = self._numbers(data.X)
         width = len(numeric_columns(self.encoder_))
         numbers = base[:, :width]
@@ -216,5 +217,7 @@ class LinearLearner(OutcomeLearner):
         np.add(base @ main, self.intercept_, out=eta[:, 0])
         np.add(eta[:, :1] + arm[None, :], base @ interactions.T, out=eta[:, 1:])
         if self.binary_outcome_:
+            from scipy.special import expit  # noqa: PLC0415 - 0.1 s, and only a 0/1 outcome needs it
+
             expit(eta, out=eta)
         return eta

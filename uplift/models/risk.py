@@ -20,10 +20,12 @@ LightGBM's ``pred_contrib`` takes about 40 s for a million orders on two cores. 
 SHAP values depend on an order only through the side it takes at each of the tree's splits,
 and :class:`~uplift.models.trees.Forest` already cuts every input into the classes of values a
 tree's splits tell apart, with a table over their combinations (64 cells at most for 7
-leaves). So :func:`contribution_forest` asks LightGBM for the SHAP values of one
-representative order per cell (one call per tree, on at most 64 rows), sums them by family,
-and writes them into tables of the same shape: one Forest "model" per family. Its compiled
-evaluator then gives the exact TreeSHAP sums of a million orders in well under a second.
+leaves). So :func:`contribution_forest` computes the SHAP values of one representative order
+per cell (:func:`~uplift.models.contributions.tree_shap`, every subset of the tree's inputs
+with its Shapley weight: no LightGBM, which a prediction then need not import; tests hold it
+to LightGBM's ``pred_contrib`` to 1e-12), sums them by family, and writes them into tables of
+the same shape: one Forest "model" per family. Its compiled evaluator then gives the exact
+TreeSHAP sums of a million orders in well under a second.
 """
 
 from __future__ import annotations
@@ -32,9 +34,8 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -70,7 +71,13 @@ from uplift.models.learners import (
 )
 from uplift.models.trees import feature_columns
 
-__all__ = ["CALIBRATION_SHARE", "RiskModel", "fit_risk", "no_risk_reason"]
+if TYPE_CHECKING:
+    from uplift.models.trees import Booster
+
+__all__ = ["CALIBRATION_SHARE", "RISK_COLUMNS", "RiskModel", "fit_risk", "no_risk_reason"]
+
+#: The risk columns a predictions file or a queue carries when its model has a risk model.
+RISK_COLUMNS = ("risk", "cause", "cause_share")
 
 #: Share of the control orders held out to calibrate the risk.
 CALIBRATION_SHARE = 0.25
@@ -95,7 +102,7 @@ class RiskModel:
     """
 
     encoder: FeatureEncoder
-    booster: lgb.Booster
+    booster: Booster
     calibrator: Calibrator
     families: dict[str, str]
     report: CalibrationReport
@@ -108,6 +115,8 @@ class RiskModel:
     @functools.cached_property
     def expected_value(self) -> float:
         """The mean raw score (log-odds) of the fitting part: where the contributions start."""
+        if self._cause_tables is not None:
+            return self._cause_tables.expected_value
         row = np.full((1, self.booster.num_feature()), np.nan)
         shap = self.booster.predict(row, pred_contrib=True, num_threads=1)
         return float(np.asarray(shap, dtype=np.float64)[0, -1])
@@ -116,21 +125,22 @@ class RiskModel:
     def _family_index(self) -> NDArray[np.int64]:
         return np.array([CAUSES.index(self.families[c]) for c in self.encoder.columns], np.int64)
 
-    # Named apart from the ``_tables`` of older versions, whose tables were laid out otherwise:
-    # a pickled model that kept those computes its own anew.
+    # Named apart from the ``_tables`` and ``_family_tables`` of older versions (laid out
+    # otherwise, or without the expected value): a pickled model that kept those computes its
+    # own anew.
     @functools.cached_property
-    def _family_tables(self) -> FamilyForest | None:
+    def _cause_tables(self) -> FamilyForest | None:
         return contribution_forest(self.booster, self._family_index)
 
     def prepare(self) -> None:
         """Build the contribution tables and the expected value now, ahead of the first
         :meth:`predict` (which would build them): a command does it while it reads orders."""
-        _ = self.expected_value, self._family_tables
+        _ = self.expected_value, self._cause_tables
 
     def contributions(self, encoded: pd.DataFrame) -> FloatArray:
         """Each family's part of the raw score (rows x :data:`CAUSES`) of encoded inputs; with
         :attr:`expected_value` they add up to the booster's raw score."""
-        if self._family_tables is not None:
+        if self._cause_tables is not None:
             try:
                 columns = feature_columns(encoded, self.booster.pandas_categorical)
             except ValueError:
@@ -153,7 +163,7 @@ class RiskModel:
         float64 array per input, :func:`~uplift.models.trees.feature_columns`), on
         ``threads`` (None: :func:`~uplift.models.learners.predict_threads`); None when the
         booster's trees have no tables (then only :meth:`contributions` can tell)."""
-        tables = self._family_tables
+        tables = self._cause_tables
         if tables is None:
             return None
         if not rows:
@@ -258,7 +268,9 @@ def fit_risk(
         seed=seed,
     )
     booster = train_lgbm(params, encoded[fitting], y[fitting], N_ESTIMATORS, w[fitting])
-    score = np.asarray(booster.predict(encoded.iloc[held], raw_score=True), dtype=np.float64)
+    # One thread, as every LightGBM call that may run beside an uplift fit (see training.py).
+    held_score = booster.predict(encoded.iloc[held], raw_score=True, num_threads=N_JOBS)
+    score = np.asarray(held_score, dtype=np.float64)
     calibrator, report = choose_calibrator(score, y[held], w[held], fold[held])
     report = dataclasses.replace(report, orders_fitted=int(fitting.sum()))
     return RiskModel(encoder, booster, calibrator, families, report)

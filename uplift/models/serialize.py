@@ -6,7 +6,8 @@ as are the risk model's calibrator and family map); :func:`load` builds it back.
 creates objects only from the fixed allow-list :data:`CLASSES` (no name read from a file is
 ever imported), checks the type of every field and that the feature lists agree with the
 boosters, and reports any damage as
-:class:`~uplift.exceptions.ModelLoadError` naming the file.
+:class:`~uplift.exceptions.ModelLoadError` naming the file. Boosters are read as text
+(:class:`~uplift.models.lgbm_text.TextBooster`): predicting needs no LightGBM.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -28,9 +28,13 @@ from uplift.models.base import FeatureEncoder
 from uplift.models.blend import BlendLearner, members_of
 from uplift.models.calibration import CalibrationReport, calibrator_from_dict
 from uplift.models.learners import ARM_FEATURE, DRLearner, LightGBMLearner, SLearner, TLearner
+from uplift.models.lgbm_text import TextBooster
 from uplift.models.linear import LinearLearner, base_width, numeric_columns
 from uplift.models.risk import RiskModel
 from uplift.models.uplift_model import ControlOutcomeModel, Selection, UpliftModel
+
+if TYPE_CHECKING:
+    from uplift.models.trees import Booster
 
 __all__ = ["BOOSTER_NAME", "CLASSES", "JSON_FILE", "can_dump", "dump", "load"]
 
@@ -153,7 +157,7 @@ def _encoder(encoder: FeatureEncoder) -> dict[str, Any]:
     }
 
 
-def _boosters(model: LightGBMLearner) -> list[lgb.Booster]:
+def _boosters(model: LightGBMLearner) -> list[Booster]:
     if isinstance(model, SLearner | TLearner | DRLearner):
         return list(model.models_)
     if isinstance(model, LinearLearner):
@@ -261,7 +265,7 @@ def _model(payload: dict[str, Any], files: Mapping[str, bytes], folder: Path) ->
 
 def _build_learner(
     spec: dict[str, Any],
-    boosters: list[lgb.Booster],
+    boosters: list[Booster],
     inputs: tuple[str, ...],
     control: str,
     arms: tuple[str, ...],
@@ -321,7 +325,7 @@ def _build_learner(
 
 
 def _build_control_outcome(
-    spec: dict[str, Any], boosters: list[lgb.Booster], inputs: tuple[str, ...], role: str
+    spec: dict[str, Any], boosters: list[Booster], inputs: tuple[str, ...], role: str
 ) -> ControlOutcomeModel:
     if _str(spec, "class") != "ControlOutcomeModel":
         raise _Damaged(f"{role}: class {spec['class']!r} is not ControlOutcomeModel")
@@ -331,7 +335,7 @@ def _build_control_outcome(
 
 
 def _build_risk(
-    spec: dict[str, Any], boosters: list[lgb.Booster], inputs: tuple[str, ...]
+    spec: dict[str, Any], boosters: list[Booster], inputs: tuple[str, ...]
 ) -> RiskModel:
     if _str(spec, "class") != "RiskModel":
         raise _Damaged(f"{RISK_ROLE}: class {spec['class']!r} is not RiskModel")
@@ -395,7 +399,7 @@ def _build_encoder(spec: dict[str, Any], inputs: tuple[str, ...], role: str) -> 
 
 
 def _check_boosters(
-    boosters: list[lgb.Booster],
+    boosters: list[Booster],
     count: int,
     encoder: FeatureEncoder,
     role: str,
@@ -425,14 +429,15 @@ def _lightgbm_name(column: str) -> str:
     return "".join("_" if c.isspace() else c for c in column)
 
 
-def _booster(name: str, files: Mapping[str, bytes], folder: Path) -> lgb.Booster:
+def _booster(name: str, files: Mapping[str, bytes], folder: Path) -> Booster:
     if not BOOSTER_NAME.fullmatch(name):
         raise _Damaged(f"{name!r} is not a booster file name")
     if name not in files:
         raise _Damaged(f"it names {name}, which the model card does not list")
     try:
-        return lgb.Booster(model_str=files[name].decode())
-    # LightGBM's parser raises its own error, ValueError or worse on a damaged text model.
+        # Read as text: prediction then needs no LightGBM (a second of imports).
+        return TextBooster(files[name].decode())
+    # A damaged text model: ValueError from its parser, UnicodeDecodeError from its bytes.
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(

@@ -13,7 +13,7 @@ import pandas as pd
 from uplift.data.causes import family_of
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import ConfigError, check_option
-from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS
+from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, OWN_LEARNERS
 from uplift.models.learners import quiet_lightgbm
 from uplift.models.risk import fit_risk, no_risk_reason
 from uplift.models.select import select_learner
@@ -62,25 +62,34 @@ def train_uplift(
     family_of(model_inputs(log), causes)  # a wrong [causes] map fails before any fit
     say = progress or (lambda _: None)
     absent = no_risk_reason(log)
+    scored = candidates if learner == AUTO else (learner,) if validate else ()
     # The risk model and the data's digest need nothing of the uplift models: a thread fits and
     # computes them beside selection and fit (LightGBM releases the GIL), on the core time the
     # uplift boosters leave idle. Each booster keeps its own thread count, so the numbers are
-    # those of one step after the other. One warnings context around both threads: the
-    # filters are process-wide, and the side thread ends inside it.
+    # those of one step after the other. Only beside our own learners, whose LightGBM calls all
+    # run on one thread (OWN_LEARNERS); causalml's and econml's set other counts. One warnings
+    # context around both threads: the filters are process-wide, and the side thread ends
+    # inside it.
+    fitted_ones = scored if learner == AUTO else (learner,)
+    risk_beside = absent is None and set(fitted_ones) <= set(OWN_LEARNERS)
+    risk = None
     with quiet_lightgbm(), ThreadPoolExecutor(1) as beside:
         digest = beside.submit(data_hash, log)
         risk_fit = None
-        if absent is None:
+        if risk_beside:
             say("fitting the risk model on the control orders (beside the uplift models)")
             risk_fit = beside.submit(fit_risk, log, model_inputs(log), seed, causes)
         selection = None
-        if learner == AUTO or validate:
-            scored = candidates if learner == AUTO else (learner,)
+        if scored:
             selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
             learner = selection.chosen
         say(f"fitting {learner} on {len(log):,} orders")
         fitted = fit_models(log, learner, seed)
-        risk = None if risk_fit is None else risk_fit.result()
+        if risk_fit is not None:
+            risk = risk_fit.result()
+        elif absent is None:
+            say("fitting the risk model on the control orders")
+            risk = fit_risk(log, model_inputs(log), seed, causes)
         training = {
             "source": log.source,
             "orders": len(log),

@@ -40,23 +40,35 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from uplift.models.lgbm_text import TextBooster
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import lightgbm as lgb
+
+    #: A fitted LightGBM model: LightGBM's own, or a loaded model's text form.
+    Booster: TypeAlias = lgb.Booster | TextBooster
+
 __all__ = [
     "MAX_TABLE",
+    "Booster",
     "Forest",
     "arms_forest",
     "boosters_forest",
     "compiled",
     "feature_columns",
+    "is_booster",
     "predict_arms",
     "predict_boosters",
     "prepare",
@@ -199,7 +211,7 @@ def compiled() -> Callable[..., None] | None:
         return numba.njit(nogil=True)(_evaluate)
 
 
-def prepare(boosters: Sequence[lgb.Booster] = ()) -> None:
+def prepare(boosters: Sequence[Booster] = ()) -> None:
     """Do ahead what the first prediction with ``boosters`` does whatever the orders: build
     their tables (kept as :func:`forest_of` keeps them) and load the compiled evaluator from
     numba's cache. A command can so do it in a thread while it reads the orders."""
@@ -230,6 +242,15 @@ def prepare(boosters: Sequence[lgb.Booster] = ()) -> None:
     )
 
 
+def is_booster(obj: object) -> bool:
+    """Whether ``obj`` is a LightGBM model: a loaded model's text form, or a LightGBM booster
+    (then LightGBM is imported: nothing made one otherwise)."""
+    lightgbm = sys.modules.get("lightgbm")
+    return isinstance(obj, TextBooster) or (
+        lightgbm is not None and isinstance(obj, lightgbm.Booster)
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class Forest:
     """The trees of one or more boosters as lookup tables (see :func:`_evaluate`)."""
@@ -248,7 +269,7 @@ class Forest:
     sigmoid: FloatArray
 
     @classmethod
-    def of(cls, boosters: Sequence[lgb.Booster]) -> Forest | None:
+    def of(cls, boosters: Sequence[Booster]) -> Forest | None:
         """The boosters' tables, or None when one uses what the tables do not mirror."""
         dumps = [b.dump_model() for b in boosters]
         sigmoid = [_sigmoid(d) for d in dumps]
@@ -506,14 +527,14 @@ def feature_columns(
 
 
 @functools.lru_cache(maxsize=8)
-def forest_of(boosters: tuple[lgb.Booster, ...]) -> Forest | None:
+def forest_of(boosters: tuple[Booster, ...]) -> Forest | None:
     """:meth:`Forest.of`, kept for the boosters' lifetime in the cache: reading the trees back
     from LightGBM takes longer (0.17 s for five bags) than scoring one order, so a service that
     scores one order per call must not pay it each time. Fitted boosters are never changed."""
     return Forest.of(boosters)
 
 
-def boosters_forest(boosters: Sequence[lgb.Booster], n_inputs: int) -> Forest | None:
+def boosters_forest(boosters: Sequence[Booster], n_inputs: int) -> Forest | None:
     """The tables :func:`predict_boosters` evaluates for ``boosters`` on ``n_inputs`` columns
     (read with ``boosters[0].pandas_categorical``), or None when LightGBM predicts instead."""
     if not boosters or compiled() is None:
@@ -525,7 +546,7 @@ def boosters_forest(boosters: Sequence[lgb.Booster], n_inputs: int) -> Forest | 
     return forest_of(tuple(boosters)) if same_inputs else None
 
 
-def arms_forest(boosters: Sequence[lgb.Booster], n_inputs: int, arms: int) -> Forest | None:
+def arms_forest(boosters: Sequence[Booster], n_inputs: int, arms: int) -> Forest | None:
     """The tables :func:`predict_arms` evaluates for S-learner ``boosters`` on ``n_inputs``
     columns and the arm (read with ``boosters[0].pandas_categorical[:-1]``), or None when
     LightGBM predicts instead."""
@@ -540,7 +561,7 @@ def arms_forest(boosters: Sequence[lgb.Booster], n_inputs: int, arms: int) -> Fo
     return forest if forest is not None and forest.kind[n_inputs] != NUMERIC else None
 
 
-def predict_boosters(boosters: Sequence[lgb.Booster], X: pd.DataFrame, threads: int) -> FloatArray:
+def predict_boosters(boosters: Sequence[Booster], X: pd.DataFrame, threads: int) -> FloatArray:
     """Each booster's prediction on ``X`` (rows x boosters), equal to ``booster.predict(X)``."""
     if len(X) == 0 or not boosters:
         return np.empty((len(X), len(boosters)))
@@ -556,7 +577,7 @@ def predict_boosters(boosters: Sequence[lgb.Booster], X: pd.DataFrame, threads: 
 
 
 def predict_arms(
-    boosters: Sequence[lgb.Booster], X: pd.DataFrame, arm_feature: str, arms: int, threads: int
+    boosters: Sequence[Booster], X: pd.DataFrame, arm_feature: str, arms: int, threads: int
 ) -> FloatArray:
     """S-learner boosters' predictions for every arm (rows x boosters x arms).
 
@@ -587,5 +608,5 @@ def predict_arms(
     )
 
 
-def _lightgbm(booster: lgb.Booster, X: pd.DataFrame, threads: int) -> FloatArray:
+def _lightgbm(booster: Booster, X: pd.DataFrame, threads: int) -> FloatArray:
     return np.asarray(booster.predict(X, num_threads=threads), dtype=np.float64)

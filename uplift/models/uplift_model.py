@@ -13,9 +13,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -38,7 +37,10 @@ from uplift.models.learners import (
     train_lgbm,
 )
 from uplift.models.risk import RiskModel
-from uplift.models.trees import prepare
+from uplift.models.trees import is_booster, prepare
+
+if TYPE_CHECKING:
+    from uplift.models.trees import Booster
 
 __all__ = [
     "ControlOutcomeModel",
@@ -61,7 +63,7 @@ class ControlOutcomeModel:
     """
 
     encoder: FeatureEncoder
-    booster: lgb.Booster
+    booster: Booster
 
     @classmethod
     def fit(cls, log: ExperimentLog, outcome: str, seed: int) -> ControlOutcomeModel:
@@ -199,7 +201,7 @@ class UpliftModel:
             # The boosters one pass predicts with: a learner's (a blend's trees'), a base model's.
             learner = getattr(part, "trees_", part)
             found = getattr(learner, "models_", None) or [getattr(learner, "booster", None)]
-            prepare([b for b in found if isinstance(b, lgb.Booster)])
+            prepare([b for b in found if is_booster(b)])
         if self.risk_model is not None:
             self.risk_model.prepare()
 

@@ -24,11 +24,11 @@ from uplift.exceptions import ConfigError, SchemaError, describe_rows
 from uplift.experiment.assignment import EXPLORE_SALT, hash_unit, rank_salt
 from uplift.models.diagnose import explain_arms
 from uplift.models.effects import Effects, NetValue, as_effects
+from uplift.models.risk import RISK_COLUMNS
 from uplift.policy.allocation import Allocation, allocate
 
 __all__ = [
     "QUEUE_COLUMNS",
-    "RISK_COLUMNS",
     "Assignment",
     "check_capacities",
     "check_order_arms",
@@ -354,10 +354,6 @@ def with_reasons(queue: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
 
     rule = why.reindex(queue["order_id"])
     return queue.assign(reason=text_per_pair(rule, queue["reason"], reason))
-
-
-#: The risk columns a queue carries when its model has a risk model.
-RISK_COLUMNS = ("risk", "cause", "cause_share")
 
 
 def with_risk(queue: pd.DataFrame, risk: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:

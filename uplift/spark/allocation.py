@@ -52,9 +52,9 @@ from pyspark.sql import functions as F
 
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.experiment.assignment import rank_salt
+from uplift.models.risk import RISK_COLUMNS
 from uplift.policy.ranking import (
     QUEUE_COLUMNS,
-    RISK_COLUMNS,
     check_capacities,
     check_shares,
     reason_text,

@@ -23,8 +23,8 @@ from uplift.data.files import json_output, write_outputs
 from uplift.data.log import ColumnMap
 from uplift.exceptions import ConfigError, SchemaError
 from uplift.models import read_effects
+from uplift.models.risk import RISK_COLUMNS
 from uplift.models.uplift_model import UpliftModel
-from uplift.policy.ranking import RISK_COLUMNS
 from uplift.spark.allocation import SparkAssignment, rank_orders
 from uplift.spark.errors import executor_errors
 from uplift.spark.io import (

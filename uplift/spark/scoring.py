@@ -34,8 +34,8 @@ from pyspark.sql.types import DataType, DoubleType, StringType, StructField, Str
 from uplift.exceptions import ModelLoadError, SchemaError
 from uplift.models import load_model, model_digest, read_card
 from uplift.models.persist import CARD_FILE
+from uplift.models.risk import RISK_COLUMNS
 from uplift.models.uplift_model import UpliftModel, predict_table
-from uplift.policy.ranking import RISK_COLUMNS
 from uplift.spark.io import column
 from uplift.spark.session import quiet_conversions
 

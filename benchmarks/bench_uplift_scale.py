@@ -1,0 +1,157 @@
+"""Is the blend's uplift too small or too large, and can held-out data tell?
+
+At effect scale 0.2 the default (``s_blend``) keeps 61% of the oracle's net value
+(``results/grid.md``). One reason could be the scale of its uplift: regularised trees and a
+penalised linear model shrink small effects towards zero, and the policy treats an order only
+when uplift x order value exceeds the arm's cost. This benchmark measures, per arm, the slope of
+the true uplift on the blend's predicted uplift over the grid's 100,000 fresh test orders,
+
+    slope_a = cov(true_a, predicted_a) / var(predicted_a)
+
+(1: the spread is right; above 1: the predictions are too flat), and the true share of the
+oracle's net value when every arm's uplift is rescaled about its mean by that slope (an oracle:
+it uses the truth). Then what the training log itself can estimate: the same slope from the
+cross-fitted folds that selection has (the blend's held-out uplift against the doubly robust
+pseudo-outcomes, the regression behind the "best linear predictor" of heterogeneous effects),
+with its standard error (sandwich), and the share with the estimated slopes (clipped at 0).
+Same logs, seeds and test orders as ``bench_models.py --part grid``.
+
+    .venv/bin/python benchmarks/bench_uplift_scale.py [--grid-seeds 5] [--grid-cells ...]
+
+Writes ``benchmarks/results/uplift-scale.md`` and ``uplift-scale.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bench_models import (
+    GRID_WORLDS,
+    RESULTS,
+    SCALED,
+    OrderTask,
+    grid_cells,
+    machine,
+    markdown,
+    policy_net_value,
+    simulate,
+)
+from bench_stacking import MEMBERS, pseudo_outcomes
+
+from uplift.data.files import atomic_path
+from uplift.models.select import cross_fit
+from uplift.models.uplift_model import fit_models
+
+
+def slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of ``y`` on ``x`` (with an intercept) and its sandwich error."""
+    xc = x - x.mean()
+    b = float(xc @ (y - y.mean()) / (xc @ xc))
+    residual = y - y.mean() - b * xc
+    return b, float(np.sqrt(((xc * residual) ** 2).sum()) / (xc @ xc))
+
+
+def rescaled(uplift: pd.DataFrame, slopes: dict[str, float]) -> pd.DataFrame:
+    """Every arm's uplift stretched about its mean by its slope."""
+    mean = uplift.mean()
+    return mean + (uplift - mean) * pd.Series(slopes)
+
+
+def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]:
+    spec = GRID_WORLDS[world]
+    task = OrderTask.of(
+        simulate(orders, seed=100 + seed, world=spec),
+        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
+    )
+    members = [
+        fit_models(task.train, m, seed).model().predict_effects(task.X_test).uplift("retained")
+        for m in MEMBERS
+    ]
+    blend = (members[0] + members[1]) / 2
+    arms = list(blend.columns)
+    fit = cross_fit(task.train, MEMBERS, seed=seed, progress=lambda _: None)
+    first, second = (fit.effects[m].uplift(fit.outcome) for m in MEMBERS)
+    held = (first + second) / 2
+    pseudo = pseudo_outcomes(fit)
+    oracle = {a: slope(blend[a].to_numpy(), task.true[a].to_numpy())[0] for a in arms}
+    estimated = {a: slope(held[a].to_numpy(), pseudo[:, j]) for j, a in enumerate(arms)}
+
+    def share(uplift: pd.DataFrame) -> float:
+        return 100 * policy_net_value(uplift, task.value, task.true)[0] / task.oracle
+
+    row: dict[str, Any] = {"world": world, "orders": orders, "seed": seed}
+    row["share"] = share(blend)
+    row["share, oracle slopes"] = share(rescaled(blend, oracle))
+    row["share, estimated slopes"] = share(
+        rescaled(blend, {a: max(b, 0.0) for a, (b, _) in estimated.items()})
+    )
+    for a in arms:
+        row[f"oracle slope {a}"] = oracle[a]
+        row[f"estimated slope {a}"], row[f"se {a}"] = estimated[a]
+    return row
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid-seeds", type=int, default=5)
+    parser.add_argument("--grid-cells", default=f"{SCALED.name}:200000")
+    parser.add_argument("--test-orders", type=int, default=100_000)
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    started = time.time()
+    rows = []
+    for world, orders in grid_cells(args.grid_cells):
+        for seed in range(args.grid_seeds):
+            print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
+            rows.append(cell(world, orders, seed, args.test_orders))
+    frame = pd.DataFrame(rows)
+    shares = ["share", "share, oracle slopes", "share, estimated slopes"]
+    slopes = [c for c in frame.columns if c.startswith(("oracle slope", "estimated slope", "se "))]
+    per_seed = frame[["world", "orders", "seed", *shares]].round(1)
+    per_cell = frame.groupby(["world", "orders"], sort=False)
+    mean = per_cell[[*shares, *slopes]].mean()
+    low, high = per_cell[slopes].min(), per_cell[slopes].max()
+    spread = pd.DataFrame(
+        {
+            c: [
+                f"{m:.2f} ({lo:.2f} to {hi:.2f})"
+                for m, lo, hi in zip(mean[c], low[c], high[c], strict=True)
+            ]
+            for c in slopes
+        },
+        index=[f"{world}, {orders:,} orders" for world, orders in mean.index],
+    ).T
+    command = ".venv/bin/python benchmarks/bench_uplift_scale.py " + " ".join(sys.argv[1:])
+    text = "\n\n".join(
+        [
+            "# The scale of the blend's uplift: oracle and estimated slopes",
+            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
+            machine(),
+            "\n\n".join(__doc__.split("\n\n")[1:4]),
+            "True share (%) of the oracle's net value per seed: the blend as it predicts, "
+            "rescaled by the oracle slopes, rescaled by the estimated slopes:",
+            markdown(per_seed),
+            "Mean over seeds:",
+            markdown(mean[shares].round(1).reset_index()),
+            "Slopes per arm, mean over seeds (min to max); `se` is the estimated slope's "
+            "standard error:",
+            markdown(spread.reset_index(names="slope")),
+        ]
+    )
+    print(text)
+    folder = Path(args.results)
+    with atomic_path(folder / "uplift-scale.md") as tmp:
+        tmp.write_text(text + "\n")
+    with atomic_path(folder / "uplift-scale.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    main()
