@@ -111,6 +111,15 @@ def test_learner_not_fitted_and_clone(name: str, small: dict) -> None:
     assert model.get_params()[param] != 7
 
 
+def test_a_learner_shows_and_refuses_parameters_as_scikit_learn_does() -> None:
+    """Without scikit-learn's base class: the repr names the arguments off their defaults, and a
+    name the constructor does not take is refused."""
+    assert repr(make_learner("s_lgbm", seed=3)) == "SLearner(random_state=3)"
+    assert repr(make_learner("causalml_x")) == "CausalMLLearner(kind='x')"
+    with pytest.raises(ConfigError, match="SLearner has no parameter colour"):
+        make_learner("s_lgbm").set_params(colour=1)
+
+
 def test_invalid_params_raise_at_fit_not_init(small: dict) -> None:
     model = TLearner(n_estimators=0)  # constructing stores only
     with pytest.raises(ConfigError, match="n_estimators must be an integer >= 1"):

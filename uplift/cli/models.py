@@ -247,8 +247,9 @@ def preparing(model: UpliftModel) -> Iterator[None]:
 
 
 def load_prepared(model_dir: Path, trust: bool) -> UpliftModel:
-    """:func:`uplift.models.load_model`, then prepared as :func:`preparing` prepares it (for a
-    thread while the orders are read)."""
+    """:func:`uplift.models.load_model`, then readied for prediction (:meth:`UpliftModel.prepare`:
+    the trees' tables, the compiled evaluator, the risk model's tables): what a command does in
+    a thread while it reads the orders."""
     from uplift.models import load_model
 
     model = load_model(model_dir, trust=trust)

@@ -119,6 +119,7 @@ def rank(
         _rank_on_spark(orders_path, out, flags, settings.project, settings.column_map, spark_master)
         return
 
+    import importlib
     from concurrent.futures import ThreadPoolExecutor
 
     from uplift.data.files import (
@@ -129,14 +130,6 @@ def rank(
         write_outputs,
     )
     from uplift.data.log import read_frame
-    from uplift.policy.ranking import (
-        check_order_arms,
-        check_unique_ids,
-        explain_queue,
-        order_ids,
-        rank_orders,
-        with_risk,
-    )
 
     check_table_suffix(out)
     if (model_dir is None) == (effects_path is None):
@@ -152,10 +145,21 @@ def rank(
     settings = log_settings(config, mapping, ignore, order_value=order_value)
     project = settings.project
     with ThreadPoolExecutor(1) as pool:
-        # The model loads and readies its tables while the orders are read (see preparing);
-        # a fault in the orders is still reported before one in the model.
+        # The ranking code imports (scikit-learn and SciPy's solver: a second), then the model
+        # loads and readies its tables, while the orders are read (pyarrow reads without the
+        # GIL); a fault in the orders is still reported before one in the model.
+        pool.submit(importlib.import_module, "uplift.policy.ranking")
         loading = pool.submit(load_prepared, model_dir, trust_model) if model_dir else None
         raw = read_frame(orders_path)
+    from uplift.policy.ranking import (
+        check_order_arms,
+        check_unique_ids,
+        explain_queue,
+        order_ids,
+        rank_orders,
+        with_risk,
+    )
+
     orders = settings.column_map.to_orders(raw).apply(raw, str(orders_path))
     if "order_id" in orders.columns:
         check_unique_ids(orders["order_id"], str(orders_path))
