@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from uplift.data.simulate import pending_orders, simulate
 from uplift.exceptions import ConfigError, ModelLoadError, SchemaError
 from uplift.models import UpliftModel, load_model, model_digest, read_card, save_model, signing
 from uplift.models import contributions as contributions_module
+from uplift.models import training as training_module
 from uplift.models.calibration import (
     CalibrationReport,
     IsotonicCalibrator,
@@ -39,7 +41,7 @@ from uplift.models.calibration import (
     reliability,
 )
 from uplift.models.contributions import CAUSES, NO_CAUSE, dominant_cause, logit_column
-from uplift.models.risk import RiskModel
+from uplift.models.risk import RiskModel, fit_risk
 from uplift.models.training import train_uplift
 
 LOGITS = [logit_column(c) for c in CAUSES]
@@ -417,6 +419,25 @@ def test_a_model_saved_without_risk_model_says_to_retrain(
 # --------------------------------------------------------------------------------------------
 # Logs without a risk model, and the family map
 # --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("learner", "beside"), [("t_lgbm", True), ("causalml_t", False)])
+def test_the_risk_model_fits_beside_our_learners_only(
+    learner: str, beside: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside our learners (every LightGBM call on one thread) the risk model fits in a second
+    thread; beside causalml's, whose LightGBM calls set other thread counts, it waits."""
+    threads = []
+
+    def recording(*args: Any, **kwargs: Any) -> RiskModel:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return fit_risk(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "fit_risk", recording)
+    log = ExperimentLog.from_frame(simulate(3_000, seed=4).log)
+    model = train_uplift(log, learner=learner, seed=0)
+    assert model.risk_model is not None
+    assert threads == [not beside]
 
 
 def test_revenue_only_log_has_no_risk_model(tmp_path: Path) -> None:
