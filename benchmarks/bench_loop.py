@@ -19,6 +19,7 @@ for ``--weeks`` weeks of ``--orders`` orders, and again with one arm's effect re
   gives random arms, which lose money on average).
 
     .venv/bin/python benchmarks/bench_loop.py [--seeds 10] [--weeks 8] [--orders 30000]
+        [--learner s_blend]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from uplift import read_report, run_demo
 from uplift.data.simulate import ARMS, TREATMENT_ARMS
 from uplift.exceptions import SchemaError
 from uplift.loop.demo import CAPACITY, COSTS, START_WEEK, week_labels
+from uplift.loop.weekly import DEFAULT_LEARNER
 from uplift.models.oracle import true_effects
 from uplift.policy.ranking import rank_orders
 
@@ -79,7 +81,12 @@ def run_seed(
     oracle's count for the same week unreversed."""
     quiet = lambda _: None  # noqa: E731 - progress is not wanted here
     steady = folder / f"steady-{seed}"
-    options = {"cold_start": args.cold_start, "window": args.window, "explore": args.explore}
+    options = {
+        "cold_start": args.cold_start,
+        "window": args.window,
+        "explore": args.explore,
+        "learner": args.learner,
+    }
     run_demo(steady, weeks=args.weeks, orders=args.orders, seed=seed, say=quiet, **options)
     rows = []
     for k, label in enumerate(week_labels(START_WEEK, args.weeks)):
@@ -145,6 +152,7 @@ def main() -> None:
     parser.add_argument("--cold-start", type=int, default=2, help="randomised weeks first")
     parser.add_argument("--window", type=int, default=4, help="training window in weeks")
     parser.add_argument("--explore", type=float, default=0.05, help="exploration share")
+    parser.add_argument("--learner", default=DEFAULT_LEARNER, help="the weekly challenger's")
     args = parser.parse_args()
     header = machine()
     started = time.monotonic()
@@ -229,7 +237,7 @@ def main() -> None:
         f".venv/bin/python benchmarks/bench_loop.py --seeds {args.seeds} --weeks {args.weeks} "
         f"--orders {args.orders} --reverse-week {args.reverse_week} --cold-start "
         f"{args.cold_start} --window {args.window} --explore {args.explore}"
-    )
+    ) + (f" --learner {args.learner}" if args.learner != DEFAULT_LEARNER else "")
     print(
         f"# The closed loop in the realistic world\n\n{header}\n\nCommand: `{command}` "
         f"({time.monotonic() - started:.0f} s)\n"
