@@ -380,6 +380,28 @@ def grid_cells(spec: str) -> list[tuple[str, int]]:
     return cells
 
 
+def grid_parser(description: str, cells: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs cells and seeds of the grid (see :func:`over_grid`)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--grid-seeds", type=int, default=5)
+    parser.add_argument("--grid-cells", default=cells)
+    parser.add_argument("--test-orders", type=int, default=100_000)
+    parser.add_argument("--results", default=str(RESULTS))
+    return parser
+
+
+def over_grid(
+    args: argparse.Namespace, cell: Callable[[str, int, int, int], dict[str, Any]]
+) -> pd.DataFrame:
+    """One row per cell and seed: ``cell(world, orders, seed, test_orders)``."""
+    rows = []
+    for world, orders in grid_cells(args.grid_cells):
+        for seed in range(args.grid_seeds):
+            print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
+            rows.append(cell(world, orders, seed, args.test_orders))
+    return pd.DataFrame(rows)
+
+
 def selection_regret(frame: pd.DataFrame) -> pd.DataFrame:
     """Per cell and seed: the best single candidate's true share minus the share of what
     ``auto`` chose (a blend of the candidates can beat them all: the regret is then negative)."""

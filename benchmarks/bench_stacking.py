@@ -23,7 +23,6 @@ Writes ``benchmarks/results/stacking.md`` and ``stacking.csv``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -35,11 +34,11 @@ import pandas as pd
 from bench_models import (
     DEFAULT_GRID_CELLS,
     GRID_WORLDS,
-    RESULTS,
     OrderTask,
-    grid_cells,
+    grid_parser,
     machine,
     markdown,
+    over_grid,
     policy_net_value,
     simulate,
 )
@@ -124,19 +123,9 @@ def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid-seeds", type=int, default=5)
-    parser.add_argument("--grid-cells", default=DEFAULT_GRID_CELLS)
-    parser.add_argument("--test-orders", type=int, default=100_000)
-    parser.add_argument("--results", default=str(RESULTS))
-    args = parser.parse_args(argv)
+    args = grid_parser(__doc__.splitlines()[0], DEFAULT_GRID_CELLS).parse_args(argv)
     started = time.time()
-    rows = []
-    for world, orders in grid_cells(args.grid_cells):
-        for seed in range(args.grid_seeds):
-            print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
-            rows.append(cell(world, orders, seed, args.test_orders))
-    frame = pd.DataFrame(rows)
+    frame = over_grid(args, cell)
     table, regret = summary(frame)
     command = ".venv/bin/python benchmarks/bench_stacking.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(

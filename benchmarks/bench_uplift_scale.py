@@ -23,7 +23,6 @@ Writes ``benchmarks/results/uplift-scale.md`` and ``uplift-scale.csv``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -34,12 +33,12 @@ import numpy as np
 import pandas as pd
 from bench_models import (
     GRID_WORLDS,
-    RESULTS,
     SCALED,
     OrderTask,
-    grid_cells,
+    grid_parser,
     machine,
     markdown,
+    over_grid,
     policy_net_value,
     simulate,
 )
@@ -99,19 +98,9 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid-seeds", type=int, default=5)
-    parser.add_argument("--grid-cells", default=f"{SCALED.name}:200000")
-    parser.add_argument("--test-orders", type=int, default=100_000)
-    parser.add_argument("--results", default=str(RESULTS))
-    args = parser.parse_args(argv)
+    args = grid_parser(__doc__.splitlines()[0], f"{SCALED.name}:200000").parse_args(argv)
     started = time.time()
-    rows = []
-    for world, orders in grid_cells(args.grid_cells):
-        for seed in range(args.grid_seeds):
-            print(f"{world}, {orders:,} orders, seed {seed}", file=sys.stderr, flush=True)
-            rows.append(cell(world, orders, seed, args.test_orders))
-    frame = pd.DataFrame(rows)
+    frame = over_grid(args, cell)
     shares = ["share", "share, oracle slopes", "share, estimated slopes"]
     slopes = [c for c in frame.columns if c.startswith(("oracle slope", "estimated slope", "se "))]
     per_seed = frame[["world", "orders", "seed", *shares]].round(1)
