@@ -402,6 +402,17 @@ def over_grid(
     return pd.DataFrame(rows)
 
 
+def write_grid_results(args: argparse.Namespace, name: str, text: str, frame: pd.DataFrame) -> None:
+    """Print ``text``; write it as ``<name>.md`` and the rows of :func:`over_grid` as
+    ``<name>.csv`` to ``--results``."""
+    print(text)
+    folder = Path(args.results)
+    with atomic_path(folder / f"{name}.md") as tmp:
+        tmp.write_text(text + "\n")
+    with atomic_path(folder / f"{name}.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def selection_regret(frame: pd.DataFrame) -> pd.DataFrame:
     """Per cell and seed: the best single candidate's true share minus the share of what
     ``auto`` chose (a blend of the candidates can beat them all: the regret is then negative)."""

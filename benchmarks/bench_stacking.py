@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,9 +40,9 @@ from bench_models import (
     over_grid,
     policy_net_value,
     simulate,
+    write_grid_results,
 )
 
-from uplift.data.files import atomic_path
 from uplift.models.select import CrossFit, cross_fit
 from uplift.models.uplift_model import fit_models
 
@@ -142,12 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             markdown(regret),
         ]
     )
-    print(text)
-    folder = Path(args.results)
-    with atomic_path(folder / "stacking.md") as tmp:
-        tmp.write_text(text + "\n")
-    with atomic_path(folder / "stacking.csv") as tmp:
-        frame.to_csv(tmp, index=False)
+    write_grid_results(args, "stacking", text, frame)
 
 
 if __name__ == "__main__":

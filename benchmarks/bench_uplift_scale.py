@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,10 +40,10 @@ from bench_models import (
     over_grid,
     policy_net_value,
     simulate,
+    write_grid_results,
 )
 from bench_stacking import MEMBERS, pseudo_outcomes
 
-from uplift.data.files import atomic_path
 from uplift.models.select import cross_fit
 from uplift.models.uplift_model import fit_models
 
@@ -134,12 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             markdown(spread.reset_index(names="slope")),
         ]
     )
-    print(text)
-    folder = Path(args.results)
-    with atomic_path(folder / "uplift-scale.md") as tmp:
-        tmp.write_text(text + "\n")
-    with atomic_path(folder / "uplift-scale.csv") as tmp:
-        frame.to_csv(tmp, index=False)
+    write_grid_results(args, "uplift-scale", text, frame)
 
 
 if __name__ == "__main__":
