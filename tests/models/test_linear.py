@@ -19,7 +19,7 @@ from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, ModelLoadError, NotFittedError
 from uplift.models import load_model, make_learner, save_model, train_uplift
 from uplift.models.learners import OutcomeLearner
-from uplift.models.linear import LinearLearner
+from uplift.models.linear import LinearLearner, penalty_for
 
 
 def _promotion(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -76,6 +76,18 @@ def test_follows_the_learner_contract(small: dict[str, Any]) -> None:
     copy = clone(model).set_params(C=3.0)
     assert copy.get_params()["C"] == 3.0
     assert model.get_params()["C"] != 3.0
+
+
+def test_the_default_penalty_weakens_as_the_log_grows(small: dict[str, Any]) -> None:
+    assert penalty_for(20_000) == pytest.approx((0.01, 0.25))
+    assert penalty_for(200_000) == pytest.approx((0.1, 0.5))
+    assert penalty_for(1_000) == penalty_for(20_000)  # held outside the measured sizes
+    assert penalty_for(5_000_000) == penalty_for(200_000)
+    middle = penalty_for(63_246)  # 20,000 x sqrt(10): halfway on the log scale
+    assert middle == pytest.approx((0.01 * 10**0.5, 0.25 * 2**0.5), rel=1e-4)
+    X, y, arm = small["X"], small["y"], small["arm"]
+    assert LinearLearner().fit(X, y, arm=arm).penalty_ == penalty_for(len(X))
+    assert LinearLearner(C=3.0).fit(X, y, arm=arm).penalty_ == (3.0, penalty_for(len(X))[1])
 
 
 @pytest.mark.parametrize(
@@ -238,6 +250,9 @@ def test_round_trip_predicts_the_same(saved: tuple[Any, Path, pd.DataFrame]) -> 
         (lambda p: p["retained_model"]["linear"]["medians"].popitem(), "medians"),
         (lambda p: p["retained_model"].pop("linear"), "linear must be an object"),
         (lambda p: p["retained_model"]["params"].update({"C": -1}), "C must be a number > 0"),
+        (lambda p: p["retained_model"]["params"].update({"C": "0.1"}), "params must be"),
+        (lambda p: p["retained_model"]["linear"]["penalty"].pop(), "penalty must be two numbers"),
+        (lambda p: p["revenue_model"]["linear"]["penalty"].__setitem__(1, 0), "penalty must be"),
     ],
 )
 def test_damaged_coefficients_are_refused(

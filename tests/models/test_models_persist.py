@@ -254,6 +254,8 @@ def test_missing_files_are_load_errors(saved: Path, tmp_path: Path) -> None:
         (lambda p: p.update({"treatment_arms": "expedite"}), "treatment_arms must be a list"),
         (lambda p: p["retained_model"].update({"params": {"n_estimators": "1; rm -rf"}}),
          "params must be the numbers"),
+        (lambda p: p["retained_model"]["params"].update({"n_estimators": None}),
+         "params must be the numbers"),
         (lambda p: p["retained_model"]["params"].update({"n_estimators": 0}),
          "n_estimators must be an integer >= 1"),
         (lambda p: p["retained_model"].update({"boosters": ["../../etc/passwd"]}),

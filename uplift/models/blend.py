@@ -26,7 +26,7 @@ from uplift.models.learners import (
     OutcomeLearner,
     SLearner,
 )
-from uplift.models.linear import INTERACTION_SCALE, INVERSE_PENALTY, LinearLearner
+from uplift.models.linear import LinearLearner
 
 __all__ = ["BlendLearner", "members_of"]
 
@@ -64,8 +64,8 @@ class BlendLearner(OutcomeLearner):
         n_bags: int = N_BAGS,
         n_jobs: int = N_JOBS,
         random_state: int = 0,
-        C: float = INVERSE_PENALTY,
-        interaction_scale: float = INTERACTION_SCALE,
+        C: float | None = None,
+        interaction_scale: float | None = None,
     ) -> None:
         super().__init__(
             n_estimators=n_estimators,

@@ -36,13 +36,14 @@ __all__ = [
     "base_width",
     "categorical_levels",
     "numeric_columns",
+    "penalty_for",
 ]
 
 # Penalty strength (sklearn's C: larger is weaker) and the factor of the interaction columns
 # in the fit (their coefficients are then penalised 1 / scale**2 times as strongly as the main
-# effects). Chosen on the realistic order world as bench_models.py's grid_cell builds it
-# (training orders simulate(orders, seed=100 + s), 100,000 fresh orders, seed 200 + s) for
-# s = 10-12, apart from the grid's own s = 0-4: share of the oracle's net value, mean over s:
+# effects), at 20,000 orders. Chosen on the realistic order world as bench_models.py's grid_cell
+# builds it (training orders simulate(orders, seed=100 + s), 100,000 fresh orders, seed 200 + s)
+# for s = 10-12, apart from the grid's own s = 0-4: share of the oracle's net value, mean over s:
 #
 #   C       scale 1       0.5           0.25          0.15          (20k / 200k orders)
 #   0.001   25.7 / 41.7   33.2 / 46.4   42.8 / 45.6
@@ -54,13 +55,28 @@ __all__ = [
 # A strong penalty on the interactions is what small logs need (+11 points at 20,000 orders
 # against scale 1) and costs little at 200,000. On seven more seeds (13-19) at 20,000 orders
 # the choice held: 36.1 against 37.3 for the best cell (C 0.03, scale 0.25), 31.8 at scale 1.
-# On s = 0-4 it kept 32.2 at 20,000 orders and 58.9 at 200,000; s_lgbm (5 bags) 41.5 and 57.7.
 INVERSE_PENALTY = 0.01
 INTERACTION_SCALE = 0.25
+# A large log supports weaker penalties: from 20,000 to 200,000 orders C grows tenfold and the
+# interaction factor doubles, log-linearly in the orders (constant outside). Measured on seeds
+# 10-14 (not the grid's), in the blend with the bagged S-learner, at 200,000 orders: C 0.1 and
+# scale 0.5 kept 63.0 / 39.7 / 60.4 % of the oracle's net value in the easy world with effects
+# scaled to 0.2 / hard / realistic against 59.6 / 39.1 / 57.9 with the 20,000-order penalty
+# (linear alone: 60.4 / 35.7 / 57.9 against 56.5 / 36.5 / 54.8); any interaction variance
+# C * scale**2 from 0.0025 to 1 was within a point or two of it. At 20,000 orders the weaker
+# penalty lost 8-13 points (in the blend, hard: 24.6 against 32.4).
+PENALTY_ORDERS = (20_000, 200_000)
 # lbfgs iterations; standardised columns converge in far fewer.
 MAX_ITER = 1000
 # Rows of the design written at a time (see LinearLearner._numbers).
 _BLOCK = 8192
+
+
+def penalty_for(orders: int) -> tuple[float, float]:
+    """The default ``C`` and interaction factor for a log of ``orders`` rows (see above)."""
+    low, high = PENALTY_ORDERS
+    step = np.log10(min(max(orders, low), high) / low) / np.log10(high / low)  # 0 to 1
+    return float(INVERSE_PENALTY * 10**step), float(INTERACTION_SCALE * 2**step)
 
 
 def numeric_columns(encoder: FeatureEncoder) -> list[str]:
@@ -88,14 +104,15 @@ class LinearLearner(OutcomeLearner):
 
     Parameters
     ----------
-    C : float
+    C : float or None
         Inverse penalty strength, as in scikit-learn: the objective is the weighted sum of the
         row losses times ``C`` plus half the squared coefficients (the intercept is not
         penalised). A continuous outcome is divided by its standard deviation for the fit,
-        so ``C`` means the same for revenue as for a rate.
-    interaction_scale : float
+        so ``C`` means the same for revenue as for a rate. None: by the log's size
+        (:func:`penalty_for`).
+    interaction_scale : float or None
         Factor of the interaction columns in the fit; below 1 penalises interactions more
-        than main effects.
+        than main effects. None: by the log's size (:func:`penalty_for`).
 
     Attributes
     ----------
@@ -106,17 +123,18 @@ class LinearLearner(OutcomeLearner):
         Intercept (log-odds for a 0/1 outcome).
     means_, scales_ : ndarray
         Mean and standard deviation in fit of each numeric column (:func:`numeric_columns`).
+    penalty_ : tuple of float
+        The ``C`` and interaction factor the fit used.
     """
 
-    def __init__(
-        self, *, C: float = INVERSE_PENALTY, interaction_scale: float = INTERACTION_SCALE
-    ) -> None:
+    def __init__(self, *, C: float | None = None, interaction_scale: float | None = None) -> None:
         self.C = C
         self.interaction_scale = interaction_scale
 
     def _check_params(self) -> None:
-        check_positive_float("C", self.C)
-        check_positive_float("interaction_scale", self.interaction_scale)
+        for name in ("C", "interaction_scale"):
+            if getattr(self, name) is not None:
+                check_positive_float(name, getattr(self, name))
 
     def _fit(self, data: FitData) -> None:
         # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
@@ -131,7 +149,10 @@ class LinearLearner(OutcomeLearner):
         self._standardise(base)
         n, p = base.shape
         k = len(data.treatment_arms)
-        scale = float(self.interaction_scale)
+        by_size = penalty_for(n)
+        C = by_size[0] if self.C is None else float(self.C)
+        scale = by_size[1] if self.interaction_scale is None else float(self.interaction_scale)
+        self.penalty_ = (C, scale)
         # Written once, in place: the design is the largest array of the fit (1 + k times the
         # base); every entry a row's arm does not set is 0.
         design = np.empty((n, p * (1 + k) + k))
@@ -146,14 +167,14 @@ class LinearLearner(OutcomeLearner):
         if data.binary:
             if len(np.unique(data.y)) < 2:
                 raise SchemaError("y holds only one value; a logistic model has nothing to learn")
-            model = LogisticRegression(C=float(self.C), max_iter=MAX_ITER)
+            model = LogisticRegression(C=C, max_iter=MAX_ITER)
             model.fit(design, data.y, sample_weight=weights)
             coef, intercept, y_scale = model.coef_[0], float(model.intercept_[0]), 1.0
         else:
             # Standardised outcome: the penalty then weighs the same against the data for
             # revenue in any currency as for a rate.
             y_scale = float(data.y.std()) or 1.0
-            ridge = Ridge(alpha=1.0 / float(self.C), copy_X=False)  # the design is ours to spend
+            ridge = Ridge(alpha=1.0 / C, copy_X=False)  # the design is ours to spend
             ridge.fit(design, data.y / y_scale, sample_weight=weights)
             coef, intercept = ridge.coef_, float(ridge.intercept_)
         # Fold the interaction factor and the outcome scale into the coefficients, so that

@@ -177,6 +177,7 @@ def _linear(model: LinearLearner) -> dict[str, Any]:
         "scales": [float(v) for v in model.scales_],
         "coef": [float(v) for v in model.coef_],
         "intercept": float(model.intercept_),
+        "penalty": [float(v) for v in model.penalty_],
     }
 
 
@@ -278,10 +279,14 @@ def _build_learner(
     params = _obj(spec.get("params"), f"{role}.params")
     if cls is SLearner and "n_bags" not in params:
         params["n_bags"] = 1  # written before the S-learner was bagged: one model
-    if set(params) != set(cls().get_params()) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in params.values()
+    defaults = cls().get_params()
+    # A parameter whose default is None (chosen in fit, such as the linear penalty) may be None.
+    if set(params) != set(defaults) or not all(
+        (isinstance(v, int | float) and not isinstance(v, bool))
+        or (v is None and defaults[k] is None)
+        for k, v in params.items()
     ):
-        raise _Damaged(f"{role}: params must be the numbers {', '.join(cls().get_params())}")
+        raise _Damaged(f"{role}: params must be the numbers {', '.join(defaults)}")
     model = cls(**params)
     try:
         model._check_params()
@@ -382,6 +387,11 @@ def _build_linear(model: LinearLearner, spec: dict[str, Any], role: str) -> None
     model.scales_ = np.asarray(scales, dtype=np.float64)
     model.coef_ = np.asarray(coef, dtype=np.float64)
     model.intercept_ = _float(spec, "intercept")
+    if "penalty" in spec:  # written since the default penalty follows the log's size
+        penalty = _floats(spec, "penalty")
+        if len(penalty) != 2 or any(v <= 0 for v in penalty):
+            raise _Damaged(f"{role}: linear penalty must be two numbers > 0 (C, interaction scale)")
+        model.penalty_ = (penalty[0], penalty[1])
 
 
 def _build_encoder(spec: dict[str, Any], inputs: tuple[str, ...], role: str) -> FeatureEncoder:
