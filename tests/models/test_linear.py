@@ -18,8 +18,8 @@ from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, ModelLoadError, NotFittedError
 from uplift.models import load_model, make_learner, save_model, train_uplift
-from uplift.models.learners import OutcomeLearner
-from uplift.models.linear import LinearLearner, penalty_for
+from uplift.models.learners import OutcomeLearner, inverse_propensity_weights
+from uplift.models.linear import LinearLearner, effective_size, penalty_for
 
 
 def _promotion(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -88,6 +88,26 @@ def test_the_default_penalty_weakens_as_the_log_grows(small: dict[str, Any]) -> 
     X, y, arm = small["X"], small["y"], small["arm"]
     assert LinearLearner().fit(X, y, arm=arm).penalty_ == penalty_for(len(X))
     assert LinearLearner(C=3.0).fit(X, y, arm=arm).penalty_ == (3.0, penalty_for(len(X))[1])
+
+
+def test_a_targeted_log_is_penalised_by_its_effective_size() -> None:
+    # 60,000 orders, each arm given to 90% of one half of the orders and 10% of the other:
+    # weighted back to the population, the log holds as much as about 22,000 randomised ones.
+    rng = np.random.default_rng(0)
+    n = 60_000
+    x = rng.normal(size=n)
+    high = x > 0
+    treated = rng.random(n) < np.where(high, 0.9, 0.1)
+    arm = np.where(treated, "a", "control")
+    propensity = np.where(treated == high, 0.9, 0.1)
+    y = (rng.random(n) < 0.3 + 0.05 * treated).astype(int)
+    weights = inverse_propensity_weights((arm == "a").astype(np.int64), propensity)
+    effective = effective_size(weights)
+    assert 0.3 * n < effective < 0.45 * n
+    assert effective_size(np.ones(n)) == pytest.approx(n)  # a randomised log: its rows
+    model = LinearLearner().fit(pd.DataFrame({"x": x}), y, arm=arm, propensity=propensity)
+    assert model.penalty_ == penalty_for(effective)
+    assert model.penalty_[0] < penalty_for(n)[0]  # a stronger penalty than its rows would get
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ __all__ = [
     "LinearLearner",
     "base_width",
     "categorical_levels",
+    "effective_size",
     "numeric_columns",
     "penalty_for",
 ]
@@ -58,7 +59,8 @@ __all__ = [
 INVERSE_PENALTY = 0.01
 INTERACTION_SCALE = 0.25
 # A large log supports weaker penalties: from 20,000 to 200,000 orders C grows tenfold and the
-# interaction factor doubles, log-linearly in the orders (constant outside). Measured on seeds
+# interaction factor doubles, log-linearly in the orders (constant outside; the orders are the
+# log's effective size under the fit's propensity weights, see effective_size). Measured on seeds
 # 10-14 (not the grid's), in the blend with the bagged S-learner, at 200,000 orders: C 0.1 and
 # scale 0.5 kept 63.0 / 39.7 / 60.4 % of the oracle's net value in the easy world with effects
 # scaled to 0.2 / hard / realistic against 59.6 / 39.1 / 57.9 with the 20,000-order penalty
@@ -75,11 +77,18 @@ MAX_ITER = 1000
 _BLOCK = 8192
 
 
-def penalty_for(orders: int) -> tuple[float, float]:
+def penalty_for(orders: float) -> tuple[float, float]:
     """The default ``C`` and interaction factor for a log of ``orders`` rows (see above)."""
     low, high = PENALTY_ORDERS
     step = np.log10(min(max(orders, low), high) / low) / np.log10(high / low)  # 0 to 1
     return float(INVERSE_PENALTY * 10**step), float(INTERACTION_SCALE * 2**step)
+
+
+def effective_size(weights: FloatArray) -> float:
+    """Kish's effective sample size of weighted rows: the rows of a randomised log (equal
+    weights within each arm), fewer for a targeting policy's log weighted back to the
+    population, whose few explored orders carry much of the weight."""
+    return float(weights.sum() ** 2 / (weights**2).sum())
 
 
 def numeric_columns(encoder: FeatureEncoder) -> list[str]:
@@ -152,7 +161,8 @@ class LinearLearner(OutcomeLearner):
         self._standardise(base)
         n, p = base.shape
         k = len(data.treatment_arms)
-        by_size = penalty_for(n)
+        weights = inverse_propensity_weights(data.arm_code, data.propensity)
+        by_size = penalty_for(effective_size(weights))
         C = by_size[0] if self.C is None else float(self.C)
         scale = by_size[1] if self.interaction_scale is None else float(self.interaction_scale)
         self.penalty_ = (C, scale)
@@ -166,7 +176,6 @@ class LinearLearner(OutcomeLearner):
         treated = np.flatnonzero(data.arm_code > 0)
         interactions[treated, data.arm_code[treated] - 1] = scale * base[treated]
         del base, numbers, interactions
-        weights = inverse_propensity_weights(data.arm_code, data.propensity)
         if data.binary:
             if len(np.unique(data.y)) < 2:
                 raise SchemaError("y holds only one value; a logistic model has nothing to learn")
