@@ -42,6 +42,7 @@ from bench_models import (
     over_grid,
     policy_net_value,
     simulate,
+    spread_by_cell,
     write_grid_results,
 )
 from sklearn.linear_model import LogisticRegression
@@ -182,19 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = grid_parser(__doc__.splitlines()[0], f"{SCALED.name}:200000").parse_args(argv)
     started = time.time()
     frame = over_grid(args, cell)
-    shares = list(MODELS)
-    per_cell = frame.groupby(["world", "orders"], sort=False)[shares]
-    mean, low, high = per_cell.mean(), per_cell.min(), per_cell.max()
-    summary = pd.DataFrame(
-        {
-            c: [
-                f"{m:.1f} ({lo:.1f} to {hi:.1f})"
-                for m, lo, hi in zip(mean[c], low[c], high[c], strict=True)
-            ]
-            for c in shares
-        },
-        index=mean.index,
-    ).reset_index()
+    summary = spread_by_cell(frame, list(MODELS), 1).reset_index()
     command = ".venv/bin/python benchmarks/bench_ceiling.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [

@@ -413,6 +413,23 @@ def write_grid_results(args: argparse.Namespace, name: str, text: str, frame: pd
         frame.to_csv(tmp, index=False)
 
 
+def spread_by_cell(frame: pd.DataFrame, columns: Sequence[str], digits: int) -> pd.DataFrame:
+    """Per cell of :func:`over_grid`'s rows (index world, orders): each column's mean over
+    seeds with its range, as text ``mean (min to max)``."""
+    per_cell = frame.groupby(["world", "orders"], sort=False)[list(columns)]
+    mean, low, high = per_cell.mean(), per_cell.min(), per_cell.max()
+    return pd.DataFrame(
+        {
+            c: [
+                f"{m:.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
+                for m, lo, hi in zip(mean[c], low[c], high[c], strict=True)
+            ]
+            for c in columns
+        },
+        index=mean.index,
+    )
+
+
 def selection_regret(frame: pd.DataFrame) -> pd.DataFrame:
     """Per cell and seed: the best single candidate's true share minus the share of what
     ``auto`` chose (a blend of the candidates can beat them all: the regret is then negative)."""

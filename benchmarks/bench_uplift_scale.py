@@ -41,6 +41,7 @@ from bench_models import (
     over_grid,
     policy_net_value,
     simulate,
+    spread_by_cell,
     write_grid_results,
 )
 from bench_stacking import MEMBERS, pseudo_outcomes
@@ -104,19 +105,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     shares = ["share", "share, oracle slopes", "share, estimated slopes"]
     slopes = [c for c in frame.columns if c.startswith(("oracle slope", "estimated slope", "se "))]
     per_seed = frame[["world", "orders", "seed", *shares]].round(1)
-    per_cell = frame.groupby(["world", "orders"], sort=False)
-    mean = per_cell[[*shares, *slopes]].mean()
-    low, high = per_cell[slopes].min(), per_cell[slopes].max()
-    spread = pd.DataFrame(
-        {
-            c: [
-                f"{m:.2f} ({lo:.2f} to {hi:.2f})"
-                for m, lo, hi in zip(mean[c], low[c], high[c], strict=True)
-            ]
-            for c in slopes
-        },
-        index=[f"{world}, {orders:,} orders" for world, orders in mean.index],
-    ).T
+    mean = frame.groupby(["world", "orders"], sort=False)[shares].mean()
+    spread = spread_by_cell(frame, slopes, 2)
+    spread.index = [f"{world}, {orders:,} orders" for world, orders in spread.index]
+    spread = spread.T
     command = ".venv/bin/python benchmarks/bench_uplift_scale.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [
