@@ -8,13 +8,15 @@ seconds and the peak RSS of that process. In the same run, in fresh processes to
 
 * causalml's ``BaseTClassifier`` with LightGBM outcome models of our settings (75 trees of 7
   leaves, rate 0.1, the same leaf size and threads), fitted and predicting inside one process
-  on the same orders (import and reading excluded), and our commands' ratios to it;
+  on the same orders (import and reading excluded), and our commands' ratios to it: ``--pairs``
+  times, ours and causalml's in turn (which of the two goes first alternates), so that a change
+  of the shared machine's load falls on both; the ratio quoted is the median of the pairs';
 * ``predict_effects`` inside one process, with our tree evaluator and with LightGBM's
   ``predict`` (the fallback, which is how predictions were made before the evaluator);
 * numba's first-call cost: compiling the evaluator (an empty cache) and loading it from the
   cache beside the package.
 
-    .venv/bin/python benchmarks/bench_commands.py [--orders 1000000]
+    .venv/bin/python benchmarks/bench_commands.py [--orders 1000000] [--pairs 3]
 
 Writes ``benchmarks/results/commands.md`` (``--results DIR`` writes it elsewhere).
 """
@@ -83,6 +85,30 @@ def commands(folder: Path, log: Path) -> list[dict[str, Any]]:
         for arm, n in capacity.items()
     )
     return rows
+
+
+def against_causalml(folder: Path, log: Path, pair: int) -> dict[str, Any]:
+    """Our t_lgbm train and predict commands and causalml's in-process T-learner, in turn."""
+
+    def ours() -> dict[str, float]:
+        model, costs = folder / f"t_lgbm-{pair}", [f"--cost={c}" for c in COSTS]
+        argv = ["train", log, "--learner", "t_lgbm", *costs, "--no-validate"]
+        train = row("uplift train --learner t_lgbm --no-validate", argv, model)
+        out = folder / f"effects-t_lgbm-{pair}.parquet"
+        predict = row("uplift predict (t_lgbm)", ["predict", log, "--out", out], model)
+        return {"our train s": train["seconds"], "our predict s": predict["seconds"]}
+
+    def theirs() -> dict[str, float]:
+        causal = measure("causalml", log)
+        return {
+            "causalml train s": causal["fit s"],
+            "causalml predict s": causal["predict s"],
+            "causalml peak MB": causal["peak"],
+        }
+
+    if pair % 2 == 0:
+        return {"pair": pair + 1, "first": "ours", **ours(), **theirs()}
+    return {"pair": pair + 1, "first": "causalml", **theirs(), **ours()}
 
 
 def binding_capacities(path: Path) -> dict[str, int]:
@@ -200,6 +226,7 @@ def measure(kind: str, log: Path, model: Path | None = None, **env: str) -> dict
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--pairs", type=int, default=3, help="ours / causalml runs in turn")
     parser.add_argument("--results", default=str(RESULTS), help="folder of commands.md")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -215,21 +242,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("  simulating the log ...", file=sys.stderr, flush=True)
         speed_log(args.orders).frame.to_parquet(log, index=False)
         rows = commands(folder, log)
-        causal = measure("causalml", log)
+        pairs = [against_causalml(folder, log, i) for i in range(args.pairs)]
         inside = {name: measure("in-process", log, folder / name) for name in ("t_lgbm", "auto")}
         compiled = measure("first-call", log, folder / "t_lgbm", NUMBA_CACHE_DIR=str(folder / "nc"))
         cached = measure("first-call", log, folder / "t_lgbm")
     table = pd.DataFrame(rows)
-    by_command = table.set_index("command")["seconds"]
-    t_train = by_command["uplift train --learner t_lgbm --no-validate"]
-    t_predict = by_command["uplift predict (t_lgbm)"]
-    ratios = pd.DataFrame(
-        [
-            {"step": "fit / train", "causalml s": causal["fit s"], "our command s": t_train},
-            {"step": "predict", "causalml s": causal["predict s"], "our command s": t_predict},
-        ]
-    )
-    ratios["ours / causalml"] = ratios["our command s"] / ratios["causalml s"]
+    causal_peak = max(p.pop("causalml peak MB") for p in pairs)
+    steps = ("our train s", "causalml train s", "our predict s", "causalml predict s")
+    ratios = pd.DataFrame(pairs)[["pair", "first", *steps]]
+    for step in ("train", "predict"):
+        ratios[f"{step} ratio"] = ratios[f"our {step} s"] / ratios[f"causalml {step} s"]
+    median = ratios.drop(columns=["pair", "first"]).median()
+    ratios = pd.concat([ratios, pd.DataFrame([{"pair": "median", **median}])], ignore_index=True)
     learner = table["note"].dropna().iloc[0].removeprefix("chose ")
     report(
         args,
@@ -252,11 +276,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "outcome models of our settings (75 trees, 7 leaves, rate 0.1, min_child_samples "
             "200, our fit threads; our prediction threads to predict), fitted on the whole log "
             "and predicting it inside one process: import, reading and encoding are not timed "
-            f"(peak RSS {causal['peak']:,.0f} MB). Ours: `train --learner t_lgbm "
+            f"(peak RSS up to {causal_peak:,.0f} MB). Ours: `train --learner t_lgbm "
             "--no-validate` (it fits and saves, as causalml's call fits; the validated train "
-            "also scores the learner on three cross-fitted folds for its card) and `predict`. "
-            "Ratios are our whole command's seconds over causalml's in-process seconds; below "
-            "1 our command is faster.",
+            "also scores the learner on three cross-fitted folds for its card) and `predict`, "
+            "each a fresh process. Each pair runs ours and causalml's in turn, the first of "
+            "them alternating; ratios are our whole command's seconds over causalml's "
+            "in-process seconds (below 1 our command is faster), and the last row is the "
+            "median of each column.",
             markdown(ratios),
             "## Prediction inside one process\n\n`model.predict_effects(log)` on all "
             f"{args.orders:,} orders, after a first call on 1,000 orders (which loads the "

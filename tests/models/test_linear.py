@@ -17,9 +17,18 @@ from sklearn.base import clone
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, ModelLoadError, NotFittedError
-from uplift.models import load_model, make_learner, save_model, train_uplift
+from uplift.models import linear, load_model, make_learner, save_model, train_uplift
 from uplift.models.learners import OutcomeLearner, inverse_propensity_weights
-from uplift.models.linear import LinearLearner, effective_size, penalty_for
+from uplift.models.linear import (
+    LinearLearner,
+    adapted_scales,
+    base_width,
+    categorical_levels,
+    effective_size,
+    numeric_columns,
+    penalty_for,
+    signal_groups,
+)
 
 
 def _promotion(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -79,15 +88,16 @@ def test_follows_the_learner_contract(small: dict[str, Any]) -> None:
 
 
 def test_the_default_penalty_weakens_as_the_log_grows(small: dict[str, Any]) -> None:
-    assert penalty_for(20_000) == pytest.approx((0.01, 0.25))
-    assert penalty_for(200_000) == pytest.approx((0.1, 0.5))
+    assert penalty_for(20_000) == pytest.approx((0.01, 0.25, 0.0))
+    assert penalty_for(200_000) == pytest.approx((0.1, 0.5, 1.0))
     assert penalty_for(1_000) == penalty_for(20_000)  # held outside the measured sizes
     assert penalty_for(5_000_000) == penalty_for(200_000)
     middle = penalty_for(63_246)  # 20,000 x sqrt(10): halfway on the log scale
-    assert middle == pytest.approx((0.01 * 10**0.5, 0.25 * 2**0.5), rel=1e-4)
+    assert middle == pytest.approx((0.01 * 10**0.5, 0.25 * 2**0.5, 0.5), rel=1e-4)
     X, y, arm = small["X"], small["y"], small["arm"]
     assert LinearLearner().fit(X, y, arm=arm).penalty_ == penalty_for(len(X))
-    assert LinearLearner(C=3.0).fit(X, y, arm=arm).penalty_ == (3.0, penalty_for(len(X))[1])
+    chosen = LinearLearner(C=3.0, adaptation=0.5).fit(X, y, arm=arm).penalty_
+    assert chosen == (3.0, penalty_for(len(X))[1], 0.5)
 
 
 def test_a_targeted_log_is_penalised_by_its_effective_size() -> None:
@@ -110,9 +120,87 @@ def test_a_targeted_log_is_penalised_by_its_effective_size() -> None:
     assert model.penalty_[0] < penalty_for(n)[0]  # a stronger penalty than its rows would get
 
 
+def _sparse(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Twelve numbers and a shop; arm a's effect varies with x1 alone, arm b's with the shop
+    alone: every other arm x signal interaction is noise."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(12)})
+    X["shop"] = rng.choice(["east", "north", "south", "west"], size=n)
+    control = -1.0 + 0.5 * X["x0"].to_numpy()
+    shop = X["shop"].map({"east": 0.0, "north": 0.3, "south": 0.0, "west": -0.3}).to_numpy()
+    return X, {
+        "control": control,
+        "a": control + 0.1 + 0.15 * X["x1"].to_numpy(),
+        "b": control + 0.05 + shop,
+    }
+
+
+@pytest.mark.parametrize("pilot", [None, 10_000])
+def test_the_adapted_refit_frees_the_signals_that_modify_an_arm(
+    pilot: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if pilot is not None:  # the first fit on a quarter of the rows, as on a large log
+        monkeypatch.setattr(linear, "PILOT_ORDERS", pilot)
+    X, logits = _sparse(40_000, seed=0)
+    arm = np.random.default_rng(10).choice(["control", "a", "b"], size=len(X))
+    y = _buys(logits, arm, seed=20)
+    fresh, truth = _sparse(20_000, seed=100)
+    p = 12 + 4  # the feature part of the design: twelve numbers and four shops
+    signal = np.zeros((2, p), dtype=bool)
+    signal[0, 1] = signal[1, 12:] = True  # arm a x x1, arm b x every shop
+    found = {}
+    for adaptation in (0.0, 1.0):
+        # The penalty of a 20,000-order log, under which the noise groups matter.
+        model = LinearLearner(C=0.01, interaction_scale=0.25, adaptation=adaptation)
+        model.fit(X, y, arm=arm)
+        effects = model.coef_[p + 2 :].reshape(2, p)
+        uplift = model.predict(fresh)
+        found[adaptation] = (
+            [np.corrcoef(uplift[a], expit(truth[a]) - expit(truth["control"]))[0, 1] for a in "ab"],
+            np.sqrt(np.mean(effects[~signal] ** 2)) / np.sqrt(np.mean(effects[signal] ** 2)),
+        )
+    (plain, plain_noise), (adapted, adapted_noise) = found[0.0], found[1.0]
+    # Over seeds 0-4 of this draw: correlations with the true uplift rose by 0.04-0.09 (arm a)
+    # and 0.10-0.19 (arm b); the noise groups' size relative to the signals' fell to 0.49-0.62
+    # of the single fit's.
+    assert adapted[0] > plain[0] + 0.02
+    assert adapted[1] > plain[1] + 0.05
+    assert adapted_noise < 0.7 * plain_noise
+
+
+def test_signal_groups_and_adapted_scales(small: dict[str, Any]) -> None:
+    X = small["X"].copy()
+    X.loc[X.index[::9], "stock_confidence"] = np.nan
+    model = LinearLearner(adaptation=0.0).fit(X, small["y"], arm=small["arm"])
+    encoder = model.encoder_
+    groups = signal_groups(encoder)
+    numeric = numeric_columns(encoder)
+    assert len(groups) == base_width(encoder)
+    assert np.unique(groups).tolist() == list(range(len(encoder.columns)))  # one per input
+    missing = len(numeric) + list(encoder.with_missing).index("stock_confidence")
+    assert groups[missing] == groups[numeric.index("stock_confidence")]
+    start = len(numeric) + len(encoder.with_missing)
+    for _, levels in categorical_levels(encoder):
+        assert len(set(groups[start : start + len(levels)])) == 1
+        start += len(levels)
+    # Groups 0 and 1 of two columns each, group 2 of one; two arms.
+    columns = np.array([0, 0, 1, 1, 2])
+    effects = np.array([[3.0, 4.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0, 2.0]])
+    size = np.array([[np.sqrt(12.5), 0.0, 1.0], [1.0, 0.0, 2.0]])  # root mean square per group
+    relative = size / size.mean()
+    factors = adapted_scales(effects, columns, power=1.0)
+    np.testing.assert_allclose(factors, np.sqrt(relative)[:, columns])
+    np.testing.assert_allclose(adapted_scales(effects, columns, power=0.0), 1.0)
+    np.testing.assert_allclose(adapted_scales(np.zeros((2, 5)), columns, power=1.0), 1.0)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"C": 0}, "C must be a number > 0"), ({"interaction_scale": -1.0}, "interaction_scale")],
+    [
+        ({"C": 0}, "C must be a number > 0"),
+        ({"interaction_scale": -1.0}, "interaction_scale"),
+        ({"adaptation": -0.5}, "adaptation must be a number >= 0"),
+    ],
 )
 def test_invalid_params_raise_at_fit(small: dict[str, Any], params: dict, message: str) -> None:
     model = LinearLearner(**params)  # constructing stores only
@@ -261,6 +349,26 @@ def test_round_trip_predicts_the_same(saved: tuple[Any, Path, pd.DataFrame]) -> 
         )
 
 
+def test_a_model_saved_before_the_adapted_refit_loads(
+    saved: tuple[Any, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    # Such a model has no adaptation parameter and a penalty of two numbers: it was fitted once.
+    def older(payload: dict[str, Any]) -> None:
+        for role in ("retained_model", "revenue_model"):
+            del payload[role]["params"]["adaptation"]
+            payload[role]["linear"]["penalty"].pop()
+
+    model, folder, frame = saved
+    older_folder = _copy(folder, tmp_path / "m")
+    _edit_json(older_folder, older)
+    loaded = load_model(older_folder)
+    assert loaded.retained_model.get_params()["adaptation"] == 0.0
+    assert loaded.retained_model.penalty_[2] == 0.0
+    pd.testing.assert_frame_equal(
+        loaded.predict_effects(frame).to_frame(), model.predict_effects(frame).to_frame()
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -271,8 +379,11 @@ def test_round_trip_predicts_the_same(saved: tuple[Any, Path, pd.DataFrame]) -> 
         (lambda p: p["retained_model"].pop("linear"), "linear must be an object"),
         (lambda p: p["retained_model"]["params"].update({"C": -1}), "C must be a number > 0"),
         (lambda p: p["retained_model"]["params"].update({"C": "0.1"}), "params must be"),
-        (lambda p: p["retained_model"]["linear"]["penalty"].pop(), "penalty must be two numbers"),
+        (lambda p: p["retained_model"]["linear"]["penalty"].append(1.0), "penalty must be C"),
+        (lambda p: p["retained_model"]["linear"].update(penalty=[0.1]), "penalty must be C"),
         (lambda p: p["revenue_model"]["linear"]["penalty"].__setitem__(1, 0), "penalty must be"),
+        (lambda p: p["revenue_model"]["linear"]["penalty"].__setitem__(2, -1), "adaptation >= 0"),
+        (lambda p: p["retained_model"]["params"].update(adaptation=-1), "adaptation must be"),
     ],
 )
 def test_damaged_coefficients_are_refused(

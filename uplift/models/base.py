@@ -326,12 +326,13 @@ def check_positive_int(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be an integer >= 1; got {value!r}")
 
 
-def check_positive_float(name: str, value: object) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0."""
+def check_positive_float(name: str, value: object, *, zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (>= 0 with ``zero``)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float | np.floating | np.integer)
         or not np.isfinite(value)
-        or value <= 0
+        or value < 0
+        or (value == 0 and not zero)
     ):
-        raise ConfigError(f"{name} must be a number > 0; got {value!r}")
+        raise ConfigError(f"{name} must be a number {'>=' if zero else '>'} 0; got {value!r}")

@@ -66,6 +66,7 @@ class BlendLearner(OutcomeLearner):
         random_state: int = 0,
         C: float | None = None,
         interaction_scale: float | None = None,
+        adaptation: float | None = None,
     ) -> None:
         super().__init__(
             n_estimators=n_estimators,
@@ -78,6 +79,7 @@ class BlendLearner(OutcomeLearner):
         self.n_bags = n_bags
         self.C = C
         self.interaction_scale = interaction_scale
+        self.adaptation = adaptation
 
     def _check_params(self) -> None:
         for member in members_of(self):
@@ -103,7 +105,9 @@ def members_of(blend: BlendLearner) -> tuple[SLearner, LinearLearner]:
         n_jobs=blend.n_jobs,
         random_state=blend.random_state,
     )
-    linear = LinearLearner(C=blend.C, interaction_scale=blend.interaction_scale)
+    linear = LinearLearner(
+        C=blend.C, interaction_scale=blend.interaction_scale, adaptation=blend.adaptation
+    )
     for member in (trees, linear):
         for name in _FIT_STATE:
             if hasattr(blend, name):

@@ -18,12 +18,21 @@ The design matrix, in column order:
 * one 0/1 dummy per treatment arm (control is the reference);
 * per treatment arm, that arm's dummy times every column above: the arm's effect may vary with
   every feature, which is what carries the heterogeneity.
+
+Which signals modify which arm's effect is what a generic design lacks: with every arm x signal
+interaction equally free, the noise of the many that do nothing blurs the few that do
+(``benchmarks/results/ceiling.md``). So on a large log the fit is done twice: the second fit
+penalises each group of interactions (one arm x one signal: a number with its missing
+indicator, or every level of a category) in inverse proportion to the group's size in the
+first (an adaptive ridge, the reweighting that approximates a group lasso), so that groups the
+data supports are freed and the rest shrink.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from uplift.exceptions import SchemaError
 from uplift.models.base import FeatureEncoder, FitData, FloatArray, check_positive_float
@@ -32,12 +41,15 @@ from uplift.models.learners import OutcomeLearner, inverse_propensity_weights
 __all__ = [
     "INTERACTION_SCALE",
     "INVERSE_PENALTY",
+    "PENALTY_ORDERS",
     "LinearLearner",
+    "adapted_scales",
     "base_width",
     "categorical_levels",
     "effective_size",
     "numeric_columns",
     "penalty_for",
+    "signal_groups",
 ]
 
 # Penalty strength (sklearn's C: larger is weaker) and the factor of the interaction columns
@@ -71,17 +83,35 @@ INTERACTION_SCALE = 0.25
 # learner went from 58.9 / 44.0 / 57.8 to 63.3 / 45.7 / 67.1, the blend from 61.6 / 45.1 / 61.1
 # to 65.0 / 48.7 / 68.1.
 PENALTY_ORDERS = (20_000, 200_000)
+# The adaptation (the power of a group's relative size that sets its penalty in the second fit)
+# follows the same size rule, from 0 (one fit, one penalty) at 20,000 orders to 1 at 200,000.
+# Measured on seeds 10-14 (not the grid's), the blend with the bagged S-learner, share of the
+# oracle's net value, adaptation 1 against 0: at 200,000 orders easy-0.2 64.6 against 63.0,
+# realistic 61.3 against 60.4, hard 39.3 against 39.7 (linear alone: 62.4 / 61.3 / 34.9 against
+# 60.4 / 57.9 / 35.7); at 20,000 orders it lost 0.9 points in both worlds (realistic 41.8
+# against 42.7, hard 31.5 against 32.4): on a small log the first fit's group sizes are mostly
+# noise. A power of 2 or a third fit did no better at 200,000 orders (64.7 and 64.1, easy-0.2).
+MAX_ADAPTATION = 1.0
+# Rows of the first fit, whose only use is the groups' relative sizes: past the size where the
+# penalty stops changing, more rows move them little, and at a million orders the first fit on
+# every row would cost train 6 s of its minute.
+PILOT_ORDERS = 200_000
 # lbfgs iterations; standardised columns converge in far fewer.
 MAX_ITER = 1000
 # Rows of the design written at a time (see LinearLearner._numbers).
 _BLOCK = 8192
 
 
-def penalty_for(orders: float) -> tuple[float, float]:
-    """The default ``C`` and interaction factor for a log of ``orders`` rows (see above)."""
+def penalty_for(orders: float) -> tuple[float, float, float]:
+    """The default ``C``, interaction factor and adaptation for a log of ``orders`` rows (see
+    above)."""
     low, high = PENALTY_ORDERS
     step = np.log10(min(max(orders, low), high) / low) / np.log10(high / low)  # 0 to 1
-    return float(INVERSE_PENALTY * 10**step), float(INTERACTION_SCALE * 2**step)
+    return (
+        float(INVERSE_PENALTY * 10**step),
+        float(INTERACTION_SCALE * 2**step),
+        float(MAX_ADAPTATION * step),
+    )
 
 
 def effective_size(weights: FloatArray) -> float:
@@ -99,6 +129,29 @@ def numeric_columns(encoder: FeatureEncoder) -> list[str]:
 def categorical_levels(encoder: FeatureEncoder) -> list[tuple[str, pd.Index]]:
     """The encoder's categorical columns and their levels, in column order."""
     return [(c, encoder.categories[c]) for c in encoder.columns if c in encoder.categories]
+
+
+def signal_groups(encoder: FeatureEncoder) -> NDArray[np.int64]:
+    """For each column of the feature part of the design, the index of its signal: a number
+    and its missing indicator share one, as do all the levels of a category."""
+    numeric = numeric_columns(encoder)
+    groups = list(range(len(numeric)))
+    groups += [numeric.index(c) for c in encoder.with_missing]
+    for c, levels in categorical_levels(encoder):
+        groups += [len(numeric) + encoder.columns.index(c)] * len(levels)
+    return np.unique(groups, return_inverse=True)[1].astype(np.int64)
+
+
+def adapted_scales(effects: FloatArray, groups: NDArray[np.int64], power: float) -> FloatArray:
+    """Per (arm, column) factors for a refit: ``effects`` (arms x columns, coefficients of the
+    standardised columns) sized per group as the root mean square of its coefficients, a group
+    twice the average size gets its variance (its squared factor) ``2**power`` times the
+    average's. The mean group keeps factor 1; a group of zeros gets 0."""
+    counts = np.bincount(groups)
+    size = np.sqrt(np.stack([np.bincount(groups, weights=row**2) for row in effects]) / counts)
+    mean = size.mean()
+    relative = size / mean if mean > 0 else np.ones_like(size)
+    return np.asarray(np.sqrt(relative**power)[:, groups], dtype=np.float64)
 
 
 def base_width(encoder: FeatureEncoder) -> int:
@@ -125,6 +178,10 @@ class LinearLearner(OutcomeLearner):
     interaction_scale : float or None
         Factor of the interaction columns in the fit; below 1 penalises interactions more
         than main effects. None: by the log's size (:func:`penalty_for`).
+    adaptation : float or None
+        Power of each (arm, signal) group's relative size in the first fit that sets its
+        factor in a second (:func:`adapted_scales`); 0 fits once with one factor for every
+        interaction. None: by the log's size (:func:`penalty_for`).
 
     Attributes
     ----------
@@ -136,22 +193,26 @@ class LinearLearner(OutcomeLearner):
     means_, scales_ : ndarray
         Mean and standard deviation in fit of each numeric column (:func:`numeric_columns`).
     penalty_ : tuple of float
-        The ``C`` and interaction factor the fit used.
+        The ``C``, interaction factor and adaptation the fit used.
     """
 
-    def __init__(self, *, C: float | None = None, interaction_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        C: float | None = None,
+        interaction_scale: float | None = None,
+        adaptation: float | None = None,
+    ) -> None:
         self.C = C
         self.interaction_scale = interaction_scale
+        self.adaptation = adaptation
 
     def _check_params(self) -> None:
-        for name in ("C", "interaction_scale"):
+        for name in ("C", "interaction_scale", "adaptation"):
             if getattr(self, name) is not None:
-                check_positive_float(name, getattr(self, name))
+                check_positive_float(name, getattr(self, name), zero=name == "adaptation")
 
     def _fit(self, data: FitData) -> None:
-        # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
-        from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
-
         base = self._numbers(data.X)
         width = len(numeric_columns(self.encoder_))
         numbers = base[:, :width]
@@ -162,39 +223,63 @@ class LinearLearner(OutcomeLearner):
         n, p = base.shape
         k = len(data.treatment_arms)
         weights = inverse_propensity_weights(data.arm_code, data.propensity)
+        chosen = (self.C, self.interaction_scale, self.adaptation)
         by_size = penalty_for(effective_size(weights))
-        C = by_size[0] if self.C is None else float(self.C)
-        scale = by_size[1] if self.interaction_scale is None else float(self.interaction_scale)
-        self.penalty_ = (C, scale)
-        # Written once, in place: the design is the largest array of the fit (1 + k times the
-        # base); every entry a row's arm does not set is 0.
+        C, scale, adaptation = (
+            s if c is None else float(c) for c, s in zip(chosen, by_size, strict=True)
+        )
+        self.penalty_ = (C, scale, adaptation)
+        if data.binary and len(np.unique(data.y)) < 2:
+            raise SchemaError("y holds only one value; a logistic model has nothing to learn")
+        # Written in place: the design is the largest array of the fit (1 + k times the base);
+        # every entry a row's arm does not set is 0.
         design = np.empty((n, p * (1 + k) + k))
         design[:, :p] = base
         design[:, p : p + k] = data.arm_code[:, None] == np.arange(1, k + 1)
         interactions = design[:, p + k :].reshape(n, k, p)  # a view: arm j's block is [:, j]
         interactions[:] = 0.0
         treated = np.flatnonzero(data.arm_code > 0)
-        interactions[treated, data.arm_code[treated] - 1] = scale * base[treated]
-        del base, numbers, interactions
-        if data.binary:
-            if len(np.unique(data.y)) < 2:
-                raise SchemaError("y holds only one value; a logistic model has nothing to learn")
-            model = LogisticRegression(C=C, max_iter=MAX_ITER)
-            model.fit(design, data.y, sample_weight=weights)
-            coef, intercept, y_scale = model.coef_[0], float(model.intercept_[0]), 1.0
-        else:
-            # Standardised outcome: the penalty then weighs the same against the data for
-            # revenue in any currency as for a rate.
-            y_scale = float(data.y.std()) or 1.0
-            ridge = Ridge(alpha=1.0 / C, copy_X=False)  # the design is ours to spend
-            ridge.fit(design, data.y / y_scale, sample_weight=weights)
-            coef, intercept = ridge.coef_, float(ridge.intercept_)
-        # Fold the interaction factor and the outcome scale into the coefficients, so that
-        # prediction (and a saved model) needs only the plain design.
-        coef = np.asarray(coef, dtype=np.float64) * y_scale
-        coef[p + k :] *= scale
+        treated_arm = data.arm_code[treated] - 1
+        factors = np.full((k, p), scale)
+        interactions[treated, treated_arm] = scale * base[treated]
+        if adaptation > 0:
+            # The groups' sizes from a first fit on at most PILOT_ORDERS rows, spread evenly
+            # over the log (which may be sorted by time).
+            rows = np.unique(np.linspace(0, n - 1, min(n, PILOT_ORDERS)).astype(np.int64))
+            pilot = design if len(rows) == n else design[rows]
+            first, _ = self._solve(pilot, data.y[rows], weights[rows], C, binary=data.binary)
+            del pilot
+            effects = first[p + k :].reshape(k, p) * factors  # of the standardised columns
+            factors = scale * adapted_scales(effects, signal_groups(self.encoder_), adaptation)
+            interactions[treated, treated_arm] = factors[treated_arm] * base[treated]
+        coef, intercept = self._solve(design, data.y, weights, C, binary=data.binary)
+        # Fold the interaction factors into the coefficients, so that prediction (and a saved
+        # model) needs only the plain design.
+        coef[p + k :] *= factors.ravel()
         self.coef_ = coef
-        self.intercept_ = intercept * y_scale
+        self.intercept_ = intercept
+
+    @staticmethod
+    def _solve(
+        design: FloatArray, y: FloatArray, weights: FloatArray, C: float, *, binary: bool
+    ) -> tuple[FloatArray, float]:
+        """Coefficients (of the design's columns as given) and intercept of the penalised fit,
+        on the outcome's scale."""
+        # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
+        from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
+
+        if binary:
+            model = LogisticRegression(C=C, max_iter=MAX_ITER)
+            model.fit(design, y, sample_weight=weights)
+            return np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0])
+        # Standardised outcome: the penalty then weighs the same against the data for revenue
+        # in any currency as for a rate.
+        y_scale = float(y.std()) or 1.0
+        ridge = Ridge(alpha=1.0 / C)
+        ridge.fit(design, y / y_scale, sample_weight=weights)
+        return np.asarray(ridge.coef_, dtype=np.float64) * y_scale, float(
+            ridge.intercept_
+        ) * y_scale
 
     def _numbers(self, X: pd.DataFrame) -> FloatArray:
         """The feature part of the design for encoded ``X``, numbers not yet standardised.

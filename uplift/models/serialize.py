@@ -279,6 +279,8 @@ def _build_learner(
     params = _obj(spec.get("params"), f"{role}.params")
     if cls is SLearner and "n_bags" not in params:
         params["n_bags"] = 1  # written before the S-learner was bagged: one model
+    if cls in (LinearLearner, BlendLearner) and "adaptation" not in params:
+        params["adaptation"] = 0.0  # written before the second, adapted fit: one fit
     defaults = cls().get_params()
     # A parameter whose default is None (chosen in fit, such as the linear penalty) may be None.
     if set(params) != set(defaults) or not all(
@@ -388,10 +390,14 @@ def _build_linear(model: LinearLearner, spec: dict[str, Any], role: str) -> None
     model.coef_ = np.asarray(coef, dtype=np.float64)
     model.intercept_ = _float(spec, "intercept")
     if "penalty" in spec:  # written since the default penalty follows the log's size
+        # (C, interaction scale), and the adaptation since there is one (0 before: one fit)
         penalty = _floats(spec, "penalty")
-        if len(penalty) != 2 or any(v <= 0 for v in penalty):
-            raise _Damaged(f"{role}: linear penalty must be two numbers > 0 (C, interaction scale)")
-        model.penalty_ = (penalty[0], penalty[1])
+        penalty += [0.0] * (len(penalty) == 2)
+        if len(penalty) != 3 or any(v <= 0 for v in penalty[:2]) or penalty[2] < 0:
+            raise _Damaged(
+                f"{role}: linear penalty must be C > 0, interaction scale > 0, adaptation >= 0"
+            )
+        model.penalty_ = (penalty[0], penalty[1], penalty[2])
 
 
 def _build_encoder(spec: dict[str, Any], inputs: tuple[str, ...], role: str) -> FeatureEncoder:
