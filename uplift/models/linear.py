@@ -79,9 +79,9 @@ INTERACTION_SCALE = 0.25
 # (linear alone: 60.4 / 35.7 / 57.9 against 56.5 / 36.5 / 54.8); any interaction variance
 # C * scale**2 from 0.0025 to 1 was within a point or two of it. At 20,000 orders the weaker
 # penalty lost 8-13 points (in the blend, hard: 24.6 against 32.4). On the grid's own seeds
-# (benchmarks/results/stacking.md, realistic / hard / easy-0.2 at 200,000 orders) the linear
-# learner went from 58.9 / 44.0 / 57.8 to 63.3 / 45.7 / 67.1, the blend from 61.6 / 45.1 / 61.1
-# to 65.0 / 48.7 / 68.1.
+# (benchmarks/results/stacking.md, realistic / hard / easy-0.2 at 200,000 orders, before the
+# adaptation below) the linear learner went from 58.9 / 44.0 / 57.8 to 63.3 / 45.7 / 67.1,
+# the blend from 61.6 / 45.1 / 61.1 to 65.0 / 48.7 / 68.1.
 PENALTY_ORDERS = (20_000, 200_000)
 # The adaptation (the power of a group's relative size that sets its penalty in the second fit)
 # follows the same size rule, from 0 (one fit, one penalty) at 20,000 orders to 1 at 200,000.
@@ -91,6 +91,9 @@ PENALTY_ORDERS = (20_000, 200_000)
 # 60.4 / 57.9 / 35.7); at 20,000 orders it lost 0.9 points in both worlds (realistic 41.8
 # against 42.7, hard 31.5 against 32.4): on a small log the first fit's group sizes are mostly
 # noise. A power of 2 or a third fit did no better at 200,000 orders (64.7 and 64.1, easy-0.2).
+# On the grid's own seeds (benchmarks/results/stacking.md) the linear learner went from 63.3 /
+# 45.7 / 67.1 to 65.3 / 47.4 / 68.8 (realistic / hard / easy-0.2, 200,000 orders), the blend
+# from 65.0 / 48.7 / 68.1 to 66.6 / 50.7 / 69.2.
 MAX_ADAPTATION = 1.0
 # Rows of the first fit, whose only use is the groups' relative sizes: past the size where the
 # penalty stops changing, more rows move them little, and at a million orders the first fit on
