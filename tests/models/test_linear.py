@@ -269,14 +269,15 @@ def test_missing_numbers_and_unseen_levels() -> None:
     np.testing.assert_array_equal(uplift[3], uplift[4])
 
 
-def test_revenue_outcome() -> None:
+@pytest.mark.parametrize("adaptation", [None, 1.0])  # one ridge fit, or a first and a second
+def test_revenue_outcome(adaptation: float | None) -> None:
     rng = np.random.default_rng(7)
     X = pd.DataFrame({"x1": rng.normal(size=6_000), "x2": rng.normal(size=6_000)})
     arm = rng.choice(["control", "voucher"], size=len(X))
     effect = 5.0 + 8.0 * X["x2"].to_numpy()
     revenue = 50 + 10 * X["x1"].to_numpy() + (arm == "voucher") * effect
     revenue = revenue + rng.normal(scale=30, size=len(X))
-    model = LinearLearner().fit(X, revenue, arm=arm)
+    model = LinearLearner(adaptation=adaptation).fit(X, revenue, arm=arm)
     assert not model.binary_outcome_
     uplift = model.predict(X)["voucher"].to_numpy()
     # Ridge on the right family at 6,000 orders: correlation 0.99, mean within its error (the

@@ -250,12 +250,14 @@ class LinearLearner(OutcomeLearner):
             # over the log (which may be sorted by time).
             rows = np.unique(np.linspace(0, n - 1, min(n, PILOT_ORDERS)).astype(np.int64))
             pilot = design if len(rows) == n else design[rows]
-            first, _ = self._solve(pilot, data.y[rows], weights[rows], C, binary=data.binary)
+            first, _ = self._solve(
+                pilot, data.y[rows], weights[rows], C, binary=data.binary, spend=False
+            )
             del pilot
             effects = first[p + k :].reshape(k, p) * factors  # of the standardised columns
             factors = scale * adapted_scales(effects, signal_groups(self.encoder_), adaptation)
             interactions[treated, treated_arm] = factors[treated_arm] * base[treated]
-        coef, intercept = self._solve(design, data.y, weights, C, binary=data.binary)
+        coef, intercept = self._solve(design, data.y, weights, C, binary=data.binary, spend=True)
         # Fold the interaction factors into the coefficients, so that prediction (and a saved
         # model) needs only the plain design.
         coef[p + k :] *= factors.ravel()
@@ -264,10 +266,17 @@ class LinearLearner(OutcomeLearner):
 
     @staticmethod
     def _solve(
-        design: FloatArray, y: FloatArray, weights: FloatArray, C: float, *, binary: bool
+        design: FloatArray,
+        y: FloatArray,
+        weights: FloatArray,
+        C: float,
+        *,
+        binary: bool,
+        spend: bool,
     ) -> tuple[FloatArray, float]:
         """Coefficients (of the design's columns as given) and intercept of the penalised fit,
-        on the outcome's scale."""
+        on the outcome's scale. ``spend``: the design is not needed after, so the ridge may
+        centre it in place instead of copying it (the logistic fit never writes to it)."""
         # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
         from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
 
@@ -278,7 +287,7 @@ class LinearLearner(OutcomeLearner):
         # Standardised outcome: the penalty then weighs the same against the data for revenue
         # in any currency as for a rate.
         y_scale = float(y.std()) or 1.0
-        ridge = Ridge(alpha=1.0 / C)
+        ridge = Ridge(alpha=1.0 / C, copy_X=not spend)
         ridge.fit(design, y / y_scale, sample_weight=weights)
         return np.asarray(ridge.coef_, dtype=np.float64) * y_scale, float(
             ridge.intercept_
