@@ -19,6 +19,9 @@ The design matrix, in column order:
 * per treatment arm, that arm's dummy times every column above: the arm's effect may vary with
   every feature, which is what carries the heterogeneity.
 
+The logistic fit never writes this design out (:mod:`uplift.models.interacted` computes with the
+feature part alone); the ridge fit of a continuous outcome does.
+
 Which signals modify which arm's effect is what a generic design lacks: with every arm x signal
 interaction equally free, the noise of the many that do nothing blurs the few that do
 (``benchmarks/results/ceiling.md``). So on a large log the fit is done twice: the second fit
@@ -30,12 +33,15 @@ data supports are freed and the rest shrink.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from uplift.exceptions import SchemaError
 from uplift.models.base import FeatureEncoder, FitData, FloatArray, check_positive_float
+from uplift.models.interacted import fit_logistic
 from uplift.models.learners import OutcomeLearner, inverse_propensity_weights
 
 __all__ = [
@@ -216,7 +222,7 @@ class LinearLearner(OutcomeLearner):
                 check_positive_float(name, getattr(self, name), zero=name == "adaptation")
 
     def _fit(self, data: FitData) -> None:
-        base = self._numbers(data.X)
+        base = self._numbers(data.X, order="F")
         width = len(numeric_columns(self.encoder_))
         numbers = base[:, :width]
         self.means_ = numbers.mean(axis=0)
@@ -234,67 +240,27 @@ class LinearLearner(OutcomeLearner):
         self.penalty_ = (C, scale, adaptation)
         if data.binary and len(np.unique(data.y)) < 2:
             raise SchemaError("y holds only one value; a logistic model has nothing to learn")
-        # Written in place: the design is the largest array of the fit (1 + k times the base);
-        # every entry a row's arm does not set is 0.
-        design = np.empty((n, p * (1 + k) + k))
-        design[:, :p] = base
-        design[:, p : p + k] = data.arm_code[:, None] == np.arange(1, k + 1)
-        interactions = design[:, p + k :].reshape(n, k, p)  # a view: arm j's block is [:, j]
-        interactions[:] = 0.0
-        treated = np.flatnonzero(data.arm_code > 0)
-        treated_arm = data.arm_code[treated] - 1
         factors = np.full((k, p), scale)
-        interactions[treated, treated_arm] = scale * base[treated]
         if adaptation > 0:
             # The groups' sizes from a first fit on at most PILOT_ORDERS rows, spread evenly
             # over the log (which may be sorted by time).
             rows = np.unique(np.linspace(0, n - 1, min(n, PILOT_ORDERS)).astype(np.int64))
-            pilot = design if len(rows) == n else design[rows]
-            first, _ = self._solve(
-                pilot, data.y[rows], weights[rows], C, binary=data.binary, spend=False
+            pilot = base if len(rows) == n else base[rows]
+            first, _ = _solve(
+                pilot, data.arm_code[rows], factors, data.y[rows], weights[rows], C, data.binary
             )
-            del pilot
             effects = first[p + k :].reshape(k, p) * factors  # of the standardised columns
             factors = scale * adapted_scales(effects, signal_groups(self.encoder_), adaptation)
-            interactions[treated, treated_arm] = factors[treated_arm] * base[treated]
-        coef, intercept = self._solve(design, data.y, weights, C, binary=data.binary, spend=True)
+        coef, intercept = _solve(base, data.arm_code, factors, data.y, weights, C, data.binary)
         # Fold the interaction factors into the coefficients, so that prediction (and a saved
         # model) needs only the plain design.
         coef[p + k :] *= factors.ravel()
         self.coef_ = coef
         self.intercept_ = intercept
 
-    @staticmethod
-    def _solve(
-        design: FloatArray,
-        y: FloatArray,
-        weights: FloatArray,
-        C: float,
-        *,
-        binary: bool,
-        spend: bool,
-    ) -> tuple[FloatArray, float]:
-        """Coefficients (of the design's columns as given) and intercept of the penalised fit,
-        on the outcome's scale. ``spend``: the design is not needed after, so the ridge may
-        centre it in place instead of copying it (the logistic fit never writes to it)."""
-        # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
-        from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
-
-        if binary:
-            model = LogisticRegression(C=C, max_iter=MAX_ITER)
-            model.fit(design, y, sample_weight=weights)
-            return np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0])
-        # Standardised outcome: the penalty then weighs the same against the data for revenue
-        # in any currency as for a rate.
-        y_scale = float(y.std()) or 1.0
-        ridge = Ridge(alpha=1.0 / C, copy_X=not spend)
-        ridge.fit(design, y / y_scale, sample_weight=weights)
-        return np.asarray(ridge.coef_, dtype=np.float64) * y_scale, float(
-            ridge.intercept_
-        ) * y_scale
-
-    def _numbers(self, X: pd.DataFrame) -> FloatArray:
-        """The feature part of the design for encoded ``X``, numbers not yet standardised.
+    def _numbers(self, X: pd.DataFrame, order: Literal["C", "F"] = "C") -> FloatArray:
+        """The feature part of the design for encoded ``X``, numbers not yet standardised, in
+        the memory ``order`` asked for (the fit's products read it column by column).
 
         The numbers and missing indicators of :meth:`FeatureEncoder.to_numpy`, then the 0/1
         levels, written into one array block of rows by block: each block stays in the
@@ -310,7 +276,7 @@ class LinearLearner(OutcomeLearner):
             (X[c].cat.codes.to_numpy(), np.arange(len(seen)))
             for c, seen in categorical_levels(encoder)
         ]
-        base = np.empty((len(X), base_width(encoder)))
+        base = np.empty((len(X), base_width(encoder)), order=order)
         for first in range(0, len(X), _BLOCK):
             rows = slice(first, first + _BLOCK)
             block = base[rows]
@@ -351,3 +317,36 @@ class LinearLearner(OutcomeLearner):
 
             expit(eta, out=eta)
         return eta
+
+
+def _solve(
+    base: FloatArray,
+    arm_code: NDArray[np.int64],
+    factors: FloatArray,
+    y: FloatArray,
+    weights: FloatArray,
+    C: float,
+    binary: bool,
+) -> tuple[FloatArray, float]:
+    """Coefficients (of the design's columns with the interactions times ``factors``) and
+    intercept of the penalised fit, on the outcome's scale."""
+    if binary:
+        return fit_logistic(base, arm_code, factors, y, weights, C, MAX_ITER)
+    # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
+    from sklearn.linear_model import Ridge  # noqa: PLC0415
+
+    n, p = base.shape
+    k = factors.shape[0]
+    # Written in place; every entry a row's arm does not set is 0.
+    design = np.zeros((n, p * (1 + k) + k))
+    design[:, :p] = base
+    design[:, p : p + k] = arm_code[:, None] == np.arange(1, k + 1)
+    interactions = design[:, p + k :].reshape(n, k, p)  # a view: arm j's block is [:, j]
+    treated = np.flatnonzero(arm_code > 0)
+    interactions[treated, arm_code[treated] - 1] = factors[arm_code[treated] - 1] * base[treated]
+    # Standardised outcome: the penalty then weighs the same against the data for revenue
+    # in any currency as for a rate. The design is not needed after: centred in place.
+    y_scale = float(y.std()) or 1.0
+    ridge = Ridge(alpha=1.0 / C, copy_X=False)
+    ridge.fit(design, y / y_scale, sample_weight=weights)
+    return np.asarray(ridge.coef_, dtype=np.float64) * y_scale, float(ridge.intercept_) * y_scale
