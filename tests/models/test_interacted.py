@@ -12,7 +12,6 @@ from uplift.models.interacted import fit_logistic
 
 def written_out(base: np.ndarray, arm_code: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """The dense design: features, arm dummies, each arm's features times its factors."""
-    n, p = base.shape
     k = factors.shape[0]
     dummies = (arm_code[:, None] == np.arange(1, k + 1)).astype(float)
     blocks = [dummies[:, [j]] * base * factors[j] for j in range(k)]

@@ -33,8 +33,6 @@ data supports are freed and the rest shrink.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -107,8 +105,6 @@ MAX_ADAPTATION = 1.0
 PILOT_ORDERS = 200_000
 # lbfgs iterations; standardised columns converge in far fewer.
 MAX_ITER = 1000
-# Rows of the design written at a time (see LinearLearner._numbers).
-_BLOCK = 8192
 
 
 def penalty_for(orders: float) -> tuple[float, float, float]:
@@ -222,7 +218,7 @@ class LinearLearner(OutcomeLearner):
                 check_positive_float(name, getattr(self, name), zero=name == "adaptation")
 
     def _fit(self, data: FitData) -> None:
-        base = self._numbers(data.X, order="F")
+        base = self._numbers(data.X)
         width = len(numeric_columns(self.encoder_))
         numbers = base[:, :width]
         self.means_ = numbers.mean(axis=0)
@@ -258,34 +254,29 @@ class LinearLearner(OutcomeLearner):
         self.coef_ = coef
         self.intercept_ = intercept
 
-    def _numbers(self, X: pd.DataFrame, order: Literal["C", "F"] = "C") -> FloatArray:
-        """The feature part of the design for encoded ``X``, numbers not yet standardised, in
-        the memory ``order`` asked for (the fit's products read it column by column).
+    def _numbers(self, X: pd.DataFrame) -> FloatArray:
+        """The feature part of the design for encoded ``X``, numbers not yet standardised.
 
         The numbers and missing indicators of :meth:`FeatureEncoder.to_numpy`, then the 0/1
-        levels, written into one array block of rows by block: each block stays in the
-        core's cache while its columns are filled in (no stacking of a million-row columns).
+        levels, column by column in memory (Fortran order): each column is written in one go,
+        and the products of the fit and of prediction, which read every row for a few
+        coefficient vectors at a time, run 2-4 times as fast on columns as on rows.
         """
         encoder = self.encoder_
         medians = getattr(encoder, "medians", {})
-        columns = [
-            X[c].fillna(medians.get(c, 0.0)).to_numpy(np.float64) for c in numeric_columns(encoder)
-        ]
-        columns += [X[c].isna().to_numpy(np.float64) for c in getattr(encoder, "with_missing", ())]
-        levels = [
-            (X[c].cat.codes.to_numpy(), np.arange(len(seen)))
-            for c, seen in categorical_levels(encoder)
-        ]
-        base = np.empty((len(X), base_width(encoder)), order=order)
-        for first in range(0, len(X), _BLOCK):
-            rows = slice(first, first + _BLOCK)
-            block = base[rows]
-            for j, values in enumerate(columns):
-                block[:, j] = values[rows]
-            start = len(columns)
-            for codes, seen in levels:
-                block[:, start : start + len(seen)] = codes[rows, None] == seen
-                start += len(seen)
+        base = np.empty((len(X), base_width(encoder)), order="F")
+        j = 0
+        for c in numeric_columns(encoder):
+            base[:, j] = X[c].fillna(medians.get(c, 0.0)).to_numpy(np.float64)
+            j += 1
+        for c in getattr(encoder, "with_missing", ()):
+            base[:, j] = X[c].isna().to_numpy()
+            j += 1
+        for c, seen in categorical_levels(encoder):
+            codes = X[c].cat.codes.to_numpy()
+            for level in range(len(seen)):
+                np.equal(codes, level, out=base[:, j])
+                j += 1
         return base
 
     def _standardise(self, base: FloatArray) -> None:
@@ -308,10 +299,11 @@ class LinearLearner(OutcomeLearner):
             self.coef_[p : p + k],
             self.coef_[p + k :].reshape(k, p),
         )
-        # Control first, then each arm: written in place, the same sums in the same order.
-        eta = np.empty((len(base), 1 + k))
-        np.add(base @ main, self.intercept_, out=eta[:, 0])
-        np.add(eta[:, :1] + arm[None, :], base @ interactions.T, out=eta[:, 1:])
+        # Every arm's linear predictor from one product with the columns: control's
+        # coefficients, then each arm's (main effects plus that arm's interactions).
+        by_arm = np.vstack([main, main + interactions])
+        eta = (by_arm @ base.T).T  # rows x (1 + arms), a view of the product's transpose
+        eta += np.concatenate([[self.intercept_], self.intercept_ + arm])
         if self.binary_outcome_:
             from scipy.special import expit  # noqa: PLC0415 - 0.1 s, and only a 0/1 outcome needs it
 
