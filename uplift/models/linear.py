@@ -54,6 +54,7 @@ __all__ = [
     "numeric_columns",
     "penalty_for",
     "signal_groups",
+    "size_step",
 ]
 
 # Penalty strength (sklearn's C: larger is weaker) and the factor of the interaction columns
@@ -107,11 +108,17 @@ PILOT_ORDERS = 200_000
 MAX_ITER = 1000
 
 
+def size_step(orders: float) -> float:
+    """Where ``orders`` lies from the first to the second of :data:`PENALTY_ORDERS`: 0 to 1,
+    log-linearly, constant outside; the size rule of every default that follows the log's size."""
+    low, high = PENALTY_ORDERS
+    return float(np.log10(min(max(orders, low), high) / low) / np.log10(high / low))
+
+
 def penalty_for(orders: float) -> tuple[float, float, float]:
     """The default ``C``, interaction factor and adaptation for a log of ``orders`` rows (see
     above)."""
-    low, high = PENALTY_ORDERS
-    step = np.log10(min(max(orders, low), high) / low) / np.log10(high / low)  # 0 to 1
+    step = size_step(orders)
     return (
         float(INVERSE_PENALTY * 10**step),
         float(INTERACTION_SCALE * 2**step),

@@ -130,8 +130,16 @@ def _learner(model: LightGBMLearner) -> dict[str, Any]:
         "feature_names_in": [str(c) for c in model.feature_names_in_],
         "encoder": _encoder(model.encoder_),
         **({"linear": _linear(model)} if isinstance(model, LinearLearner) else {}),
-        **({"linear": _linear(model.linear_)} if isinstance(model, BlendLearner) else {}),
+        **(
+            {"linear": _linear(model.linear_), "stretch": _stretch(model)}
+            if isinstance(model, BlendLearner)
+            else {}
+        ),
     }
+
+
+def _stretch(model: BlendLearner) -> dict[str, Any]:
+    return {"factor": model.stretch_, "tree_uplift": [float(v) for v in model.tree_uplift_]}
 
 
 def _risk(model: RiskModel) -> dict[str, Any]:
@@ -281,6 +289,8 @@ def _build_learner(
         params["n_bags"] = 1  # written before the S-learner was bagged: one model
     if cls in (LinearLearner, BlendLearner) and "adaptation" not in params:
         params["adaptation"] = 0.0  # written before the second, adapted fit: one fit
+    if cls is BlendLearner and "stretch" not in params:
+        params["stretch"] = 1.0  # written before the trees' stretch: the plain mean
     defaults = cls().get_params()
     # A parameter whose default is None (chosen in fit, such as the linear penalty) may be None.
     if set(params) != set(defaults) or not all(
@@ -317,6 +327,7 @@ def _build_learner(
         _check_boosters(boosters, model.n_bags, encoder, role, extra=(ARM_FEATURE, arm_levels))
         model.trees_.models_ = boosters
         _build_linear(model.linear_, _obj(spec.get("linear"), f"{role}.linear"), role)
+        _build_stretch(model, spec.get("stretch"), role)
         return model
     if isinstance(model, SLearner):
         arm_levels = list(range(1 + len(arms)))
@@ -398,6 +409,19 @@ def _build_linear(model: LinearLearner, spec: dict[str, Any], role: str) -> None
                 f"{role}: linear penalty must be C > 0, interaction scale > 0, adaptation >= 0"
             )
         model.penalty_ = (penalty[0], penalty[1], penalty[2])
+
+
+def _build_stretch(model: BlendLearner, spec: Any, role: str) -> None:
+    """The blend's stretch of its trees' uplift; none (a plain mean) in a model written before."""
+    k = len(model.treatment_arms_)
+    if spec is None:
+        model.stretch_, model.tree_uplift_ = 1.0, np.zeros(k)
+        return
+    stretch = _obj(spec, f"{role}.stretch")
+    factor, centre = _float(stretch, "factor"), _floats(stretch, "tree_uplift")
+    if factor <= 0 or len(centre) != k:
+        raise _Damaged(f"{role}: stretch needs a factor > 0 and a tree_uplift per arm ({k})")
+    model.stretch_, model.tree_uplift_ = factor, np.asarray(centre, dtype=np.float64)
 
 
 def _build_encoder(spec: dict[str, Any], inputs: tuple[str, ...], role: str) -> FeatureEncoder:
