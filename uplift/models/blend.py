@@ -126,12 +126,39 @@ class BlendLearner(OutcomeLearner):
         self.trees_, self.linear_ = members_of(self)
         self.trees_._fit(data)
         self.linear_._fit(data)
-        weights = inverse_propensity_weights(data.arm_code, data.propensity)
+        self._centre(data.X, inverse_propensity_weights(data.arm_code, data.propensity))
+
+    @classmethod
+    def joined(
+        cls,
+        trees: SLearner,
+        linear: LinearLearner,
+        X: pd.DataFrame,
+        arm: pd.Series,
+        propensity: pd.Series,
+    ) -> BlendLearner:
+        """The blend of members already fitted on the orders ``X`` (with their logged ``arm``
+        and ``propensity``): the blend that ``fit`` gives when the members have its parameters.
+        Selection scores the blend so, from the members it fits anyway."""
+        params = {**trees.get_params(), **linear.get_params()}
+        blend = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        for name in _FIT_STATE:
+            setattr(blend, name, getattr(trees, name))
+        blend.trees_, blend.linear_ = trees, linear
+        arms = [blend.control_, *blend.treatment_arms_]
+        codes = pd.Categorical(arm.astype(str), categories=arms).codes.astype(np.int64)
+        weights = inverse_propensity_weights(codes, propensity.to_numpy(np.float64))
+        blend._centre(blend.encoder_.transform(X), weights)
+        return blend
+
+    def _centre(self, X: pd.DataFrame, weights: FloatArray) -> None:
+        """The stretch (by the effective size of the fit's ``weights``) and its centre, the
+        trees' mean uplift over (at most MEAN_ORDERS of, evenly spaced) the encoded ``X``."""
         by_size = stretch_for(effective_size(weights))
         self.stretch_ = by_size if self.stretch is None else float(self.stretch)
-        n = len(data.X)
+        n = len(X)
         rows = np.unique(np.linspace(0, n - 1, min(n, MEAN_ORDERS)).astype(np.int64))
-        trees = self.trees_._outcome_matrix(data.X.iloc[rows])
+        trees = self.trees_._outcome_matrix(X.iloc[rows])
         self.tree_uplift_ = (trees[:, 1:] - trees[:, :1]).mean(axis=0)
 
     def _outcome_matrix(self, X: pd.DataFrame) -> FloatArray:

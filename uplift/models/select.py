@@ -39,10 +39,11 @@ from numpy.typing import NDArray
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
 from uplift.experiment.metrics import uplift_metrics_by_arm
+from uplift.models.blend import BlendLearner
 from uplift.models.catalog import BLEND_MEMBERS, t_learner
 from uplift.models.contest import compare_models
-from uplift.models.effects import Effects, Outcome, concat_effects, mean_effects
-from uplift.models.uplift_model import Selection, fit_models, model_inputs
+from uplift.models.effects import Effects, Outcome, concat_effects
+from uplift.models.uplift_model import FittedModels, Selection, fit_models, model_inputs
 
 __all__ = ["N_FOLDS", "CrossFit", "cross_fit", "score_candidates", "select_learner"]
 
@@ -105,6 +106,7 @@ def cross_fit(
         if name in candidates and set(members) <= set(candidates)
     }
     mu_parts = []
+    fitted: dict[str, FittedModels] = {}
     for k, (train, held_out) in enumerate(folds, start=1):
         train_log, test_log = sample.subset(train), sample.subset(held_out)
         mu_parts.append(_outcome_model(train_log, outcome, seed, test_log))
@@ -116,14 +118,17 @@ def cross_fit(
                 f"{int(held_out.sum()):,} held-out orders ({method})"
             )
             start = time.perf_counter()
-            model = fit_models(train_log, name, seed).model()
+            fitted[name] = fit_models(train_log, name, seed)
+            seconds[name] += time.perf_counter() - start
+            effects[name].append(fitted[name].model().predict_effects(test_log.frame))
+        # A blend is joined from its fitted members: the same numbers as its fit, no refit.
+        for name, members in blended.items():
+            start = time.perf_counter()
+            model = joined(train_log, name, [fitted[m] for m in members]).model()
             seconds[name] += time.perf_counter() - start
             effects[name].append(model.predict_effects(test_log.frame))
-        # A blend scores as the mean of its members' effects: the same numbers, no refit.
-        for name, members in blended.items():
-            effects[name].append(mean_effects([effects[m][-1] for m in members]))
     for name, members in blended.items():
-        seconds[name] = sum(seconds[m] for m in members)
+        seconds[name] += sum(seconds[m] for m in members)
     return CrossFit(
         frame=pd.concat([sample.frame[held_out] for _, held_out in folds], ignore_index=True),
         effects={name: concat_effects(parts) for name, parts in effects.items()},
@@ -132,6 +137,21 @@ def cross_fit(
         method=method,
         seconds=seconds,
     )
+
+
+def joined(log: ExperimentLog, name: str, members: list[FittedModels]) -> FittedModels:
+    """The blend ``name`` of ``log`` from its members (trees, then linear) fitted on it."""
+    trees, linear = members
+    X = log.frame[list(model_inputs(log))]
+    arm, propensity = log.frame["arm"], log.frame["propensity"]
+
+    def join(outcome: str) -> BlendLearner | None:
+        parts = getattr(trees, outcome), getattr(linear, outcome)
+        if parts[0] is None:
+            return None
+        return BlendLearner.joined(*parts, X, arm, propensity)
+
+    return FittedModels(log, name, join("retained"), join("revenue"), None, None)
 
 
 def _sample(log: ExperimentLog, seed: int) -> ExperimentLog:
