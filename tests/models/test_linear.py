@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pytest
 from scipy.special import expit
 from sklearn.base import clone
 
+from tests.models.model_files import copy_folder, edit_model_json
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError, ModelLoadError, NotFittedError
@@ -301,24 +299,6 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, pd.DataF
     return model, save_model(model, tmp_path_factory.mktemp("models") / "m"), log.frame
 
 
-def _copy(saved: Path, target: Path) -> Path:
-    target.mkdir()
-    for path in saved.iterdir():
-        (target / path.name).write_bytes(path.read_bytes())
-    return target
-
-
-def _edit_json(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Edit model.json and fix its checksum in the card, as an attacker would."""
-    payload = json.loads((folder / "model.json").read_text())
-    change(payload)
-    content = json.dumps(payload).encode()
-    (folder / "model.json").write_bytes(content)
-    card = json.loads((folder / "model_card.json").read_text())
-    card["files"]["model.json"] = hashlib.sha256(content).hexdigest()
-    (folder / "model_card.json").write_text(json.dumps(card))
-
-
 def test_round_trip_predicts_the_same(saved: tuple[Any, Path, pd.DataFrame]) -> None:
     model, folder, frame = saved
     assert model.retained_base_model is None
@@ -360,8 +340,8 @@ def test_a_model_saved_before_the_adapted_refit_loads(
             payload[role]["linear"]["penalty"].pop()
 
     model, folder, frame = saved
-    older_folder = _copy(folder, tmp_path / "m")
-    _edit_json(older_folder, older)
+    older_folder = copy_folder(folder, tmp_path / "m")
+    edit_model_json(older_folder, older)
     loaded = load_model(older_folder)
     assert loaded.retained_model.get_params()["adaptation"] == 0.0
     assert loaded.retained_model.penalty_[2] == 0.0
@@ -390,7 +370,7 @@ def test_a_model_saved_before_the_adapted_refit_loads(
 def test_damaged_coefficients_are_refused(
     saved: tuple[Any, Path, pd.DataFrame], tmp_path: Path, change: Any, message: str
 ) -> None:
-    folder = _copy(saved[1], tmp_path / "m")
-    _edit_json(folder, change)
+    folder = copy_folder(saved[1], tmp_path / "m")
+    edit_model_json(folder, change)
     with pytest.raises(ModelLoadError, match=rf"model\.json: .*{message}"):
         load_model(folder)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.models.model_files import copy_folder, edit_file, edit_model_json
 from uplift.data.files import to_json_ready
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import pending_orders, simulate
@@ -83,27 +84,6 @@ def _assert_same_predictions(a: UpliftModel, b: UpliftModel, frame: pd.DataFrame
                 rtol=0,
                 atol=1e-12,
             )
-
-
-def _copy(saved: Path, target: Path) -> Path:
-    target.mkdir()
-    for path in saved.iterdir():
-        (target / path.name).write_bytes(path.read_bytes())
-    return target
-
-
-def _edit(folder: Path, name: str, content: bytes) -> None:
-    """Replace a file and fix its checksum in the card, as an attacker would."""
-    (folder / name).write_bytes(content)
-    card = json.loads((folder / "model_card.json").read_text())
-    card["files"][name] = hashlib.sha256(content).hexdigest()
-    (folder / "model_card.json").write_text(json.dumps(card))
-
-
-def _edit_json(folder: Path, change: Any) -> None:
-    payload = json.loads((folder / "model.json").read_text())
-    change(payload)
-    _edit(folder, "model.json", json.dumps(payload).encode())
 
 
 def _pickled(
@@ -198,7 +178,7 @@ def test_an_s_learner_saved_before_bagging_loads_as_one_bag(
     def unbagged(payload: dict[str, Any]) -> None:  # the form written before n_bags existed
         del payload["retained_model"]["params"]["n_bags"]
 
-    _edit_json(tmp_path / "m", unbagged)
+    edit_model_json(tmp_path / "m", unbagged)
     loaded = load_model(tmp_path / "m")
     assert loaded.retained_model.n_bags == 1
     _assert_same_predictions(original, loaded, log.frame)
@@ -223,7 +203,7 @@ def test_model_card_describes_the_model(log: ExperimentLog, saved: Path) -> None
 
 
 def test_tampered_file_is_refused(saved: Path, tmp_path: Path) -> None:
-    copy = _copy(saved, tmp_path / "m")
+    copy = copy_folder(saved, tmp_path / "m")
     with (copy / "retained_model-0.lgbm.txt").open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ModelLoadError, match="checksum does not match the model card"):
@@ -233,7 +213,7 @@ def test_tampered_file_is_refused(saved: Path, tmp_path: Path) -> None:
 def test_missing_files_are_load_errors(saved: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"no model_card\.json"):
         load_model(tmp_path)
-    copy = _copy(saved, tmp_path / "m")
+    copy = copy_folder(saved, tmp_path / "m")
     (copy / "retained_model-2.lgbm.txt").unlink()
     with pytest.raises(ModelLoadError, match=r"no retained_model-2\.lgbm\.txt; .* incomplete"):
         load_model(copy)
@@ -270,15 +250,15 @@ def test_missing_files_are_load_errors(saved: Path, tmp_path: Path) -> None:
 def test_edited_model_json_is_refused(
     saved: Path, tmp_path: Path, change: Any, message: str
 ) -> None:
-    copy = _copy(saved, tmp_path / "m")
-    _edit_json(copy, change)
+    copy = copy_folder(saved, tmp_path / "m")
+    edit_model_json(copy, change)
     with pytest.raises(ModelLoadError, match=message):
         load_model(copy)
 
 
 def test_renamed_features_are_refused_by_the_boosters(saved: Path, tmp_path: Path) -> None:
     """Editing inputs everywhere in model.json still disagrees with the boosters' features."""
-    copy = _copy(saved, tmp_path / "m")
+    copy = copy_folder(saved, tmp_path / "m")
 
     def rename(payload: dict[str, Any]) -> None:
         swap = {"hour": "minute"}
@@ -287,19 +267,19 @@ def test_renamed_features_are_refused_by_the_boosters(saved: Path, tmp_path: Pat
         learner["feature_names_in"] = payload["inputs"]
         learner["encoder"]["columns"] = payload["inputs"]
 
-    _edit_json(copy, rename)
+    edit_model_json(copy, rename)
     with pytest.raises(ModelLoadError, match="the features do not match its boosters'"):
         load_model(copy)
 
 
 def test_edited_categories_and_card_features_are_refused(saved: Path, tmp_path: Path) -> None:
-    copy = _copy(saved, tmp_path / "m")
-    _edit_json(
+    copy = copy_folder(saved, tmp_path / "m")
+    edit_model_json(
         copy, lambda p: p["retained_model"]["encoder"]["categories"]["device"].append("fridge")
     )
     with pytest.raises(ModelLoadError, match="category levels do not match"):
         load_model(copy)
-    copy = _copy(saved, tmp_path / "m2")
+    copy = copy_folder(saved, tmp_path / "m2")
     card = json.loads((copy / "model_card.json").read_text())
     card["features"] = card["features"][1:]
     (copy / "model_card.json").write_text(json.dumps(card))
@@ -308,15 +288,15 @@ def test_edited_categories_and_card_features_are_refused(saved: Path, tmp_path: 
 
 
 def test_damaged_json_and_boosters_are_refused(saved: Path, tmp_path: Path) -> None:
-    copy = _copy(saved, tmp_path / "m")
-    _edit(copy, "model.json", b"{not json")
+    copy = copy_folder(saved, tmp_path / "m")
+    edit_file(copy, "model.json", b"{not json")
     with pytest.raises(ModelLoadError, match=r"model\.json: not valid JSON"):
         load_model(copy)
-    copy = _copy(saved, tmp_path / "m2")
-    _edit(copy, "retained_model-1.lgbm.txt", b"tree\nversion=v4\nnum_class=x\n")
+    copy = copy_folder(saved, tmp_path / "m2")
+    edit_file(copy, "retained_model-1.lgbm.txt", b"tree\nversion=v4\nnum_class=x\n")
     with pytest.raises(ModelLoadError, match=r"retained_model-1\.lgbm\.txt: not a LightGBM model"):
         load_model(copy)
-    copy = _copy(saved, tmp_path / "m3")
+    copy = copy_folder(saved, tmp_path / "m3")
     card = json.loads((copy / "model_card.json").read_text())
     card["files"]["../outside.txt"] = "0" * 64
     (copy / "model_card.json").write_text(json.dumps(card))
@@ -325,7 +305,7 @@ def test_damaged_json_and_boosters_are_refused(saved: Path, tmp_path: Path) -> N
 
 
 def test_other_package_version_warns(saved: Path, tmp_path: Path) -> None:
-    copy = _copy(saved, tmp_path / "m")
+    copy = copy_folder(saved, tmp_path / "m")
     card = json.loads((copy / "model_card.json").read_text())
     card["package_version"] = "0.0.1"
     (copy / "model_card.json").write_text(json.dumps(card))
@@ -339,7 +319,7 @@ def test_other_package_version_warns(saved: Path, tmp_path: Path) -> None:
 
 
 def test_digest_covers_the_model_files_only(saved: Path, tmp_path: Path) -> None:
-    copy = _copy(saved, tmp_path / "m")
+    copy = copy_folder(saved, tmp_path / "m")
     digest = model_digest(copy)
     assert re.fullmatch("[0-9a-f]{64}", digest)
     assert model_digest(saved) == digest
@@ -493,7 +473,7 @@ class _Wrapped(UpliftModel):
 
 
 def test_stale_temporary_files_are_removed(model: UpliftModel, saved: Path, tmp_path: Path) -> None:
-    folder = _copy(saved, tmp_path / "m")
+    folder = copy_folder(saved, tmp_path / "m")
     stale = [".model.json.k2j4x9_a.tmp", ".retained_model-3.lgbm.txt.abc123de.tmp"]
     kept = [".notes.txt.abc123de.tmp", "notes.txt"]
     for name in stale + kept:
@@ -537,7 +517,7 @@ def test_half_finished_save_is_refused(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    folder = _copy(saved, tmp_path / "m")
+    folder = copy_folder(saved, tmp_path / "m")
     other = train_uplift(log, learner="t_lgbm", seed=1)
     replace = os.replace
 

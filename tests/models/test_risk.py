@@ -11,7 +11,6 @@ agreement with ``true_cause`` among orders above the median predicted risk 0.818
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.models.model_files import edit_model_json
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import pending_orders, simulate
 from uplift.exceptions import ConfigError, ModelLoadError, SchemaError
@@ -339,17 +339,6 @@ def test_round_trip_predicts_the_same(
     assert read_card(save_model(loaded, tmp_path / "again"))["risk"] == read_card(folder)["risk"]
 
 
-def _edit_json(folder: Path, change: Any) -> None:
-    """Edit model.json and fix its checksum in the card, as an attacker would."""
-    payload = json.loads((folder / "model.json").read_text())
-    change(payload)
-    content = json.dumps(payload).encode()
-    (folder / "model.json").write_bytes(content)
-    card = json.loads((folder / "model_card.json").read_text())
-    card["files"]["model.json"] = hashlib.sha256(content).hexdigest()
-    (folder / "model_card.json").write_text(json.dumps(card))
-
-
 def test_digest_and_checksums_cover_the_risk_booster(model: UpliftModel, tmp_path: Path) -> None:
     folder = save_model(model, tmp_path / "m")
     digest = model_digest(folder)
@@ -382,7 +371,7 @@ def test_edited_risk_model_is_refused(
     model: UpliftModel, tmp_path: Path, change: Any, message: str
 ) -> None:
     folder = save_model(model, tmp_path / "m")
-    _edit_json(folder, change)
+    edit_model_json(folder, change)
     with pytest.raises(ModelLoadError, match=message):
         load_model(folder)
 

@@ -33,7 +33,6 @@ __all__ = [
     "best_arm",
     "concat_effects",
     "effect_column",
-    "mean_effects",
     "read_effects",
 ]
 
@@ -383,22 +382,4 @@ def concat_effects(parts: Sequence[Effects]) -> Effects:
         join([p.revenue for p in parts]),  # type: ignore[arg-type]
         join([p.base for p in parts]),  # type: ignore[arg-type]
         join([p.order_ids for p in parts]),  # type: ignore[arg-type]
-    )
-
-
-def mean_effects(parts: Sequence[Effects]) -> Effects:
-    """The mean of several models' effects on the same orders (rows and arms alike): what an
-    equal blend of the models predicts, since every effect is linear in the outcomes."""
-    first = parts[0]
-
-    def mean(tables: list[Any]) -> Any:
-        return None if any(t is None for t in tables) else sum(tables) / len(tables)
-
-    return Effects(
-        first.control,
-        first.treatment_arms,
-        mean([p.retained for p in parts]),
-        mean([p.revenue for p in parts]),
-        mean([p.base for p in parts]),
-        first.order_ids,
     )

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ControlOutcomeModel",
+    "FittedModels",
     "Selection",
     "UpliftModel",
     "fit_models",
