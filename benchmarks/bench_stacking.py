@@ -14,11 +14,16 @@ cluster per order); and the true share of the oracle's net value on the grid's 1
 test orders of the blend at fixed weights 0, 0.1, ..., 1 and at the stacked weight (clipped to
 0..1; also per arm, one weight per arm). The blends' effects are ``w`` times the S-learner's
 uplift plus ``1 - w`` times the linear one's, both fitted on the whole training log. Regret is
-the better member's share minus the blend's, per seed.
+the better member's share minus the blend's, per seed. Beside them, the equal blend with the
+S-learner's uplift stretched about its mean per arm over the training orders by 1, 1.6, 2, 2.5
+and 3 (``s_blend`` stretches by the log's size: 1 at 20,000 orders, 2 from 200,000; see
+``uplift/models/blend.py``).
 
-    .venv/bin/python benchmarks/bench_stacking.py [--grid-seeds 5] [--grid-cells ...]
+    .venv/bin/python benchmarks/bench_stacking.py [--grid-seeds 5] [--first-seed 0]
+        [--grid-cells ...]
 
-Writes ``benchmarks/results/stacking.md`` and ``stacking.csv``.
+Writes ``benchmarks/results/stacking.md`` and ``stacking.csv`` (with ``--first-seed 10``,
+``stacking-seeds-10-14.md`` and ``.csv``: the seeds the blend's stretch was chosen on).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from uplift.models.uplift_model import fit_models
 
 MEMBERS = ("s_lgbm", "s_linear")
 WEIGHTS = np.round(np.linspace(0, 1, 11), 1)
+STRETCHES = (1.0, 1.6, 2.0, 2.5, 3.0)
 
 
 def pseudo_outcomes(fit: CrossFit) -> np.ndarray:
@@ -85,10 +91,10 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
     )
     fit = cross_fit(task.train, MEMBERS, seed=seed, progress=lambda _: None)
     w, se, per_arm = stacked_weight(fit)
-    uplift = [
-        fit_models(task.train, m, seed).model().predict_effects(task.X_test).uplift("retained")
-        for m in MEMBERS
-    ]
+    models = [fit_models(task.train, m, seed).model() for m in MEMBERS]
+    uplift = [model.predict_effects(task.X_test).uplift("retained") for model in models]
+    # The centre of the stretch: the S-learner's mean uplift over the training orders.
+    centre = models[0].predict_effects(task.train.frame).uplift("retained").mean()
 
     def share(weight: float | np.ndarray) -> float:
         blend = uplift[0] * weight + uplift[1] * (1 - weight)
@@ -98,6 +104,12 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
     row |= {f"share w={x}": share(x) for x in WEIGHTS}
     row["share stacked"] = share(min(max(w, 0.0), 1.0))
     row["share stacked per arm"] = share(np.clip(per_arm, 0, 1))
+    for stretch in STRETCHES:
+        trees = centre + stretch * (uplift[0] - centre)
+        blend = (trees + uplift[1]) / 2
+        row[f"share stretch={stretch:g}"] = (
+            100 * policy_net_value(blend, task.value, task.true)[0] / task.oracle
+        )
     return row
 
 

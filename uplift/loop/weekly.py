@@ -93,7 +93,7 @@ MAX_SEGMENT_LEVELS = 12
 #: blend of it and the linear S-learner, kept less in the closed loop (30.7% of the oracle's
 #: value in week 8, sd 6.8, against 32.7%, sd 7.0; weeks 4-7 31.8-34.4% against 34.0-35.9%:
 #: `benchmarks/results/loop-s_blend.md` against `loop.md`; measured when the linear member
-#: was fitted once, before its adapted refit).
+#: was fitted once, before its adapted refit and the blend's stretch of its trees).
 DEFAULT_LEARNER = "s_lgbm"
 #: Share of the newest week kept out of training to compare champion and challenger.
 EVAL_SHARE = 0.3
