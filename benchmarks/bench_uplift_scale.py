@@ -49,6 +49,8 @@ from bench_stacking import MEMBERS, pseudo_outcomes
 from uplift.models.select import cross_fit
 from uplift.models.uplift_model import fit_models
 
+BLEND = "s_blend"
+
 
 def slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares slope of ``y`` on ``x`` (with an intercept) and its sandwich error."""
@@ -70,15 +72,12 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
         simulate(orders, seed=100 + seed, world=spec),
         simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
     )
-    members = [
-        fit_models(task.train, m, seed).model().predict_effects(task.X_test).uplift("retained")
-        for m in MEMBERS
-    ]
-    blend = (members[0] + members[1]) / 2
+    model = fit_models(task.train, BLEND, seed).model()
+    blend = model.predict_effects(task.X_test).uplift("retained")
     arms = list(blend.columns)
-    fit = cross_fit(task.train, MEMBERS, seed=seed, progress=lambda _: None)
-    first, second = (fit.effects[m].uplift(fit.outcome) for m in MEMBERS)
-    held = (first + second) / 2
+    # Selection's folds hold the blend joined from its members, as auto scores it.
+    fit = cross_fit(task.train, (BLEND, *MEMBERS), seed=seed, progress=lambda _: None)
+    held = fit.effects[BLEND].uplift(fit.outcome)
     pseudo = pseudo_outcomes(fit)
     oracle = {a: slope(blend[a].to_numpy(), task.true[a].to_numpy())[0] for a in arms}
     estimated = {a: slope(held[a].to_numpy(), pseudo[:, j]) for j, a in enumerate(arms)}
