@@ -45,7 +45,7 @@ from uplift.models.contest import compare_models
 from uplift.models.effects import Effects, Outcome, concat_effects
 from uplift.models.uplift_model import FittedModels, Selection, fit_models, model_inputs
 
-__all__ = ["N_FOLDS", "CrossFit", "cross_fit", "score_candidates", "select_learner"]
+__all__ = ["N_FOLDS", "CrossFit", "cross_fit", "joined", "score_candidates", "select_learner"]
 
 #: Selection looks at no more orders than this (drawn at random), and the chosen learner is
 #: refitted on the whole log. More orders narrow the paired intervals, but every candidate is
