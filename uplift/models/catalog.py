@@ -27,16 +27,16 @@ __all__ = [
 
 AUTO = "auto"
 #: What ``auto`` compares by default. The first is the default, kept unless another is clearly
-#: better (see :mod:`uplift.models.select`): ``s_blend``, the equal mean of our bagged
-#: S-learner and the linear S-learner. Neither member is better everywhere: on the benchmark
-#: grid (``benchmarks/results/grid.md``, 5 seeds per cell) the S-learner leads at 20,000 orders,
-#: the linear one by 3-10 points at 200,000, and which one is better in a given log changes
-#: from seed to seed by up to 15 points. Held-out data cannot tell them apart at these effect
-#: sizes: the doubly robust loss that would weigh them estimates the S-learner's weight
-#: anywhere from -4 to 6, with standard errors of 0.2 to 7.4, on a scale of 0 to 1
-#: (``benchmarks/results/stacking.md``). So the weights stay equal (the classic forecast
-#: combination), and the blend loses less to the truly better member, on average, than either
-#: member alone (0.39 points against 4.11 and 3.92).
+#: better (see :mod:`uplift.models.select`): ``s_blend``, the equal mean of our bagged S-learner
+#: (its uplift stretched on large logs) and the linear S-learner. Neither member is better
+#: everywhere: on the benchmark grid (``benchmarks/results/grid.md``, 5 seeds per cell) the
+#: S-learner leads at 20,000 orders, the linear one by 3-10 points at 200,000, and which one is
+#: better in a given log changes from seed to seed by up to 15 points. Held-out data cannot tell
+#: them apart at these effect sizes: the doubly robust loss that would weigh them estimates the
+#: S-learner's weight at 0.1 to 2.19 on average per cell, with standard errors of 1.13 to 4.41, on a
+#: scale of 0 to 1 (``benchmarks/results/stacking.md``). So the weights stay equal (the classic
+#: forecast combination), and the blend loses less to the truly better member, on average, than
+#: either member alone (0.02 points against 4.97 and 3.72: ``grid.md``, ``stacking.md``).
 #: The members are candidates too, chosen alone only when clearly better. causalml's X-learner
 #: and our T-learner trailed the S-learner in the grid, and each would add a fifth to the time
 #: of ``train`` at a million orders; our DR-learner fits one effect model per arm on every

@@ -12,17 +12,17 @@ orders.
 
 The first candidate is the default (``s_blend`` in
 :data:`~uplift.models.catalog.DEFAULT_CANDIDATES`, the equal mean of the bagged S-learner and
-the linear S-learner: on the benchmark grid of worlds, sizes and 5 seeds,
-``benchmarks/results/grid.md``, it loses the least to whichever member is truly better in a
-log). A blend whose members are candidates too is scored by the mean of their held-out effects,
-with no fit of its own. Another candidate is chosen only when it is *clearly* better: its paired
-difference to the default lies above zero by :func:`clear_margin` standard errors (the lower
-end of its 95% interval, Bonferroni-adjusted for the number of alternatives: unadjusted, two
-alternatives at 2.5% each would let noise displace the default in about one log in twenty).
-Among several clearly better, the highest value wins. At the effect sizes of real nudges the
-doubly robust standard error of a policy value is larger than the true gaps between good
-learners, so the highest estimate alone follows noise; requiring clear evidence keeps the
-default unless the log says otherwise.
+the linear S-learner, the trees' uplift stretched on large logs: on the benchmark grid of
+worlds, sizes and 5 seeds, ``benchmarks/results/grid.md``, it loses the least to whichever
+member is truly better in a log). A blend whose members are candidates too is joined from their
+fitted models (:func:`joined`), with no fit of its own. Another candidate is chosen only when it
+is *clearly* better: its paired difference to the default lies above zero by
+:func:`clear_margin` standard errors (the lower end of its 95% interval, Bonferroni-adjusted for
+the number of alternatives: unadjusted, two alternatives at 2.5% each would let noise displace
+the default in about one log in twenty). Among several clearly better, the highest value wins.
+At the effect sizes of real nudges the doubly robust standard error of a policy value is larger
+than the true gaps between good learners, so the highest estimate alone follows noise; requiring
+clear evidence keeps the default unless the log says otherwise.
 """
 
 from __future__ import annotations
