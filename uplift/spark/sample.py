@@ -48,9 +48,9 @@ __all__ = [
 SAMPLE_SALT = "uplift-sample"
 #: Orders a training sample holds by default: what one machine trains with selection in about a
 #: minute. The default model's share of the oracle's net value (realistic world, 4 seeds,
-#: 100,000 fresh test orders; benchmarks/results/learning-curve.md) rises from 66.0% at 200,000
-#: orders and 72.7% at 500,000 to 74.3% at 1,000,000 and 79.2% at 2,000,000, still rising, for
-#: a fit of 77 s against 47 s and twice the memory. A log
+#: 100,000 fresh test orders; benchmarks/results/learning-curve.md) rises from 67.3% at 200,000
+#: orders and 73.1% at 500,000 to 74.4% at 1,000,000 and 79.3% at 2,000,000, still rising, for
+#: a fit of 63 s against 40 s and twice the memory. A log
 #: with effects far larger or smaller than the realistic world's has a curve of its own: rerun
 #: the benchmark with its own simulator settings; pass a larger size where the time allows.
 DEFAULT_SAMPLE_ORDERS = 1_000_000
