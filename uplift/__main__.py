@@ -1,5 +1,5 @@
 """Allow ``python -m uplift``."""
 
-from uplift.cli import main
+from uplift.cli import command
 
-main()
+command()

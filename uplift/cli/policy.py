@@ -144,27 +144,30 @@ def rank(
     check_outputs(inputs, {"--out": out, "--json": json_path})
     settings = log_settings(config, mapping, ignore, order_value=order_value)
     project = settings.project
-    with ThreadPoolExecutor(1) as pool:
-        # The ranking code imports (scikit-learn and SciPy's solver: a second), then the model
-        # loads and readies its tables, while the orders are read (pyarrow reads without the
-        # GIL); a fault in the orders is still reported before one in the model.
-        pool.submit(importlib.import_module, "uplift.policy.ranking")
+    # One thread does in turn what needs no orders: import the ranking code (SciPy's solver),
+    # load the model and ready its tables, import scikit-learn (the reasons' tree: a second).
+    # The orders are read meanwhile (pyarrow reads without the GIL), and the prediction runs
+    # while scikit-learn is imported (the trees are evaluated without the GIL). A fault in the
+    # orders is still reported before one in the model.
+    with ThreadPoolExecutor(1) as pool, progress() as say:
+        ranking = pool.submit(importlib.import_module, "uplift.policy.ranking")
         loading = pool.submit(load_prepared, model_dir, trust_model) if model_dir else None
+        pool.submit(importlib.import_module, "sklearn.tree")
         raw = read_frame(orders_path)
-    from uplift.policy.ranking import (
-        check_order_arms,
-        check_unique_ids,
-        explain_queue,
-        order_ids,
-        rank_orders,
-        with_risk,
-    )
+        ranking.result()
+        from uplift.policy.ranking import (
+            check_order_arms,
+            check_unique_ids,
+            explain_queue,
+            order_ids,
+            rank_orders,
+            with_risk,
+        )
 
-    orders = settings.column_map.to_orders(raw).apply(raw, str(orders_path))
-    if "order_id" in orders.columns:
-        check_unique_ids(orders["order_id"], str(orders_path))
-    control = control or project.control
-    with progress() as say:
+        orders = settings.column_map.to_orders(raw).apply(raw, str(orders_path))
+        if "order_id" in orders.columns:
+            check_unique_ids(orders["order_id"], str(orders_path))
+        control = control or project.control
         say(f"predicting {len(orders):,} orders" if model_dir else "reading the effects")
         model = loading.result() if loading is not None else None
         effects = _effects(orders, orders_path, model, effects_path, control)

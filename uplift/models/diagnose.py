@@ -16,16 +16,18 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sklearn.tree import DecisionTreeClassifier
 
 from uplift.data.texts import text_per_pair
 from uplift.exceptions import ConfigError, SchemaError, describe_rows
 from uplift.models.effects import best_arm
+
+if TYPE_CHECKING:
+    from sklearn.tree import DecisionTreeClassifier
 
 FloatArray = NDArray[np.float64]
 
@@ -160,6 +162,10 @@ def explain_arms(
     rows = np.arange(len(features))
     if len(rows) > max_fit_orders:
         rows = np.sort(rng.choice(rows, size=max_fit_orders, replace=False))
+    # Imported here: scikit-learn takes a second to import, which `uplift rank` spends while it
+    # predicts (see uplift.cli.policy), and reading this module needs none of it.
+    from sklearn.tree import DecisionTreeClassifier  # noqa: PLC0415
+
     tree = DecisionTreeClassifier(
         max_depth=max_depth,
         min_samples_leaf=max(1, math.ceil(min_leaf_share * len(rows))),
