@@ -120,6 +120,19 @@ def test_a_stretched_blend_is_the_mean_of_its_linear_member_and_its_stretched_tr
     assert np.std(tree_uplift) > 0.005  # trees that do vary, so the stretch changes numbers
 
 
+def test_the_members_predicting_side_by_side_give_the_same_numbers(
+    log: ExperimentLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X = log.frame[list(model_inputs(log))]
+    blend = BlendLearner(stretch=1.5, random_state=2)
+    blend.fit(X, log.frame["retained"], arm=log.frame["arm"], propensity=log.frame["propensity"])
+    assert len(X) < blend_module.SIDE_BY_SIDE_ORDERS
+    one_after_the_other = blend.predict_outcomes(X)
+    # A million orders' path (the linear member in a thread) on these orders.
+    monkeypatch.setattr(blend_module, "SIDE_BY_SIDE_ORDERS", 1)
+    pd.testing.assert_frame_equal(blend.predict_outcomes(X), one_after_the_other, check_exact=True)
+
+
 def test_selection_joins_the_blend_that_its_fit_gives(
     log: ExperimentLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

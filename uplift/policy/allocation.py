@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linprog
 
 from uplift.exceptions import ConfigError
 
@@ -319,6 +318,10 @@ def _split_groups(
         a_eq[g, v] = 1.0
         if j >= 0:
             a_arm[j, v] = 1.0
+    # Imported here: SciPy's optimisers take 0.4 s to import, which a queue without ties never
+    # needs and `uplift rank` spends while it predicts (see uplift.cli.policy).
+    from scipy.optimize import linprog  # noqa: PLC0415
+
     fill = np.flatnonzero(must_fill)
     result = linprog(
         c=np.array([0.0 if j < 0 else 1.0 for _, j in variables]),
