@@ -70,11 +70,11 @@ def test_preparing_a_blend_model_builds_the_tables_of_its_trees_and_changes_no_n
 ) -> None:
     model = train_uplift(log, "s_blend", seed=0)
     before = model.predict_effects(log.frame).to_frame()
-    trees.forest_of.cache_clear()
+    trees._forest_of.cache_clear()
     model.prepare()
     # The S-learner's bags (the blend's trees) now have their tables: the next prediction
     # finds them built.
-    assert trees.forest_of.cache_info().currsize >= 1
+    assert trees._forest_of.cache_info().currsize >= 1
     pd.testing.assert_frame_equal(model.predict_effects(log.frame).to_frame(), before)
 
 

@@ -40,7 +40,7 @@ LEARNER_NAMES = (
     "causalml_r, causalml_dr, econml_dr, econml_forest"
 )
 
-__all__ = ["load_prepared", "preparing", "spark_output_dir"]
+__all__ = ["preparing", "spark_output_dir"]
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
@@ -210,8 +210,8 @@ def predict(
     check_control(settings.control if control or settings.project.control else None, model)
     with preparing(model):
         orders = read_frame(orders_path)
-    frame = settings.column_map.to_orders(orders).apply(orders, str(orders_path))
-    effects = predict_table(model, frame, source=str(orders_path))
+        frame = settings.column_map.to_orders(orders).apply(orders, str(orders_path))
+        effects = predict_table(model, frame, source=str(orders_path))
     table = effects.to_frame().reset_index(drop=True)
     means = {str(k): float(v) for k, v in table.drop(columns="order_id").mean().items()}
     if model.risk_model is not None:
@@ -234,27 +234,18 @@ def predict(
 
 @contextmanager
 def preparing(model: UpliftModel) -> Iterator[None]:
-    """Run the body (reading the orders) while a thread does what the model's first
-    prediction does whatever the orders: build its trees' tables and load the compiled
+    """Run the body (reading the orders, predicting) while a thread does what the model's
+    first prediction does whatever the orders: build its trees' tables and load the compiled
     evaluator (:func:`uplift.models.trees.prepare`), and the risk model's tables. pyarrow reads
-    without holding the GIL, so with a second core the two overlap."""
+    without holding the GIL, so with a second core the two overlap; the prediction encodes the
+    orders and runs the parts without trees meanwhile, and its first use of the evaluator or
+    of a table waits for the thread's (the first to ask builds)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
         ready = pool.submit(model.prepare)
         yield
         ready.result()
-
-
-def load_prepared(model_dir: Path, trust: bool) -> UpliftModel:
-    """:func:`uplift.models.load_model`, then readied for prediction (:meth:`UpliftModel.prepare`:
-    the trees' tables, the compiled evaluator, the risk model's tables): what a command does in
-    a thread while it reads the orders."""
-    from uplift.models import load_model
-
-    model = load_model(model_dir, trust=trust)
-    model.prepare()
-    return model
 
 
 def spark_output_dir(out: Path, option: str = "--out") -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.models import load_prepared, spark_output_dir
+from uplift.cli.models import spark_output_dir
 from uplift.cli.options import (
     ENGINES,
     CapacityOption,
@@ -130,6 +130,7 @@ def rank(
         write_outputs,
     )
     from uplift.data.log import read_frame
+    from uplift.models import load_model
 
     check_table_suffix(out)
     if (model_dir is None) == (effects_path is None):
@@ -144,14 +145,17 @@ def rank(
     check_outputs(inputs, {"--out": out, "--json": json_path})
     settings = log_settings(config, mapping, ignore, order_value=order_value)
     project = settings.project
-    # One thread does in turn what needs no orders: import the ranking code, load the model
-    # and ready its tables, import scikit-learn (the reasons' tree: a second) and SciPy's
-    # solver (ties at a capacity: 0.4 s). The orders are read meanwhile (pyarrow reads without
-    # the GIL), and the prediction runs during the last two (the trees are evaluated without
-    # the GIL). A fault in the orders is still reported before one in the model.
+    # One thread does in turn what needs no orders: import the ranking code, load the model,
+    # ready its evaluator and tables (see uplift.cli.models.preparing), import scikit-learn
+    # (the reasons' tree: a second) and SciPy's solver (ties at a capacity: 0.4 s). The orders
+    # are read meanwhile (pyarrow reads without the GIL), and the prediction runs during the
+    # last three (the trees are evaluated without the GIL). A fault in the orders is still
+    # reported before one in the model.
     with ThreadPoolExecutor(1) as pool, progress() as say:
         ranking = pool.submit(importlib.import_module, "uplift.policy.ranking")
-        loading = pool.submit(load_prepared, model_dir, trust_model) if model_dir else None
+        loading = pool.submit(load_model, model_dir, trust=trust_model) if model_dir else None
+        if loading is not None:
+            pool.submit(lambda: loading.result().prepare())
         for later in ("sklearn.tree", "scipy.optimize"):
             pool.submit(importlib.import_module, later)
         raw = read_frame(orders_path)

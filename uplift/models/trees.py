@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -190,9 +191,19 @@ def _evaluate(
                         total[a, r] += table[offset[r] + arm_offset]
 
 
-@functools.cache
+# A command readies the evaluator and the tables in a thread while its main thread reads the
+# orders and starts to predict: whichever asks first builds, the other waits for it.
+_BUILDING = threading.RLock()
+
+
 def compiled() -> Callable[..., None] | None:
     """:func:`_evaluate` compiled by numba (on its first call), or None without numba."""
+    with _BUILDING:
+        return _compiled()
+
+
+@functools.cache
+def _compiled() -> Callable[..., None] | None:
     try:
         # Imported here, by the first prediction: it takes 0.2 s, which a command that does
         # not predict (train) then never pays.
@@ -526,11 +537,16 @@ def feature_columns(
     return columns
 
 
-@functools.lru_cache(maxsize=8)
 def forest_of(boosters: tuple[Booster, ...]) -> Forest | None:
     """:meth:`Forest.of`, kept for the boosters' lifetime in the cache: reading the trees back
     from LightGBM takes longer (0.17 s for five bags) than scoring one order, so a service that
     scores one order per call must not pay it each time. Fitted boosters are never changed."""
+    with _BUILDING:
+        return _forest_of(boosters)
+
+
+@functools.lru_cache(maxsize=8)
+def _forest_of(boosters: tuple[Booster, ...]) -> Forest | None:
     return Forest.of(boosters)
 
 
