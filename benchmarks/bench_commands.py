@@ -4,7 +4,8 @@ Times ``uplift train`` (``--learner t_lgbm``, the default ``auto`` and ``--learn
 ``uplift predict`` with each model and ``uplift rank --model-dir`` (the ``auto`` model) with
 two binding capacities as a user runs them: a new process
 that imports the package, reads the log, works and writes its files. Each row gives the wall
-seconds and the peak RSS of that process. In the same run, in fresh processes too:
+seconds and the peak RSS of that process (predict and rank: the median of three runs and the
+largest peak). In the same run, in fresh processes too:
 
 * causalml's ``BaseTClassifier`` with LightGBM outcome models of our settings (75 trees of 7
   leaves, rate 0.1, the same leaf size and threads), fitted and predicting inside one process
@@ -42,6 +43,9 @@ from uplift.data.simulate import ARM_COSTS
 from uplift.models.effects import Effects
 
 UPLIFT = str(Path(sys.executable).with_name("uplift"))
+#: Runs of each predict and rank command (a few seconds each): one run moves by tens of
+#: percent with the machine, so their row gives the median.
+RUNS = 3
 #: The label of the model trained with ``--learner s_blend --no-validate``.
 BLEND = "s_blend, named"
 COSTS = [f"{arm}={cost:g}" for arm, cost in ARM_COSTS.items() if arm != "control"]
@@ -73,14 +77,14 @@ def commands(folder: Path, log: Path) -> list[dict[str, Any]]:
     for model, name in ((t_model, "t_lgbm"), (auto_model, learner), (blend_model, BLEND)):
         predicted[name] = folder / f"effects-{name}.parquet"
         argv = ["predict", log, "--out", predicted[name]]
-        rows.append(row(f"uplift predict ({name})", argv, model))
+        rows.append(row(f"uplift predict ({name})", argv, model, RUNS))
     capacity = binding_capacities(predicted[learner])
     queue, summary = folder / "queue.parquet", folder / "rank.json"
     argv = ["rank", log, "--out", queue, "--json", summary]
     argv += [f"--capacity={arm}={n}" for arm, n in capacity.items()]
-    rows.append(row(f"uplift rank --model-dir ({learner})", argv, auto_model))
+    rows.append(row(f"uplift rank --model-dir ({learner})", argv, auto_model, RUNS))
     prices = pd.DataFrame(json.loads(summary.read_text())["summary"]).set_index("arm")
-    rows[-1]["note"] = ", ".join(
+    rows[-1]["note"] += "; " + ", ".join(
         f"{arm}={n:,} (shadow price {prices.loc[arm, 'shadow_price']:.3g})"
         for arm, n in capacity.items()
     )
@@ -123,10 +127,17 @@ def binding_capacities(path: Path) -> dict[str, int]:
     return {str(arm): int(n) // 2 for arm, n in wanted.head(2).items()}
 
 
-def row(label: str, argv: Sequence[str | Path], model: Path) -> dict[str, Any]:
+def row(label: str, argv: Sequence[str | Path], model: Path, runs: int = 1) -> dict[str, Any]:
+    """One command's row: wall seconds (the median of ``runs`` runs, their range in the note)
+    and the largest peak RSS."""
     print(f"  {label} ...", file=sys.stderr, flush=True)
-    seconds, peak, _ = timed([UPLIFT, *map(str, argv), "--model-dir", str(model)])
-    return {"command": label, "seconds": seconds, "peak RSS MB": peak}
+    done = [timed([UPLIFT, *map(str, argv), "--model-dir", str(model)]) for _ in range(runs)]
+    seconds = sorted(s for s, _, _ in done)
+    out = {"command": label, "seconds": float(np.median(seconds))}
+    out["peak RSS MB"] = max(peak for _, peak, _ in done)
+    if runs > 1:
+        out["note"] = f"median of {runs} runs ({seconds[0]:.3g}-{seconds[-1]:.3g} s)"
+    return out
 
 
 def worker(kind: str, log: Path, model: Path | None) -> dict[str, Any]:
@@ -267,10 +278,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "the model card of the auto model) with two capacities that bind: half the orders "
             "whose best arm (predicted net value) is each of the two most wanted arms. "
             f"`{BLEND}` is the model of `--learner s_blend --no-validate` (the blend of the "
-            "bagged S-learner and the linear S-learner). Each row is a fresh "
+            "bagged S-learner and the linear S-learner). Each run is a fresh "
             "process: wall seconds of the whole command (start, imports, reading, work, "
             "writing) and the peak RSS of that process (`wait4` ru_maxrss, read by a small "
-            "launcher: Linux carries a parent's high-water mark into the child it starts).",
+            "launcher: Linux carries a parent's high-water mark into the child it starts). "
+            f"Train runs once; predict and rank {RUNS} times in a row, their row giving the "
+            "median seconds (the range in the note) and the largest peak.",
             markdown(table),
             "## Against causalml\n\ncausalml 0.18's `BaseTClassifier` with `LGBMClassifier` "
             "outcome models of our settings (75 trees, 7 leaves, rate 0.1, min_child_samples "
