@@ -199,11 +199,14 @@ def rank(
         queue = assignment.queue
         if model is not None:
             say("explaining the arms")
+            # The risks in the thread (idle by now) while the reasons' tree is fitted: both
+            # spend most of their time outside the GIL (tree evaluation, scikit-learn's fit).
+            risk = pool.submit(model.predict_risk, orders) if model.risk_model is not None else None
             features = orders[list(model.features)]
             queue = explain_queue(assignment, features, effects, costs, vouchers)
-            if model.risk_model is not None:
+            if risk is not None:
                 say("risk and its cause")
-                queue = with_risk(queue, model.predict_risk(orders), order_ids(effects))
+                queue = with_risk(queue, risk.result(), order_ids(effects))
     write_outputs(
         table_output(queue, out),
         json_output(_payload(assignment, out), json_path) if json_path is not None else None,
