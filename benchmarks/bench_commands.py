@@ -136,7 +136,7 @@ def row(label: str, argv: Sequence[str | Path], model: Path, runs: int = 1) -> d
     out = {"command": label, "seconds": float(np.median(seconds))}
     out["peak RSS MB"] = max(peak for _, peak, _ in done)
     if runs > 1:
-        out["note"] = f"median of {runs} runs ({seconds[0]:.3g}-{seconds[-1]:.3g} s)"
+        out["note"] = f"median of {runs} runs ({seconds[0]:.3g} to {seconds[-1]:.3g} s)"
     return out
 
 
