@@ -29,6 +29,8 @@ from uplift.cli.render import make_console, print_frame, progress
 from uplift.cli.settings import LogSettings, check_control, log_settings, numbers
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from rich.console import Console
 
     from uplift.data.log import ExperimentLog
@@ -40,7 +42,7 @@ LEARNER_NAMES = (
     "causalml_r, causalml_dr, econml_dr, econml_forest"
 )
 
-__all__ = ["preparing", "spark_output_dir"]
+__all__ = ["background", "preparing", "spark_output_dir"]
 
 
 @app.command(help="Fit an uplift model on an experiment log and save it with its model card.")
@@ -233,6 +235,22 @@ def predict(
 
 
 @contextmanager
+def background() -> Iterator[ThreadPoolExecutor]:
+    """One thread for a command's work that needs no orders, done while the orders are read.
+    When the command fails, the work not yet started is dropped, so that its error is said
+    without waiting for it (the running piece still finishes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+@contextmanager
 def preparing(model: UpliftModel) -> Iterator[None]:
     """Run the body (reading the orders, predicting) while a thread does what the model's
     first prediction does whatever the orders: build its trees' tables and load the compiled
@@ -240,9 +258,7 @@ def preparing(model: UpliftModel) -> Iterator[None]:
     without holding the GIL, so with a second core the two overlap; the prediction encodes the
     orders and runs the parts without trees meanwhile, and its first use of the evaluator or
     of a table waits for the thread's (the first to ask builds)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
+    with background() as pool:
         ready = pool.submit(model.prepare)
         yield
         ready.result()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from uplift.cli.app import app, parse_numbers
-from uplift.cli.models import spark_output_dir
+from uplift.cli.models import background, spark_output_dir
 from uplift.cli.options import (
     ENGINES,
     CapacityOption,
@@ -120,7 +120,6 @@ def rank(
         return
 
     import importlib
-    from concurrent.futures import ThreadPoolExecutor
 
     from uplift.data.files import (
         check_outputs,
@@ -150,8 +149,8 @@ def rank(
     # (the reasons' tree: a second) and SciPy's solver (ties at a capacity: 0.4 s). The orders
     # are read meanwhile (pyarrow reads without the GIL), and the prediction runs during the
     # last three (the trees are evaluated without the GIL). A fault in the orders is still
-    # reported before one in the model.
-    with ThreadPoolExecutor(1) as pool, progress() as say:
+    # reported before one in the model, and without waiting for the thread's queued work.
+    with background() as pool, progress() as say:
         ranking = pool.submit(importlib.import_module, "uplift.policy.ranking")
         loading = pool.submit(load_model, model_dir, trust=trust_model) if model_dir else None
         if loading is not None:
