@@ -185,7 +185,7 @@ def test_zero_rows_and_one_row(raw: pd.DataFrame) -> None:
     encoder, booster = _booster(raw, binary=True)
     X = encoder.transform(raw)
     assert predict_boosters([booster, booster], X.iloc[:0], 2).shape == (0, 2)
-    assert predict_arms([booster], X.iloc[:0], ARM_FEATURE, 3, 2).shape == (0, 1, 3)
+    assert predict_arms([booster], X.iloc[:0], ARM_FEATURE, 3, 2).shape == (0, 3)
     _close(predict_boosters([booster], X.iloc[[7]], 2)[:, 0], booster.predict(X.iloc[[7]]))
 
 
@@ -212,9 +212,12 @@ def test_s_learner_all_arms_at_once_equal_lightgbm_per_arm(
     encoded = model.encoder_.transform(X)
     arms = 1 + len(model.treatment_arms_)
     assert any(Forest.of(model.models_).input_feature == X.shape[1])  # some tree splits on it
-    per_bag = predict_arms(model.models_, encoded, ARM_FEATURE, arms, 2)
-    for bag, booster in enumerate(model.models_):
-        _close(per_bag[:, bag], _per_arm(booster, encoded, arms))
+    alone = [predict_arms([booster], encoded, ARM_FEATURE, arms, 2) for booster in model.models_]
+    for booster, prediction in zip(model.models_, alone, strict=True):
+        _close(prediction, _per_arm(booster, encoded, arms))
+    # The kernel adds the bags in order, then divides: the floats of the numpy below.
+    mean = predict_arms(model.models_, encoded, ARM_FEATURE, arms, 2)
+    np.testing.assert_array_equal(mean, (alone[0] + alone[1]) / 2)
     ours = model.predict_outcomes(X)
     monkeypatch.setattr(trees_module, "compiled", lambda: None)
     fallback = model.predict_outcomes(X)

@@ -450,9 +450,7 @@ class SLearner(OutcomeLearner):
     def _outcome_matrix(self, X: pd.DataFrame) -> FloatArray:
         # Every arm in one pass: a tree that never splits on the arm is looked up once per row.
         arms = 1 + len(self.treatment_arms_)
-        per_bag = predict_arms(self.models_, X, ARM_FEATURE, arms, predict_threads())
-        total = sum(per_bag[:, bag] for bag in range(len(self.models_)))
-        return np.asarray(total, dtype=np.float64) / len(self.models_)
+        return predict_arms(self.models_, X, ARM_FEATURE, arms, predict_threads())
 
 
 class DRLearner(LightGBMLearner):

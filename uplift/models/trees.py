@@ -110,9 +110,11 @@ def _evaluate(
     table_start: NDArray[np.uint64],
     table: FloatArray,
     sigmoid: FloatArray,
+    summed: bool,
     out: FloatArray,
 ) -> None:
-    """Write the boosters' predictions to ``out[row, model * arms + arm]``.
+    """Write the boosters' predictions to ``out[row, model * arms + arm]``, or with ``summed``
+    add them, model after model, to ``out[row, arm]``.
 
     ``columns[f]`` is input f over the rows. A numeric input's bin is the number of its
     thresholds below x, or, past them, NaN and zero; a categorical input's bin is its category,
@@ -159,11 +161,15 @@ def _evaluate(
                 if model >= 0:  # the model's trees are summed: transform, write out
                     scale = sigmoid[model]
                     for a in range(arms):
+                        column = a if summed else model * arms + a
                         for r in range(rows):
                             value = total[a, r]
                             if scale > 0:
                                 value = 1.0 / (1.0 + np.exp(-scale * value))
-                            out[first + r, model * arms + a] = value
+                            if summed:
+                                out[first + r, column] += value
+                            else:
+                                out[first + r, column] = value
                 if t == tree_model.shape[0]:
                     break
                 model = tree_model[t]
@@ -249,6 +255,7 @@ def prepare(boosters: Sequence[Booster] = ()) -> None:
         np.empty(0, dtype=np.uint64),
         np.empty(0),
         np.empty(0),
+        False,
         np.empty((0, 0)),
     )
 
@@ -307,9 +314,16 @@ class Forest:
         )
 
     def evaluate(
-        self, columns: Sequence[FloatArray], threads: int, arm_feature: int = -1, arms: int = 1
+        self,
+        columns: Sequence[FloatArray],
+        threads: int,
+        arm_feature: int = -1,
+        arms: int = 1,
+        mean: bool = False,
     ) -> FloatArray:
-        """(rows, boosters x arms) predictions on the inputs ``columns`` (one array each).
+        """(rows, boosters x arms) predictions on the inputs ``columns`` (one array each), or
+        with ``mean`` their mean over boosters (rows, arms): a bagged S-learner's output without
+        its bags' (five times larger) array.
 
         Inputs past ``columns`` (the arm) are NaN; the arm takes each of its ``arms`` values.
         """
@@ -319,7 +333,8 @@ class Forest:
         level = self.levels[arm_feature] if arm_feature >= 0 else 0
         arm_bins = np.minimum(np.arange(arms), level).astype(np.int64)
         n_rows = len(columns[0])
-        out = np.empty((n_rows, len(self.sigmoid) * arms))
+        boosters = len(self.sigmoid)
+        out = np.zeros((n_rows, arms)) if mean else np.empty((n_rows, boosters * arms))
 
         def run(start: int) -> None:
             stop = min(start + CHUNK, n_rows)
@@ -342,6 +357,7 @@ class Forest:
                 self.table_start,
                 self.table,
                 self.sigmoid,
+                mean,
                 out[start:stop],
             )
 
@@ -353,6 +369,8 @@ class Forest:
             with ThreadPoolExecutor(threads) as pool:  # the kernel releases the GIL
                 for _ in pool.map(run, starts):
                     pass
+        if mean:
+            out /= boosters  # the bags added in order, then divided: as SLearner always did
         return out
 
 
@@ -595,13 +613,14 @@ def predict_boosters(boosters: Sequence[Booster], X: pd.DataFrame, threads: int)
 def predict_arms(
     boosters: Sequence[Booster], X: pd.DataFrame, arm_feature: str, arms: int, threads: int
 ) -> FloatArray:
-    """S-learner boosters' predictions for every arm (rows x boosters x arms).
+    """The mean of S-learner boosters' predictions for every arm (rows x arms).
 
-    ``[:, b, a]`` equals ``boosters[b].predict(X.assign(**{arm_feature: arm a}))``: the arm is a
-    categorical input after ``X``'s columns, with categories 0, 1, ..., arms - 1.
+    ``[:, a]`` equals the mean over ``b`` of ``boosters[b].predict(X.assign(**{arm_feature: arm
+    a}))``, added in the boosters' order: the arm is a categorical input after ``X``'s columns,
+    with categories 0, 1, ..., arms - 1.
     """
     if len(X) == 0 or not boosters:
-        return np.empty((len(X), len(boosters), arms))
+        return np.empty((len(X), arms))
     forest = arms_forest(boosters, X.shape[1], arms)
     if forest is not None:
         try:
@@ -609,8 +628,7 @@ def predict_arms(
         except ValueError:
             pass
         else:
-            out = forest.evaluate(columns, threads, arm_feature=X.shape[1], arms=arms)
-            return out.reshape(len(X), len(boosters), arms)
+            return forest.evaluate(columns, threads, arm_feature=X.shape[1], arms=arms, mean=True)
     categories = pd.Index(range(arms))
     frames = [
         X.assign(
@@ -618,10 +636,10 @@ def predict_arms(
         )
         for a in range(arms)
     ]
-    return np.stack(
-        [np.column_stack([_lightgbm(b, frame, threads) for frame in frames]) for b in boosters],
-        axis=1,
-    )
+    total = np.zeros((len(X), arms))
+    for booster in boosters:
+        total += np.column_stack([_lightgbm(booster, frame, threads) for frame in frames])
+    return total / len(boosters)
 
 
 def _lightgbm(booster: Booster, X: pd.DataFrame, threads: int) -> FloatArray:

@@ -112,7 +112,8 @@ class _Encoding:
 
 @dataclass(frozen=True, eq=False)
 class _Trees:
-    """Boosters on one encoding: (rows, boosters x arms) predictions from their tables."""
+    """Boosters on one encoding: (rows, boosters) predictions from their tables, or an
+    S-learner's (rows, arms), the mean of its bags."""
 
     encoding: _Encoding
     forest: Forest
@@ -137,11 +138,17 @@ class _Trees:
         levels = list(boosters[0].pandas_categorical or [])[:-1]
         return cls(_Encoding.of(encoder, levels), forest, n_inputs, arms)
 
+    @property
+    def bagged(self) -> bool:
+        return self.arm_feature >= 0
+
     def evaluate(self, inputs: Mapping[str, Column], memo: _Memo) -> FloatArray | None:
         columns = self.encoding.columns(inputs, memo)
         if columns is None:
             return None
-        return self.forest.evaluate(columns, _THREADS, self.arm_feature, self.arms)
+        return self.forest.evaluate(
+            columns, _THREADS, self.arm_feature, self.arms, mean=self.bagged
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +158,6 @@ class _Learner:
 
     trees: _Trees
     outcomes: bool
-    bags: int = 0  # an S-learner's boosters, averaged
 
     @classmethod
     def of(cls, model: BaseUpliftModel, control: str, arms: tuple[str, ...]) -> _Learner:
@@ -160,7 +166,7 @@ class _Learner:
             raise _Unsupported  # the frame path selects the arms by name
         if type(model) is SLearner:
             trees = _Trees.of_arms(model.models_, model.encoder_, 1 + len(arms))
-            return cls(trees, outcomes=True, bags=len(model.models_))
+            return cls(trees, outcomes=True)
         if type(model) is TLearner:
             return cls(_Trees.of(model.models_, model.encoder_), outcomes=True)
         if type(model) is DRLearner:
@@ -168,13 +174,7 @@ class _Learner:
         raise _Unsupported
 
     def predict(self, inputs: Mapping[str, Column], memo: _Memo) -> FloatArray | None:
-        out = self.trees.evaluate(inputs, memo)
-        if out is None or not self.bags:
-            return out
-        # The mean over bags, summed in SLearner._outcome_matrix's order (the same floats).
-        per_bag = out.reshape(len(out), self.bags, -1)
-        total = sum(per_bag[:, bag] for bag in range(self.bags))
-        return np.asarray(total, dtype=np.float64) / self.bags
+        return self.trees.evaluate(inputs, memo)
 
     def uplift(self, inputs: Mapping[str, Column], memo: _Memo) -> FloatArray | None:
         """Uplift per treatment arm, as ``BaseUpliftModel.predict``."""
