@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ map = { arm = "segment", retained = "visit" }
 ignore = ["conversion"]
 allow = ["newbie"]
 control = "No E-Mail"
+directions = { history = "up", recency = "down" }
 
 [outcome]
 kept = "visited"
@@ -65,6 +67,7 @@ def test_a_complete_project_file_is_read_whole(tmp_path: Path) -> None:
     assert project.ignore == ("conversion",)
     assert project.allow == ("newbie",)
     assert project.control == "No E-Mail"
+    assert project.directions == {"history": "up", "recency": "down"}
     assert (project.words.kept, project.words.lost) == ("visited", "missed visits")
     assert project.order_value == 12.5
     assert project.currency == "USD"
@@ -96,6 +99,7 @@ def test_no_project_file_means_the_defaults(tmp_path: Path) -> None:
         ("[log]\nignore = 'conversion'\n", r"ignore must be a list of column names"),
         ("[log\n", r"not a valid TOML file"),
         ("[causes]\nweather = ['rain']\n", r"unknown key 'weather' in \[causes\]"),
+        ("[log]\ndirections = { x = 'higher' }\n", r'\[log\] directions must map .* to "up"'),
     ],
 )
 def test_a_wrong_project_file_is_refused_naming_the_key(
@@ -224,3 +228,33 @@ def test_init_guesses_a_promotion_test_with_yes_no_arms() -> None:
     guess = guess_project(frame)
     assert guess.column_map == {"order_id": "ID", "arm": "Promotion", "retained": "Purchase"}
     assert guess.control == "No"
+
+
+def test_train_takes_directions_from_the_project_and_the_flags(
+    tmp_path: Path, uplift_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    log = tmp_path / "log.parquet"
+    simulate(3_000, weeks=2, seed=4).log.to_parquet(log)
+    config = tmp_path / "uplift.toml"
+    config.write_text('[log]\ndirections = { order_edits = "down", dispatch_delay_days = "up" }\n')
+    model = tmp_path / "model"
+    code, _, err = uplift_cli(
+        "train", log, "--model-dir", model, "--config", config, "--learner", "s_lgbm",
+        "--no-validate", "--direction", "dispatch_delay_days=down",
+    )  # fmt: skip
+    assert code == 0, err
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["training"]["directions"] == {"order_edits": "down", "dispatch_delay_days": "down"}
+    for flag, message in [
+        ("stock_confidence=higher", "direction stock_confidence=higher: a direction is up or down"),
+        ("stock_confidence", "--direction expects key=value"),
+        ("category=up", "column 'category' of .* is not a number"),
+    ]:
+        code, out, err = uplift_cli(
+            "train", log, "--model-dir", tmp_path / "other", "--direction", flag
+        )
+        assert code == 2, out
+        assert re.search(message, err), err
+        assert len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "other").exists()

@@ -16,6 +16,7 @@ from uplift.cli.options import (
     ConfigOption,
     ControlOption,
     CostOption,
+    DirectionOption,
     IgnoreOption,
     JournalOption,
     JsonOption,
@@ -24,7 +25,7 @@ from uplift.cli.options import (
     StoreOption,
 )
 from uplift.cli.render import progress
-from uplift.cli.settings import log_settings, numbers
+from uplift.cli.settings import directions, log_settings, numbers
 from uplift.data.project import resolve
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def weekly(
     allow: AllowOption = None,
     config: ConfigOption = None,
     cost: CostOption = None,
+    direction: DirectionOption = None,
     capacity: CapacityOption = None,
     budget: Annotated[
         float | None, typer.Option(help="Most spent on the queue [default: no limit].")
@@ -163,6 +165,7 @@ def weekly(
         pending=pending,
         journal=journal,
         costs=numbers(project.costs, cost, "--cost"),
+        directions=directions(project, direction),
         capacity=numbers(project.capacities, capacity, "--capacity"),
         budget=resolve(budget, project.budget, math.inf),
         holdout=resolve(holdout, project.holdout, 0.1),

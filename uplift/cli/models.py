@@ -16,6 +16,7 @@ from uplift.cli.options import (
     ConfigOption,
     ControlOption,
     CostOption,
+    DirectionOption,
     EngineOption,
     IgnoreOption,
     JsonOption,
@@ -26,7 +27,7 @@ from uplift.cli.options import (
     TrustModelOption,
 )
 from uplift.cli.render import make_console, print_frame, progress
-from uplift.cli.settings import LogSettings, check_control, log_settings, numbers
+from uplift.cli.settings import LogSettings, check_control, directions, log_settings, numbers
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,7 @@ def train(
     allow: AllowOption = None,
     config: ConfigOption = None,
     cost: CostOption = None,
+    direction: DirectionOption = None,
     test_share: Annotated[
         float | None,
         typer.Option(help="Keep this share of the orders out of training and evaluate on them."),
@@ -90,6 +92,7 @@ def train(
     check_outputs(inputs, {"--json": json_path}, {"--model-dir": model_dir})
     settings = log_settings(config, mapping, ignore, control, order_value=order_value, allow=allow)
     costs = numbers(settings.project.costs, cost, "--cost")
+    known = directions(settings.project, direction)
     prepare_reading()
     with ThreadPoolExecutor(1) as reader:
         # The model code (a second of imports) loads while a thread reads the log.
@@ -115,6 +118,7 @@ def train(
             validate=validate,
             progress=say,
             causes=settings.project.causes,
+            directions=known,
         )
         say("saving the model")
         save_model(model, model_dir)

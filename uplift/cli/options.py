@@ -14,6 +14,7 @@ __all__ = [
     "ConfigOption",
     "ControlOption",
     "CostOption",
+    "DirectionOption",
     "EngineOption",
     "IgnoreOption",
     "JournalOption",
@@ -79,6 +80,14 @@ JsonOption = Annotated[
 CostOption = Annotated[
     list[str] | None,
     typer.Option("--cost", help="arm=X: what one use of the arm costs (repeatable)."),
+]
+DirectionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--direction",
+        help="column=up|down: the way a numeric signal moves the chance an order is kept, "
+        "known beforehand; the tree models are held to it (repeatable).",
+    ),
 ]
 CapacityOption = Annotated[
     list[str] | None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from uplift.cli.app import parse_numbers
+from uplift.cli.app import parse_numbers, parse_pairs
 from uplift.data.log import CONTROL, ColumnMap
 from uplift.data.project import Project, load_project, merge_pairs, resolve, union
 from uplift.exceptions import ConfigError
@@ -63,6 +63,12 @@ def log_settings(
 def numbers(configured: dict[str, float], flags: list[str] | None, option: str) -> dict[str, float]:
     """``arm=X`` settings of the project with the flags of ``option`` winning per arm."""
     return merge_pairs(configured, parse_numbers(flags, option))
+
+
+def directions(project: Project, flags: list[str] | None) -> dict[str, str]:
+    """The project's ``[log] directions`` with the ``--direction`` flags winning per column
+    (checked against the log when the model is trained)."""
+    return merge_pairs(project.directions, parse_pairs(flags, "--direction"))
 
 
 def check_control(control: str | None, model: UpliftModel) -> None:

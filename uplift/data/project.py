@@ -10,6 +10,7 @@ and the key, so a typo never silently falls back to a default::
     ignore = ["conversion"]      # columns that are neither canonical nor features
     allow = []                   # features the leak guard may not refuse
     control = "No E-Mail"
+    directions = { history = "up" }  # known: more of it, likelier kept (up) or not (down)
 
     [outcome]
     kept = "visited"             # the words for the outcome (see Words)
@@ -90,6 +91,7 @@ class Project:
     ignore: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     control: str | None = None
+    directions: dict[str, str] = field(default_factory=dict)
     words: Words = Words()
     order_value: float | None = None
     currency: str = ""
@@ -116,7 +118,13 @@ class Project:
 
 # section -> key -> (kind, description); the kinds are checked by ``_value``.
 _SCHEMA: dict[str, dict[str, str]] = {
-    "log": {"map": "names", "ignore": "list", "allow": "list", "control": "text"},
+    "log": {
+        "map": "names",
+        "ignore": "list",
+        "allow": "list",
+        "control": "text",
+        "directions": "directions",
+    },
     "outcome": {
         **dict.fromkeys(("kept", "keeps", "lost", "avoided", "rate"), "text"),
         "order_value": "positive",
@@ -152,6 +160,7 @@ def load_project(config: Path | None = None, cwd: Path | None = None) -> Project
         ignore=tuple(log.get("ignore", ())),
         allow=tuple(log.get("allow", ())),
         control=log.get("control"),
+        directions=dict(log.get("directions", {})),
         words=Words(**{k: v for k, v in outcome.items() if k in Words.__dataclass_fields__}),
         order_value=outcome.get("order_value"),
         currency=outcome.get("currency", ""),
@@ -213,6 +222,10 @@ def _value(value: Any, kind: str, where: str) -> Any:
     if kind == "names":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(f"{where} must map canonical names to column names; got {value!r}")
+        return value
+    if kind == "directions":
+        if not isinstance(value, dict) or not all(v in ("up", "down") for v in value.values()):
+            raise ConfigError(f'{where} must map column names to "up" or "down"; got {value!r}')
         return value
     if kind == "amounts":
         if not isinstance(value, dict):

@@ -111,6 +111,8 @@ class WeeklyConfig:
     #: The service's decision journal, imported first (None: the one beside the store, if any).
     journal: Path | None = None
     costs: Mapping[str, float] = field(default_factory=dict)
+    #: Known directions of numeric signals on the chance an order is kept (column -> up / down).
+    directions: Mapping[str, str] = field(default_factory=dict)
     capacity: Mapping[str, float] = field(default_factory=dict)
     budget: float = math.inf
     holdout: float = 0.1
@@ -550,7 +552,12 @@ class WeeklyJob:
         held = frame["week"].eq(week).to_numpy() & eval_mask(frame["order_id"])
         train = _as_log(frame[~held], control, f"{self.store.path}[training]")
         return train_uplift(
-            train, learner=cfg.learner, costs=cfg.costs, seed=cfg.seed, progress=self.say
+            train,
+            learner=cfg.learner,
+            costs=cfg.costs,
+            seed=cfg.seed,
+            progress=self.say,
+            directions=cfg.directions,
         )
 
     def _register(

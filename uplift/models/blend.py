@@ -77,7 +77,8 @@ class BlendLearner(OutcomeLearner):
     """E[y | arm, x] as the equal mean of :class:`SLearner` and :class:`LinearLearner`.
 
     The parameters are those of the two members (see each); ``random_state`` seeds the
-    S-learner's bags. ``stretch`` multiplies the trees' uplift's deviation from its mean per
+    S-learner's bags, and ``directions`` hold for its trees only (the linear member's slopes
+    are free). ``stretch`` multiplies the trees' uplift's deviation from its mean per
     arm before the mean; None: by the log's effective size (:func:`stretch_for`).
 
     Attributes
@@ -106,6 +107,7 @@ class BlendLearner(OutcomeLearner):
         interaction_scale: float | None = None,
         adaptation: float | None = None,
         stretch: float | None = None,
+        directions: dict[str, int] | None = None,
     ) -> None:
         super().__init__(
             n_estimators=n_estimators,
@@ -114,6 +116,7 @@ class BlendLearner(OutcomeLearner):
             min_child_samples=min_child_samples,
             n_jobs=n_jobs,
             random_state=random_state,
+            directions=directions,
         )
         self.n_bags = n_bags
         self.C = C
@@ -198,6 +201,7 @@ def members_of(blend: BlendLearner) -> tuple[SLearner, LinearLearner]:
         n_bags=blend.n_bags,
         n_jobs=blend.n_jobs,
         random_state=blend.random_state,
+        directions=blend.directions,
     )
     linear = LinearLearner(
         C=blend.C, interaction_scale=blend.interaction_scale, adaptation=blend.adaptation

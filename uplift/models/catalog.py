@@ -3,7 +3,7 @@ package's measured settings, see :mod:`uplift.models.learners`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from uplift.exceptions import check_option
 from uplift.models.base import BaseUpliftModel
@@ -23,6 +23,7 @@ __all__ = [
     "OWN_LEARNERS",
     "make_learner",
     "t_learner",
+    "takes_directions",
 ]
 
 AUTO = "auto"
@@ -90,7 +91,19 @@ OWN_LEARNERS: tuple[str, ...] = tuple(
 )
 
 
-def make_learner(name: str, seed: int = 0) -> BaseUpliftModel:
-    """A fresh, unfitted learner called ``name`` (see :data:`LEARNERS`)."""
+def make_learner(
+    name: str, seed: int = 0, directions: Mapping[str, int] | None = None
+) -> BaseUpliftModel:
+    """A fresh, unfitted learner called ``name`` (see :data:`LEARNERS`), with the known
+    ``directions`` (column -> 1 or -1) when it takes them (:func:`takes_directions`)."""
     check_option("learner", name, LEARNERS)
-    return _BUILDERS[name](seed)
+    model = _BUILDERS[name](seed)
+    if directions and takes_directions(name):
+        model.set_params(directions=dict(directions))
+    return model
+
+
+def takes_directions(name: str) -> bool:
+    """Whether learner ``name`` holds its tree models to known directions: our tree learners
+    and the blend (its trees); not the linear learner, causalml's or econml's."""
+    return "directions" in _BUILDERS[name](0).get_params()

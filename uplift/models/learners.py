@@ -29,6 +29,7 @@ from uplift.models.base import (
     check_positive_float,
     check_positive_int,
 )
+from uplift.models.directions import monotone_constraints
 from uplift.models.trees import predict_arms, predict_boosters
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ N_JOBS = 1
 # booster, and every booster is the one a fit after the other gives.
 MAX_FIT_THREADS = 2
 
+#: The key of a booster's parameters that holds its columns' known directions (column -> 1 or
+#: -1, see :mod:`uplift.models.directions`), until train_lgbm hands them to LightGBM.
+DIRECTIONS = "directions"
 #: Name of the arm column the S-learner adds to the features (cannot clash: it is no feature).
 ARM_FEATURE = "__arm__"
 
@@ -160,6 +164,10 @@ def _train(
 ) -> lgb.Booster:
     import lightgbm as lgb  # noqa: PLC0415 - a second of imports (scikit-learn, SciPy) that prediction does without
 
+    if DIRECTIONS in params:  # the columns' known directions, as LightGBM takes them
+        signs = params[DIRECTIONS]
+        params = {k: v for k, v in params.items() if k != DIRECTIONS}
+        params["monotone_constraints"] = monotone_constraints(list(X.columns), signs)
     dataset = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1})
     return lgb.train(params, dataset, num_boost_round=n_estimators)
 
@@ -247,7 +255,11 @@ def dr_pseudo_outcomes(
 
 
 class LightGBMLearner(BaseUpliftModel):
-    """Shared LightGBM settings and per-arm outcome models."""
+    """Shared LightGBM settings and per-arm outcome models.
+
+    ``directions`` maps numeric inputs to 1 or -1: the outcome models are then monotone in each,
+    rising or falling with it under every arm (:mod:`uplift.models.directions`).
+    """
 
     #: The fitted boosters (LightGBM's, or a loaded model's text forms), where a learner has them.
     models_: Sequence[Booster]
@@ -261,6 +273,7 @@ class LightGBMLearner(BaseUpliftModel):
         min_child_samples: int = MIN_CHILD_SAMPLES,
         n_jobs: int = N_JOBS,
         random_state: int = 0,
+        directions: dict[str, int] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -268,6 +281,7 @@ class LightGBMLearner(BaseUpliftModel):
         self.min_child_samples = min_child_samples
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.directions = directions
 
     def _check_params(self) -> None:
         for name in ("n_estimators", "num_leaves", "min_child_samples", "n_jobs"):
@@ -277,14 +291,25 @@ class LightGBMLearner(BaseUpliftModel):
             self.random_state, int | np.integer
         ):
             raise ConfigError(f"random_state must be an integer; got {self.random_state!r}")
+        directions = getattr(self, "directions", None)  # a variant learner takes none
+        if directions is not None and not (
+            isinstance(directions, dict)
+            and all(
+                isinstance(k, str) and not isinstance(v, bool) and v in (-1, 1)
+                for k, v in directions.items()
+            )
+        ):
+            raise ConfigError(f"directions must map column names to 1 or -1; got {directions!r}")
 
-    def _params(self, *, binary: bool, n_rows: int, leaf: int | None = None) -> dict[str, Any]:
+    def _params(
+        self, *, binary: bool, n_rows: int, leaf: int | None = None, outcome: bool = True
+    ) -> dict[str, Any]:
         """Booster parameters for a fit on ``n_rows`` rows.
 
         A leaf needs ``min_child_samples`` rows (``leaf`` when given), capped by
-        :func:`leaf_size`.
+        :func:`leaf_size`. An ``outcome`` model follows the learner's ``directions``.
         """
-        return lgbm_params(
+        params = lgbm_params(
             binary=binary,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
@@ -292,6 +317,10 @@ class LightGBMLearner(BaseUpliftModel):
             n_jobs=self.n_jobs,
             seed=int(self.random_state),
         )
+        directions = getattr(self, "directions", None)
+        if outcome and directions:
+            params[DIRECTIONS] = dict(directions)
+        return params
 
     def _fit_outcome_models(self, data: FitData, rows: NDArray[np.bool_]) -> list[lgb.Booster]:
         """One booster per arm (control first) on ``rows``, weighted by 1 / propensity."""
@@ -412,6 +441,7 @@ class SLearner(OutcomeLearner):
         n_bags: int = N_BAGS,
         n_jobs: int = N_JOBS,
         random_state: int = 0,
+        directions: dict[str, int] | None = None,
     ) -> None:
         super().__init__(
             n_estimators=n_estimators,
@@ -420,6 +450,7 @@ class SLearner(OutcomeLearner):
             min_child_samples=min_child_samples,
             n_jobs=n_jobs,
             random_state=random_state,
+            directions=directions,
         )
         self.n_bags = n_bags
 
@@ -478,6 +509,7 @@ class DRLearner(LightGBMLearner):
         n_folds: int = 2,
         n_jobs: int = N_JOBS,
         random_state: int = 0,
+        directions: dict[str, int] | None = None,
     ) -> None:
         super().__init__(
             n_estimators=n_estimators,
@@ -486,6 +518,7 @@ class DRLearner(LightGBMLearner):
             min_child_samples=min_child_samples,
             n_jobs=n_jobs,
             random_state=random_state,
+            directions=directions,
         )
         self.final_min_child_samples = final_min_child_samples
         self.n_folds = n_folds
@@ -507,7 +540,9 @@ class DRLearner(LightGBMLearner):
             models = self._fit_outcome_models(data, ~held_out)
             mu[held_out] = predict_outcome_matrix(models, data.X[held_out])
         pseudo = dr_pseudo_outcomes(data.y, data.arm_code, data.propensity, mu)
-        params = self._params(binary=False, n_rows=n, leaf=self.final_min_child_samples)
+        params = self._params(
+            binary=False, n_rows=n, leaf=self.final_min_child_samples, outcome=False
+        )
         import lightgbm as lgb  # noqa: PLC0415 - see _train
 
         dataset = lgb.Dataset(data.X, label=pseudo[:, 0], params=params)

@@ -58,6 +58,7 @@ from uplift.models.contributions import (
     logit_column,
 )
 from uplift.models.learners import (
+    DIRECTIONS,
     LEARNING_RATE,
     MIN_CHILD_SAMPLES,
     N_ESTIMATORS,
@@ -238,10 +239,13 @@ def fit_risk(
     inputs: Sequence[str],
     seed: int = 0,
     causes: Mapping[str, Sequence[str]] | None = None,
+    directions: Mapping[str, int] | None = None,
 ) -> RiskModel:
     """Fit and calibrate the risk model of ``log`` on ``inputs`` (see the module's text).
 
     ``causes`` maps families to columns (the project's ``[causes]``); None: the default map.
+    ``directions`` (column -> 1 or -1 on the chance of being kept) make the risk monotone the
+    other way (:mod:`uplift.models.directions`).
     SchemaError when :func:`no_risk_reason` gives a reason.
     """
     families = family_of(inputs, causes)
@@ -267,6 +271,8 @@ def fit_risk(
         n_jobs=N_JOBS,
         seed=seed,
     )
+    if directions:  # the risk is of cancelling: each direction turned round
+        params[DIRECTIONS] = {column: -sign for column, sign in directions.items()}
     booster = train_lgbm(params, encoded[fitting], y[fitting], N_ESTIMATORS, w[fitting])
     # One thread, as every LightGBM call that may run beside an uplift fit (see training.py).
     held_score = booster.predict(encoded.iloc[held], raw_score=True, num_threads=N_JOBS)

@@ -78,9 +78,11 @@ def select_learner(
     costs: Mapping[str, float],
     seed: int,
     progress: Callable[[str], None],
+    directions: Mapping[str, int] | None = None,
 ) -> Selection:
-    """Fit every candidate on held-in orders and score its policy on held-out ones."""
-    fit = cross_fit(log, candidates, seed=seed, progress=progress)
+    """Fit every candidate on held-in orders and score its policy on held-out ones (each with
+    the known ``directions`` when it takes them)."""
+    fit = cross_fit(log, candidates, seed=seed, progress=progress, directions=directions)
     scores = score_candidates(fit.frame, fit.effects, fit.mu, costs, fit.outcome)
     scores["fit_seconds"] = scores["learner"].map(fit.seconds)
     chosen = str(scores.loc[scores["chosen"], "learner"].iloc[0])
@@ -93,6 +95,7 @@ def cross_fit(
     *,
     seed: int,
     progress: Callable[[str], None],
+    directions: Mapping[str, int] | None = None,
 ) -> CrossFit:
     """Every candidate fitted on all folds but one, predicting that one, for every fold."""
     sample = _sample(log, seed)
@@ -118,7 +121,7 @@ def cross_fit(
                 f"{int(held_out.sum()):,} held-out orders ({method})"
             )
             start = time.perf_counter()
-            fitted[name] = fit_models(train_log, name, seed)
+            fitted[name] = fit_models(train_log, name, seed, directions)
             seconds[name] += time.perf_counter() - start
             effects[name].append(fitted[name].model().predict_effects(test_log.frame))
         # A blend is joined from its fitted members: the same numbers as its fit, no refit.

@@ -292,10 +292,14 @@ def _build_learner(
     if cls is BlendLearner and "stretch" not in params:
         params["stretch"] = 1.0  # written before the trees' stretch: the plain mean
     defaults = cls().get_params()
-    # A parameter whose default is None (chosen in fit, such as the linear penalty) may be None.
+    if "directions" in defaults:
+        params.setdefault("directions", None)  # written before known directions: none
+    # A parameter whose default is None (chosen in fit, such as the linear penalty) may be None;
+    # the directions (a map of columns to 1 or -1) are checked with the other params below.
     if set(params) != set(defaults) or not all(
         (isinstance(v, int | float) and not isinstance(v, bool))
         or (v is None and defaults[k] is None)
+        or k == "directions"
         for k, v in params.items()
     ):
         raise _Damaged(f"{role}: params must be the numbers {', '.join(defaults)}")

@@ -13,7 +13,14 @@ import pandas as pd
 from uplift.data.causes import family_of
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import ConfigError, check_option
-from uplift.models.catalog import AUTO, DEFAULT_CANDIDATES, LEARNERS, OWN_LEARNERS
+from uplift.models.catalog import (
+    AUTO,
+    DEFAULT_CANDIDATES,
+    LEARNERS,
+    OWN_LEARNERS,
+    takes_directions,
+)
+from uplift.models.directions import check_directions, direction_words
 from uplift.models.learners import quiet_lightgbm
 from uplift.models.risk import fit_risk, no_risk_reason
 from uplift.models.select import select_learner
@@ -41,6 +48,7 @@ def train_uplift(
     validate: bool = False,
     progress: Progress | None = None,
     causes: Mapping[str, Sequence[str]] | None = None,
+    directions: Mapping[str, str] | None = None,
 ) -> UpliftModel:
     """Fit the uplift model of ``log`` with ``learner`` (``auto`` chooses by validation).
 
@@ -54,11 +62,21 @@ def train_uplift(
     :mod:`uplift.models.risk`): P(cancelled | no action, x), calibrated, and the family of
     causes of every order's risk; ``causes`` maps families to columns (the project's
     ``[causes]``, e.g. ``{"payment": ["psp_status"]}``), None for the default map.
+
+    ``directions`` (numeric input -> "up" or "down": the way it moves the chance an order is
+    kept) hold for the tree models of the learners that take them and for the risk model
+    (:mod:`uplift.models.directions`); a named learner that takes none is a ConfigError.
     """
     check_option("learner", learner, (AUTO, *LEARNERS))
     for name in candidates:
         check_option("candidate learner", name, LEARNERS)
     costs = check_costs(costs, log)
+    signs = check_directions(directions, log.frame, model_inputs(log), log.source)
+    if signs and learner != AUTO and not takes_directions(learner):
+        raise ConfigError(
+            f"--direction: learner {learner} does not take known directions; "
+            f"{', '.join(n for n in LEARNERS if takes_directions(n))} do (auto chooses among them)"
+        )
     family_of(model_inputs(log), causes)  # a wrong [causes] map fails before any fit
     say = progress or (lambda _: None)
     absent = no_risk_reason(log)
@@ -78,18 +96,20 @@ def train_uplift(
         risk_fit = None
         if risk_beside:
             say("fitting the risk model on the control orders (beside the uplift models)")
-            risk_fit = beside.submit(fit_risk, log, model_inputs(log), seed, causes)
+            risk_fit = beside.submit(fit_risk, log, model_inputs(log), seed, causes, signs)
         selection = None
         if scored:
-            selection = select_learner(log, scored, costs=costs, seed=seed, progress=say)
+            selection = select_learner(
+                log, scored, costs=costs, seed=seed, progress=say, directions=signs
+            )
             learner = selection.chosen
         say(f"fitting {learner} on {len(log):,} orders")
-        fitted = fit_models(log, learner, seed)
+        fitted = fit_models(log, learner, seed, signs)
         if risk_fit is not None:
             risk = risk_fit.result()
         elif absent is None:
             say("fitting the risk model on the control orders")
-            risk = fit_risk(log, model_inputs(log), seed, causes)
+            risk = fit_risk(log, model_inputs(log), seed, causes, signs)
         training = {
             "source": log.source,
             "orders": len(log),
@@ -99,6 +119,8 @@ def train_uplift(
             "costs": costs,
             "seed": seed,
         }
+        if signs:
+            training["directions"] = direction_words(signs)
     if absent is not None:
         training["risk_absent"] = absent
     return fitted.model(selection=selection, training=training, risk_model=risk)

@@ -11,7 +11,7 @@ of causes it comes from (:mod:`uplift.models.risk`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -356,13 +356,16 @@ def predict_table(model: UpliftModel, frame: pd.DataFrame, *, source: str) -> Ef
     return effects.with_order_ids(frame["order_id"])
 
 
-def fit_models(log: ExperimentLog, learner: str, seed: int) -> FittedModels:
-    """Fit the retained model, the revenue model and the control-rate model a log calls for."""
+def fit_models(
+    log: ExperimentLog, learner: str, seed: int, directions: Mapping[str, int] | None = None
+) -> FittedModels:
+    """Fit the retained model, the revenue model and the control-rate model a log calls for;
+    ``directions`` (column -> 1 or -1) hold for the learner's tree models when it takes them."""
     X = log.frame[list(model_inputs(log))]
     arm, propensity = log.frame["arm"], log.frame["propensity"]
 
     def fit(outcome: str) -> BaseUpliftModel:
-        model = make_learner(learner, seed)
+        model = make_learner(learner, seed, directions)
         return model.fit(X, log.frame[outcome], arm=arm, propensity=propensity, control=log.control)
 
     retained = fit("retained") if log.has_retained else None
