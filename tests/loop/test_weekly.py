@@ -299,10 +299,14 @@ def test_weekly_command_prints_the_report_path(
         "expedite=5",
         "--segment",
         "category",
+        "--direction",
+        "order_edits=down",
         "--json",
         tmp_path / "w.json",
     )
     assert result.exit_code == 0, result.output
+    challenger = Store(folder / "uplift.duckdb").models()[-1].card
+    assert challenger["training"]["directions"] == {"order_edits": "down"}
     assert f"{journal}: 2 new decisions imported" in result.output
     assert f"report: {out / '2026-W41' / 'index.html'}" in result.output
     assert "last week's predictions and the holdout: " in result.output
