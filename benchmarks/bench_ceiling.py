@@ -40,8 +40,6 @@ from bench_models import (
     machine,
     markdown,
     over_grid,
-    policy_net_value,
-    simulate,
     spread_by_cell,
     write_grid_results,
 )
@@ -164,10 +162,7 @@ def predicted_uplift(
 
 def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]:
     spec = GRID_WORLDS[world]
-    task = OrderTask.of(
-        simulate(orders, seed=100 + seed, world=spec),
-        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
-    )
+    task = OrderTask.of_grid(world, orders, seed, test_orders)
     train, test = task.train.frame, task.test.frame
     columns = Columns(train, spec)
     row: dict[str, Any] = {"world": world, "orders": orders, "seed": seed}
@@ -175,7 +170,7 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
         model = LogisticRegression(C=UNPENALISED, max_iter=5000)
         model.fit(columns.design(train, train["arm"].to_numpy(), kinds), train["retained"])
         uplift = predicted_uplift(model, columns, test, kinds)
-        row[name] = 100 * policy_net_value(uplift, task.value, task.true)[0] / task.oracle
+        row[name] = task.share(uplift)
     return row
 
 

@@ -25,14 +25,11 @@ from typing import Any
 import pandas as pd
 from bench_models import (
     DEFAULT_GRID_CELLS,
-    GRID_WORLDS,
     OrderTask,
     grid_parser,
     machine,
     markdown,
     over_grid,
-    policy_net_value,
-    simulate,
     write_grid_results,
 )
 
@@ -52,11 +49,7 @@ LEARNERS = ("auto", "s_lgbm")
 
 def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]:
     """Each learner's share without and with the directions on one cell and seed."""
-    spec = GRID_WORLDS[world]
-    task = OrderTask.of(
-        simulate(orders, seed=100 + seed, world=spec),
-        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
-    )
+    task = OrderTask.of_grid(world, orders, seed, test_orders)
     row: dict[str, Any] = {"world": world, "orders": orders, "seed": seed}
     for learner in LEARNERS:
         for label, directions in (("without", None), ("with", KNOWN)):
@@ -64,8 +57,7 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
                 task.train, learner=learner, costs=ARM_COSTS, seed=seed, directions=directions
             )
             uplift = model.predict_effects(task.X_test).uplift("retained")
-            share = 100 * policy_net_value(uplift, task.value, task.true)[0] / task.oracle
-            row[f"{learner} {label}"] = share
+            row[f"{learner} {label}"] = task.share(uplift)
             if learner == "auto":
                 row[f"auto {label} chose"] = model.learner
     return row

@@ -253,9 +253,22 @@ class OrderTask:
             oracle=float(oracle_policy(fresh.truth, value)["net_value"].sum()),
         )
 
+    @classmethod
+    def of_grid(cls, world: str, orders: int, seed: int, test_orders: int) -> OrderTask:
+        """The grid's cell ``world`` x ``orders`` for ``seed``: its log and fresh test orders."""
+        spec = GRID_WORLDS[world]
+        return cls.of(
+            simulate(orders, seed=100 + seed, world=spec),
+            simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
+        )
+
     @property
     def X_test(self) -> pd.DataFrame:
         return self.test.frame[list(model_inputs(self.test))]
+
+    def share(self, uplift: pd.DataFrame) -> float:
+        """The true share (%) of the oracle's net value kept by the policy ``uplift`` ranks."""
+        return 100 * policy_net_value(uplift, self.value, self.true)[0] / self.oracle
 
 
 def part_order(args: argparse.Namespace) -> None:
@@ -334,17 +347,10 @@ def grid_cell(world: str, orders: int, seed: int, test_orders: int) -> list[dict
     Every learner is fitted with the cell's seed, so ``ours (auto)`` equals the row of the
     candidate it chose, and the selection regret is the best candidate's share minus it.
     """
-    spec = GRID_WORLDS[world]
-    task = OrderTask.of(
-        simulate(orders, seed=100 + seed, world=spec),
-        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
-    )
-    train, true, value, oracle = task.train, task.true, task.value, task.oracle
+    task = OrderTask.of_grid(world, orders, seed, test_orders)
+    train, share = task.train, task.share
     data = training(train, "retained")
     X_test = task.X_test
-
-    def share(uplift: pd.DataFrame) -> float:
-        return 100 * policy_net_value(uplift, value, true)[0] / oracle
 
     def ours() -> dict[str, Any]:
         model = train_uplift(train, costs=ARM_COSTS, seed=seed)

@@ -37,14 +37,11 @@ import numpy as np
 import pandas as pd
 from bench_models import (
     DEFAULT_GRID_CELLS,
-    GRID_WORLDS,
     OrderTask,
     grid_parser,
     machine,
     markdown,
     over_grid,
-    policy_net_value,
-    simulate,
     write_grid_results,
 )
 
@@ -84,11 +81,7 @@ def stacked_weight(fit: CrossFit) -> tuple[float, float, np.ndarray]:
 
 
 def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]:
-    spec = GRID_WORLDS[world]
-    task = OrderTask.of(
-        simulate(orders, seed=100 + seed, world=spec),
-        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
-    )
+    task = OrderTask.of_grid(world, orders, seed, test_orders)
     fit = cross_fit(task.train, MEMBERS, seed=seed, progress=lambda _: None)
     w, se, per_arm = stacked_weight(fit)
     models = [fit_models(task.train, m, seed).model() for m in MEMBERS]
@@ -97,8 +90,7 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
     centre = models[0].predict_effects(task.train.frame).uplift("retained").mean()
 
     def share(weight: float | np.ndarray) -> float:
-        blend = uplift[0] * weight + uplift[1] * (1 - weight)
-        return 100 * policy_net_value(blend, task.value, task.true)[0] / task.oracle
+        return task.share(uplift[0] * weight + uplift[1] * (1 - weight))
 
     row: dict[str, Any] = {"world": world, "orders": orders, "seed": seed, "w": w, "w_se": se}
     row |= {f"share w={x}": share(x) for x in WEIGHTS}
@@ -107,9 +99,7 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
     for stretch in STRETCHES:
         trees = centre + stretch * (uplift[0] - centre)
         blend = (trees + uplift[1]) / 2
-        row[f"share stretch={stretch:g}"] = (
-            100 * policy_net_value(blend, task.value, task.true)[0] / task.oracle
-        )
+        row[f"share stretch={stretch:g}"] = task.share(blend)
     return row
 
 

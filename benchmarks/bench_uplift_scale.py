@@ -32,15 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from bench_models import (
-    GRID_WORLDS,
     SCALED,
     OrderTask,
     grid_parser,
     machine,
     markdown,
     over_grid,
-    policy_net_value,
-    simulate,
     spread_by_cell,
     write_grid_results,
 )
@@ -67,11 +64,7 @@ def rescaled(uplift: pd.DataFrame, slopes: dict[str, float]) -> pd.DataFrame:
 
 
 def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]:
-    spec = GRID_WORLDS[world]
-    task = OrderTask.of(
-        simulate(orders, seed=100 + seed, world=spec),
-        simulate(test_orders, seed=200 + seed, world=spec, start_week="2026-W44"),
-    )
+    task = OrderTask.of_grid(world, orders, seed, test_orders)
     model = fit_models(task.train, BLEND, seed).model()
     blend = model.predict_effects(task.X_test).uplift("retained")
     arms = list(blend.columns)
@@ -82,13 +75,10 @@ def cell(world: str, orders: int, seed: int, test_orders: int) -> dict[str, Any]
     oracle = {a: slope(blend[a].to_numpy(), task.true[a].to_numpy())[0] for a in arms}
     estimated = {a: slope(held[a].to_numpy(), pseudo[:, j]) for j, a in enumerate(arms)}
 
-    def share(uplift: pd.DataFrame) -> float:
-        return 100 * policy_net_value(uplift, task.value, task.true)[0] / task.oracle
-
     row: dict[str, Any] = {"world": world, "orders": orders, "seed": seed}
-    row["share"] = share(blend)
-    row["share, oracle slopes"] = share(rescaled(blend, oracle))
-    row["share, estimated slopes"] = share(
+    row["share"] = task.share(blend)
+    row["share, oracle slopes"] = task.share(rescaled(blend, oracle))
+    row["share, estimated slopes"] = task.share(
         rescaled(blend, {a: max(b, 0.0) for a, (b, _) in estimated.items()})
     )
     for a in arms:
