@@ -13,7 +13,7 @@ from tests.models.model_files import edit_model_json
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import simulate
 from uplift.exceptions import ConfigError
-from uplift.models import load_model, read_card, save_model, signing, train_uplift
+from uplift.models import load_model, read_card, save_model, train_uplift
 from uplift.models.blend import BlendLearner
 from uplift.models.learners import DRLearner, LightGBMLearner, SLearner, TLearner
 from uplift.models.uplift_model import model_inputs
@@ -22,12 +22,6 @@ from uplift.models.uplift_model import model_inputs
 # confidence less likely (uplift.data.simulate._causes).
 KNOWN = {"dispatch_delay_days": "down", "order_edits": "down", "stock_confidence": "up"}
 SIGNS = {"dispatch_delay_days": -1, "order_edits": -1, "stock_confidence": 1}
-
-
-@pytest.fixture(autouse=True)
-def own_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
-    monkeypatch.delenv(signing.KEY_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -38,15 +38,6 @@ from uplift.models.learners import N_BAGS
 from uplift.models.persist import PICKLE_FORMAT, model_card
 
 
-@pytest.fixture(autouse=True)
-def own_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh key location per test: no test reads or writes the real home directory."""
-    config = tmp_path_factory.mktemp("config")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
-    monkeypatch.delenv(signing.KEY_ENV, raising=False)
-    return config / "uplift" / "model.key"
-
-
 @pytest.fixture(scope="module")
 def log() -> ExperimentLog:
     return ExperimentLog.from_frame(simulate(3_000, weeks=2, seed=8).log)

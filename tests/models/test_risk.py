@@ -25,7 +25,7 @@ from tests.models.model_files import edit_model_json
 from uplift.data.log import ExperimentLog
 from uplift.data.simulate import pending_orders, simulate
 from uplift.exceptions import ConfigError, ModelLoadError, SchemaError
-from uplift.models import UpliftModel, load_model, model_digest, read_card, save_model, signing
+from uplift.models import UpliftModel, load_model, model_digest, read_card, save_model
 from uplift.models import contributions as contributions_module
 from uplift.models import training as training_module
 from uplift.models.calibration import (
@@ -45,13 +45,6 @@ from uplift.models.risk import RiskModel, fit_risk
 from uplift.models.training import train_uplift
 
 LOGITS = [logit_column(c) for c in CAUSES]
-
-
-@pytest.fixture(autouse=True)
-def own_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test reads or writes the real home directory's model key."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
-    monkeypatch.delenv(signing.KEY_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from uplift.data.log import ExperimentLog, read_log
 from uplift.data.simulate import simulate
 from uplift.exceptions import SchemaError
 from uplift.experiment.metrics import Z95
-from uplift.models import signing
 from uplift.models.contest import compare_models
 from uplift.models.evaluate import Evaluation, evaluate_model
 from uplift.models.persist import load_model
@@ -34,13 +33,6 @@ from uplift.models.verdict import (
 )
 
 COSTS = {"expedite": 2.0, "agent_call": 4.0}
-
-
-@pytest.fixture(autouse=True)
-def own_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A fresh key location per test: no test reads or writes the real home directory."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
-    monkeypatch.delenv(signing.KEY_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
