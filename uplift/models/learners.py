@@ -263,6 +263,8 @@ class LightGBMLearner(BaseUpliftModel):
 
     #: The fitted boosters (LightGBM's, or a loaded model's text forms), where a learner has them.
     models_: Sequence[Booster]
+    #: None for a learner pickled before known directions existed.
+    directions: dict[str, int] | None = None
 
     def __init__(
         self,
@@ -291,15 +293,16 @@ class LightGBMLearner(BaseUpliftModel):
             self.random_state, int | np.integer
         ):
             raise ConfigError(f"random_state must be an integer; got {self.random_state!r}")
-        directions = getattr(self, "directions", None)  # a variant learner takes none
-        if directions is not None and not (
-            isinstance(directions, dict)
+        if self.directions is not None and not (
+            isinstance(self.directions, dict)
             and all(
                 isinstance(k, str) and not isinstance(v, bool) and v in (-1, 1)
-                for k, v in directions.items()
+                for k, v in self.directions.items()
             )
         ):
-            raise ConfigError(f"directions must map column names to 1 or -1; got {directions!r}")
+            raise ConfigError(
+                f"directions must map column names to 1 or -1; got {self.directions!r}"
+            )
 
     def _params(
         self, *, binary: bool, n_rows: int, leaf: int | None = None, outcome: bool = True
@@ -317,9 +320,8 @@ class LightGBMLearner(BaseUpliftModel):
             n_jobs=self.n_jobs,
             seed=int(self.random_state),
         )
-        directions = getattr(self, "directions", None)
-        if outcome and directions:
-            params[DIRECTIONS] = dict(directions)
+        if outcome and self.directions:
+            params[DIRECTIONS] = dict(self.directions)
         return params
 
     def _fit_outcome_models(self, data: FitData, rows: NDArray[np.bool_]) -> list[lgb.Booster]:

@@ -74,7 +74,7 @@ def train_uplift(
     signs = check_directions(directions, log.frame, model_inputs(log), log.source)
     if signs and learner != AUTO and not takes_directions(learner):
         raise ConfigError(
-            f"--direction: learner {learner} does not take known directions; "
+            f"directions: learner {learner} does not take known directions; "
             f"{', '.join(n for n in LEARNERS if takes_directions(n))} do (auto chooses among them)"
         )
     family_of(model_inputs(log), causes)  # a wrong [causes] map fails before any fit
