@@ -77,9 +77,9 @@ class BlendLearner(OutcomeLearner):
     """E[y | arm, x] as the equal mean of :class:`SLearner` and :class:`LinearLearner`.
 
     The parameters are those of the two members (see each); ``random_state`` seeds the
-    S-learner's bags, and ``directions`` hold for its trees only (the linear member's slopes
-    are free). ``stretch`` multiplies the trees' uplift's deviation from its mean per
-    arm before the mean; None: by the log's effective size (:func:`stretch_for`).
+    S-learner's bags; ``directions`` hold for both members. ``stretch`` multiplies the trees'
+    uplift's deviation from its mean per arm before the mean; None: by the log's effective size
+    (:func:`stretch_for`).
 
     Attributes
     ----------
@@ -204,7 +204,10 @@ def members_of(blend: BlendLearner) -> tuple[SLearner, LinearLearner]:
         directions=blend.directions,
     )
     linear = LinearLearner(
-        C=blend.C, interaction_scale=blend.interaction_scale, adaptation=blend.adaptation
+        C=blend.C,
+        interaction_scale=blend.interaction_scale,
+        adaptation=blend.adaptation,
+        directions=blend.directions,
     )
     for member in (trees, linear):
         for name in _FIT_STATE:

@@ -3,17 +3,19 @@
 A shop often knows which way a signal goes: a longer dispatch delay never makes an order likelier
 to be kept, a higher stock confidence never less. Stated as directions (``uplift train
 --direction dispatch_delay_days=down``, or ``directions`` in the project's ``[log]``), they make
-every tree model of our learners monotone in that signal under every arm, all else equal
-(LightGBM's monotone constraints): the outcome models of ``s_lgbm``, ``t_lgbm`` and ``dr_lgbm``,
-the blend's trees, and the risk model, whose outcome (cancelling) goes the other way. A small
-log then cannot learn a wiggle against what the team knows. The uplift stays free: an arm may
-help most where the signal is high.
+every outcome model of our learners monotone in that signal under every arm, all else equal:
+the tree models (LightGBM's monotone constraints) of ``s_lgbm``, ``t_lgbm``, ``dr_lgbm`` and of
+the risk model, whose outcome (cancelling) goes the other way, and the linear learner's slopes
+(bounded to the sign under control and under every arm); ``s_blend`` holds both its members. A
+small log then cannot learn a slope against what the team knows. The uplift stays free: an arm
+may help most where the signal is high. The directions bind the fits; the blend's stretch of
+its trees' uplift (from 20,000 orders, :mod:`uplift.models.blend`) comes after them, so there
+an arm's outcome in the blend follows a direction as far as the stretched uplift lets it.
 
-Not constrained: the linear member of ``s_blend`` (its slopes per arm are not held to a sign),
-the DR-learner's effect models (they model uplift, not the outcome), the outcome model that
-scores candidates in selection (a referee that takes no side), and causalml's and econml's
-learners. ``benchmarks/results/directions.md`` measures what the simulator's own directions
-add.
+Not constrained: the DR-learner's effect models (they model uplift, not the outcome), the
+outcome model that scores candidates in selection (a referee that takes no side), and
+causalml's and econml's learners (refused by name when named with directions).
+``benchmarks/results/directions.md`` measures what the simulator's own directions add.
 """
 
 from __future__ import annotations

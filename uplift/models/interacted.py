@@ -23,11 +23,58 @@ from numpy.typing import NDArray
 
 from uplift.models.base import FloatArray
 
-__all__ = ["fit_logistic"]
+__all__ = ["SignedSlopes", "fit_logistic"]
 
 # scikit-learn's LogisticRegression defaults for lbfgs (see the module docstring).
 TOLERANCE = 1e-4
 LINE_SEARCH_STEPS = 50
+
+
+class SignedSlopes:
+    """Known signs of some columns' slopes, under control and under every arm, as bounds.
+
+    Column j's slope is its main effect under control and the main effect plus the arm's
+    interaction (times its factor) under arm a: a sum, which L-BFGS-B cannot bound. So the
+    solver sees, for a signed column, the arm's whole slope in place of the interaction, and
+    bounds it and the main effect to the sign; ``coef`` maps its variables back to the
+    coefficients (``interaction = (slope - main) / factor``), ``gradient`` maps the gradient
+    there to its variables (the map is linear), and the penalty stays on the interactions.
+    An interaction whose factor is 0 has no column: the main effect's bound covers the arm.
+    """
+
+    def __init__(self, signs: NDArray[np.int64], factors: FloatArray) -> None:
+        k, p = factors.shape
+        arm, column = np.nonzero((signs[None, :] != 0) & (factors > 0))
+        self.columns = column
+        self.slopes = p + k + arm * p + column  # the interactions whose variable is a slope
+        self.factors = factors[arm, column]
+        self.signs = signs
+        self.width = p + k + k * p
+
+    def bounds(self) -> list[tuple[float | None, float | None]]:
+        """L-BFGS-B's bounds of every variable (the intercept last, free)."""
+        Bound = tuple[float | None, float | None]
+        per_sign: dict[int, Bound] = {1: (0.0, None), -1: (None, 0.0), 0: (None, None)}
+        bounds: list[Bound] = [(None, None)] * (self.width + 1)
+        for column, sign in enumerate(self.signs.tolist()):
+            bounds[column] = per_sign[sign]
+        for index, column in zip(self.slopes.tolist(), self.columns.tolist(), strict=True):
+            bounds[index] = per_sign[int(self.signs[column])]
+        return bounds
+
+    def coef(self, v: FloatArray) -> FloatArray:
+        """The coefficients (and intercept, last) of the solver's variables ``v``."""
+        w = v.copy()
+        w[self.slopes] = (v[self.slopes] - v[self.columns]) / self.factors
+        return w
+
+    def gradient(self, grad: FloatArray) -> FloatArray:
+        """The gradient in the solver's variables from the gradient in the coefficients."""
+        out = grad.copy()
+        through = grad[self.slopes] / self.factors
+        out[self.slopes] = through
+        np.subtract.at(out, self.columns, through)
+        return out
 
 
 def fit_logistic(
@@ -38,10 +85,13 @@ def fit_logistic(
     weights: FloatArray,
     C: float,
     max_iter: int,
+    signs: NDArray[np.int64] | None = None,
 ) -> tuple[FloatArray, float]:
     """Coefficients and intercept of the fit. ``coef`` holds the main effects (one per column
     of ``base``), the arm effects (one per treatment arm) and the interactions (arm by arm), as
-    they enter: multiplied by ``factors`` (arms x columns)."""
+    they enter: multiplied by ``factors`` (arms x columns). ``signs`` (one per column of
+    ``base``: 1, -1 or 0 for free) bound each column's slope under control and every arm
+    (:class:`SignedSlopes`)."""
     from scipy.optimize import minimize  # noqa: PLC0415 - imported by the fit, as scikit-learn is
     from scipy.special import expit  # noqa: PLC0415
 
@@ -78,11 +128,20 @@ def fit_logistic(
         grad[width] = pointwise.sum()
         return loss + 0.5 * strength * float(coef @ coef), grad
 
+    signed = SignedSlopes(signs, factors) if signs is not None and np.any(signs) else None
+
+    def objective(v: FloatArray) -> tuple[float, FloatArray]:
+        if signed is None:
+            return loss_gradient(v)
+        loss, grad = loss_gradient(signed.coef(v))
+        return loss, signed.gradient(grad)
+
     result = minimize(
-        loss_gradient,
-        np.zeros(width + 1),
+        objective,
+        np.zeros(width + 1),  # inside every bound
         method="L-BFGS-B",
         jac=True,
+        bounds=None if signed is None else signed.bounds(),
         options={
             "maxiter": max_iter,
             "maxls": LINE_SEARCH_STEPS,
@@ -90,4 +149,5 @@ def fit_logistic(
             "ftol": 64 * np.finfo(float).eps,
         },
     )
-    return np.asarray(result.x[:width]), float(result.x[width])
+    x = result.x if signed is None else signed.coef(result.x)
+    return np.asarray(x[:width]), float(x[width])

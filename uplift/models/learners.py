@@ -134,6 +134,18 @@ def lgbm_params(
     }
 
 
+def check_signs(directions: object) -> None:
+    """A learner's ``directions``: None or a map of column names to 1 or -1 (ConfigError)."""
+    if directions is not None and not (
+        isinstance(directions, dict)
+        and all(
+            isinstance(k, str) and not isinstance(v, bool) and v in (-1, 1)
+            for k, v in directions.items()
+        )
+    ):
+        raise ConfigError(f"directions must map column names to 1 or -1; got {directions!r}")
+
+
 def leaf_size(min_child_samples: int, n_rows: int) -> int:
     """Rows a leaf needs: ``min_child_samples``, but never more than 2% of the rows fitted on.
 
@@ -293,16 +305,7 @@ class LightGBMLearner(BaseUpliftModel):
             self.random_state, int | np.integer
         ):
             raise ConfigError(f"random_state must be an integer; got {self.random_state!r}")
-        if self.directions is not None and not (
-            isinstance(self.directions, dict)
-            and all(
-                isinstance(k, str) and not isinstance(v, bool) and v in (-1, 1)
-                for k, v in self.directions.items()
-            )
-        ):
-            raise ConfigError(
-                f"directions must map column names to 1 or -1; got {self.directions!r}"
-            )
+        check_signs(self.directions)
 
     def _params(
         self, *, binary: bool, n_rows: int, leaf: int | None = None, outcome: bool = True

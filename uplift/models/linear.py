@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from uplift.exceptions import SchemaError
+from uplift.exceptions import ConfigError, SchemaError
 from uplift.models.base import FeatureEncoder, FitData, FloatArray, check_positive_float
-from uplift.models.interacted import fit_logistic
-from uplift.models.learners import OutcomeLearner, inverse_propensity_weights
+from uplift.models.interacted import SignedSlopes, fit_logistic
+from uplift.models.learners import OutcomeLearner, check_signs, inverse_propensity_weights
 
 __all__ = [
     "INTERACTION_SCALE",
@@ -194,6 +194,9 @@ class LinearLearner(OutcomeLearner):
         Power of each (arm, signal) group's relative size in the first fit that sets its
         factor in a second (:func:`adapted_scales`); 0 fits once with one factor for every
         interaction. None: by the log's size (:func:`penalty_for`).
+    directions : dict or None
+        Numeric inputs whose slope has a known sign (1 or -1) under control and under every
+        arm: the fit is bounded to it (:class:`~uplift.models.interacted.SignedSlopes`).
 
     Attributes
     ----------
@@ -214,15 +217,18 @@ class LinearLearner(OutcomeLearner):
         C: float | None = None,
         interaction_scale: float | None = None,
         adaptation: float | None = None,
+        directions: dict[str, int] | None = None,
     ) -> None:
         self.C = C
         self.interaction_scale = interaction_scale
         self.adaptation = adaptation
+        self.directions = directions
 
     def _check_params(self) -> None:
         for name in ("C", "interaction_scale", "adaptation"):
             if getattr(self, name) is not None:
                 check_positive_float(name, getattr(self, name), zero=name == "adaptation")
+        check_signs(self.directions)
 
     def _fit(self, data: FitData) -> None:
         base = self._numbers(data.X)
@@ -243,6 +249,7 @@ class LinearLearner(OutcomeLearner):
         self.penalty_ = (C, scale, adaptation)
         if data.binary and len(np.unique(data.y)) < 2:
             raise SchemaError("y holds only one value; a logistic model has nothing to learn")
+        signs = self._signs(p)
         factors = np.full((k, p), scale)
         if adaptation > 0:
             # The groups' sizes from a first fit on at most PILOT_ORDERS rows, spread evenly
@@ -250,16 +257,37 @@ class LinearLearner(OutcomeLearner):
             rows = np.unique(np.linspace(0, n - 1, min(n, PILOT_ORDERS)).astype(np.int64))
             pilot = base if len(rows) == n else base[rows]
             first, _ = _solve(
-                pilot, data.arm_code[rows], factors, data.y[rows], weights[rows], C, data.binary
+                pilot,
+                data.arm_code[rows],
+                factors,
+                data.y[rows],
+                weights[rows],
+                C,
+                data.binary,
+                signs,
             )
             effects = first[p + k :].reshape(k, p) * factors  # of the standardised columns
             factors = scale * adapted_scales(effects, signal_groups(self.encoder_), adaptation)
-        coef, intercept = _solve(base, data.arm_code, factors, data.y, weights, C, data.binary)
+        coef, intercept = _solve(
+            base, data.arm_code, factors, data.y, weights, C, data.binary, signs
+        )
         # Fold the interaction factors into the coefficients, so that prediction (and a saved
         # model) needs only the plain design.
         coef[p + k :] *= factors.ravel()
         self.coef_ = coef
         self.intercept_ = intercept
+
+    def _signs(self, p: int) -> NDArray[np.int64]:
+        """The sign of every column of the design's feature part that ``directions`` name
+        (their numbers, standardised with a positive scale: the sign is the number's), else 0."""
+        numeric = numeric_columns(self.encoder_)
+        known = self.directions or {}
+        unknown = sorted(set(known) - set(numeric))
+        if unknown:
+            raise ConfigError(f"directions name no numeric input: {', '.join(unknown)}")
+        signs = np.zeros(p, dtype=np.int64)
+        signs[: len(numeric)] = [known.get(c, 0) for c in numeric]
+        return signs
 
     def _numbers(self, X: pd.DataFrame) -> FloatArray:
         """The feature part of the design for encoded ``X``, numbers not yet standardised.
@@ -326,11 +354,13 @@ def _solve(
     weights: FloatArray,
     C: float,
     binary: bool,
+    signs: NDArray[np.int64],
 ) -> tuple[FloatArray, float]:
     """Coefficients (of the design's columns with the interactions times ``factors``) and
-    intercept of the penalised fit, on the outcome's scale."""
+    intercept of the penalised fit, on the outcome's scale; each column's slope under control
+    and every arm of the sign ``signs`` gives it (0: free)."""
     if binary:
-        return fit_logistic(base, arm_code, factors, y, weights, C, MAX_ITER)
+        return fit_logistic(base, arm_code, factors, y, weights, C, MAX_ITER, signs)
     # Imported by the fit: scikit-learn takes a second to import, which prediction skips.
     from sklearn.linear_model import Ridge  # noqa: PLC0415
 
@@ -346,6 +376,45 @@ def _solve(
     # Standardised outcome: the penalty then weighs the same against the data for revenue
     # in any currency as for a rate. The design is not needed after: centred in place.
     y_scale = float(y.std()) or 1.0
+    if np.any(signs):
+        coef, intercept = _bounded_ridge(
+            design, y / y_scale, weights, 1.0 / C, SignedSlopes(signs, factors)
+        )
+        return coef * y_scale, intercept * y_scale
     ridge = Ridge(alpha=1.0 / C, copy_X=False)
     ridge.fit(design, y / y_scale, sample_weight=weights)
     return np.asarray(ridge.coef_, dtype=np.float64) * y_scale, float(ridge.intercept_) * y_scale
+
+
+def _bounded_ridge(
+    design: FloatArray, y: FloatArray, weights: FloatArray, alpha: float, signed: SignedSlopes
+) -> tuple[FloatArray, float]:
+    """Ridge's objective (the weighted squared errors plus ``alpha`` times the squared
+    coefficients, the intercept free) with the slopes ``signed`` bounds, by L-BFGS-B."""
+    from scipy.optimize import minimize  # noqa: PLC0415 - imported by the fit
+
+    width = design.shape[1]
+    total = float(weights.sum())  # the objective over the weights' sum: the same optimum
+
+    def objective(v: FloatArray) -> tuple[float, FloatArray]:
+        w = signed.coef(v)
+        residual = y - design @ w[:width] - w[width]
+        weighted = weights * residual
+        grad = np.empty(width + 1)
+        grad[:width] = 2 * (alpha * w[:width] - design.T @ weighted) / total
+        grad[width] = -2 * weighted.sum() / total
+        loss = (float(weighted @ residual) + alpha * float(w[:width] @ w[:width])) / total
+        return loss, signed.gradient(grad)
+
+    result = minimize(
+        objective,
+        np.zeros(width + 1),
+        method="L-BFGS-B",
+        jac=True,
+        bounds=signed.bounds(),
+        # A quadratic: run to a gradient of 1e-10 and a relative change of 64 machine epsilons
+        # (L-BFGS-B's defaults stop 1e-4 short of Ridge's direct solve).
+        options={"maxiter": MAX_ITER, "gtol": 1e-10, "ftol": 64 * np.finfo(float).eps},
+    )
+    x = signed.coef(result.x)
+    return np.asarray(x[:width]), float(x[width])
