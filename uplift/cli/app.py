@@ -9,7 +9,7 @@ import typer
 
 from uplift.exceptions import ConfigError
 
-__all__ = ["app", "debug_requested", "parse_numbers", "reset_debug"]
+__all__ = ["app", "debug_requested", "parse_numbers", "parse_pairs", "reset_debug"]
 
 app = typer.Typer(
     name="uplift",

@@ -14,7 +14,7 @@ from uplift.exceptions import ConfigError
 if TYPE_CHECKING:
     from uplift.models.uplift_model import UpliftModel
 
-__all__ = ["LogSettings", "check_control", "log_settings", "numbers"]
+__all__ = ["LogSettings", "check_control", "directions", "log_settings", "numbers"]
 
 
 @dataclass(frozen=True)

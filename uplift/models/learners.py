@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM_FEATURE",
+    "DIRECTIONS",
     "LEARNING_RATE",
     "MAX_WEIGHT",
     "MIN_CHILD_SAMPLES",
@@ -53,6 +54,7 @@ __all__ = [
     "SLearner",
     "TLearner",
     "VariantLearner",
+    "check_signs",
     "dr_pseudo_outcomes",
     "fit_side_by_side",
     "fit_threads",
