@@ -25,7 +25,6 @@ Writes ``benchmarks/results/ceiling.md`` and ``ceiling.csv``.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,9 +36,9 @@ from bench_models import (
     SCALED,
     OrderTask,
     grid_parser,
-    machine,
     markdown,
     over_grid,
+    results_head,
     spread_by_cell,
     write_grid_results,
 )
@@ -179,12 +178,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.time()
     frame = over_grid(args, cell)
     summary = spread_by_cell(frame, list(MODELS), 1).reset_index()
-    command = ".venv/bin/python benchmarks/bench_ceiling.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [
-            "# The ceiling: a logistic model with the simulator's own terms",
-            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
-            machine(),
+            *results_head("The ceiling: a logistic model with the simulator's own terms", started),
             "\n\n".join(__doc__.split("\n\n")[1:4]),
             "True share (%) of the oracle's net value per seed:",
             markdown(frame.round(1)),

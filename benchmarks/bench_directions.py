@@ -17,7 +17,6 @@ Writes ``benchmarks/results/directions.md`` and ``directions.csv``.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +26,9 @@ from bench_models import (
     DEFAULT_GRID_CELLS,
     OrderTask,
     grid_parser,
-    machine,
     markdown,
     over_grid,
+    results_head,
     write_grid_results,
 )
 
@@ -98,12 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
     )
     chose = frame[["auto without chose", "auto with chose"]].stack().value_counts()
-    command = ".venv/bin/python benchmarks/bench_directions.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [
-            "# Known directions: the grid without and with the simulator's own",
-            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
-            machine(),
+            *results_head(
+                "Known directions: the grid without and with the simulator's own", started
+            ),
             "\n\n".join(__doc__.split("\n\n")[1:2]),
             "Directions: " + ", ".join(f"`{c}` {w}" for c, w in KNOWN.items()) + ".",
             "Per cell, mean true share (%) of the oracle's net value over seeds, and the gain "

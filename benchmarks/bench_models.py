@@ -117,19 +117,22 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def results_head(title: str, started: float) -> list[str]:
+    """The head of a results file: its title, the command that wrote it (this process's) with
+    its wall clock since ``started``, and the machine."""
+    command = " ".join([".venv/bin/python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    return [
+        f"# {title}",
+        f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
+        machine(),
+    ]
+
+
 def report(
     args: argparse.Namespace, part: str, title: str, sections: Sequence[str], started: float
 ) -> None:
     """Print a part's results and write them to ``<results>/<part>.md`` atomically."""
-    command = ".venv/bin/python benchmarks/bench_models.py " + " ".join(sys.argv[1:])
-    text = "\n\n".join(
-        [
-            f"# {title}",
-            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
-            machine(),
-            *sections,
-        ]
-    )
+    text = "\n\n".join([*results_head(title, started), *sections])
     print(text + "\n", flush=True)
     with atomic_path(Path(args.results) / f"{part}.md") as tmp:
         tmp.write_text(text + "\n")

@@ -28,7 +28,6 @@ Writes ``benchmarks/results/stacking.md`` and ``stacking.csv`` (with ``--first-s
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,9 +38,9 @@ from bench_models import (
     DEFAULT_GRID_CELLS,
     OrderTask,
     grid_parser,
-    machine,
     markdown,
     over_grid,
+    results_head,
     write_grid_results,
 )
 
@@ -128,12 +127,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.time()
     frame = over_grid(args, cell)
     table, regret = summary(frame)
-    command = ".venv/bin/python benchmarks/bench_stacking.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [
-            "# Stacking the blend's members: estimated against fixed weights",
-            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
-            machine(),
+            *results_head("Stacking the blend's members: estimated against fixed weights", started),
             "\n\n".join(__doc__.split("\n\n")[1:4]),
             "Per cell, mean over seeds: the estimated weight of the S-learner, its standard "
             "error, and the true share (%) of the oracle's net value of each weighting:",

@@ -24,7 +24,6 @@ Writes ``benchmarks/results/uplift-scale.md`` and ``uplift-scale.csv``.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,9 +34,9 @@ from bench_models import (
     SCALED,
     OrderTask,
     grid_parser,
-    machine,
     markdown,
     over_grid,
+    results_head,
     spread_by_cell,
     write_grid_results,
 )
@@ -98,12 +97,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     spread = spread_by_cell(frame, slopes, 2)
     spread.index = [f"{world}, {orders:,} orders" for world, orders in spread.index]
     spread = spread.T
-    command = ".venv/bin/python benchmarks/bench_uplift_scale.py " + " ".join(sys.argv[1:])
     text = "\n\n".join(
         [
-            "# The scale of the blend's uplift: oracle and estimated slopes",
-            f"Command: `{command}` (generated file; {time.time() - started:.0f} s wall clock).",
-            machine(),
+            *results_head("The scale of the blend's uplift: oracle and estimated slopes", started),
             "\n\n".join(__doc__.split("\n\n")[1:4]),
             "True share (%) of the oracle's net value per seed: the blend as it predicts, "
             "rescaled by the oracle slopes, rescaled by the estimated slopes:",
