@@ -58,6 +58,8 @@ OURS = tuple(name for name in LEARNERS if not name.startswith(("causalml_", "eco
 CAUSALML = ("causalml_t", "causalml_x", "causalml_dr", "causalml_r", "causalml_s")
 CONTRACT_LEARNERS = (*OURS, *CAUSALML, "econml_dr")
 DEFAULT = "auto"
+#: The Hillstrom row of a ranking drawn at random: what the Qini gives for no signal at all.
+PLACEBO = "random ranking"
 #: The candidates of `auto` that are single learners, not blends of others: the regret's yardstick.
 SINGLE_CANDIDATES = tuple(c for c in DEFAULT_CANDIDATES if c not in BLEND_MEMBERS)
 # CausalForestDML grows 6-arm honest forests; at 200,000 orders it would take most of an hour
@@ -676,8 +678,19 @@ def hillstrom_rows(train: ExperimentLog, test: ExperimentLog, split: int) -> lis
         )
         return {**hillstrom_qini(effects, test), "fit s": seconds}
 
+    def placebo() -> dict[str, Any]:
+        rng = np.random.default_rng(split)
+        arms = list(test.treatment_arms)
+
+        def draw() -> pd.DataFrame:
+            return pd.DataFrame(rng.random((len(test), len(arms))), columns=arms)
+
+        effects = Effects(test.control, test.treatment_arms, draw(), draw())
+        return {**hillstrom_qini(effects, test), "fit s": 0.0}
+
     rows = [attempt(f"ours ({DEFAULT})", ours)]
     rows += [attempt(name, partial(contract, name)) for name in CONTRACT_LEARNERS]
+    rows += [attempt(PLACEBO, placebo)]
     return [{**row, "split": split} for row in rows]
 
 
@@ -693,6 +706,7 @@ def paired_verdict(frame: pd.DataFrame, means: pd.DataFrame, columns: list[str])
     for column in columns:
         best = str(rivals[column].idxmax())
         gap = by_split[(column, ours)] - by_split[(column, best)]
+        lead = by_split[(column, best)] - by_split[(column, PLACEBO)]
         rows.append(
             {
                 "column": column,
@@ -702,6 +716,8 @@ def paired_verdict(frame: pd.DataFrame, means: pd.DataFrame, columns: list[str])
                 "ours - it, paired": gap.mean(),
                 "its standard error": gap.std() / np.sqrt(gap.count()),
                 "splits ours >= it": f"{int((gap >= 0).sum())} of {gap.count()}",
+                "it - random ranking, paired": lead.mean(),
+                "standard error (it - random)": lead.std() / np.sqrt(lead.count()),
             }
         )
     return pd.DataFrame(rows)
@@ -737,8 +753,11 @@ def part_hillstrom(args: argparse.Namespace) -> None:
             "both outcomes; `ours (auto)` fits visit and spend and chooses the learner (its "
             "picks are in `note`).",
             markdown(table.reset_index(), digits=4),
+            f"`{PLACEBO}` gives every customer random numbers as uplift (drawn with the "
+            "split's seed): its spread over splits is what the Qini gives with no signal.",
             "Ours against the best causalml or econml learner of each column (means over "
-            "splits; the difference and its standard error taken within splits):",
+            "splits; the differences and their standard errors taken within splits), and that "
+            f"learner against `{PLACEBO}`:",
             markdown(verdict, digits=4),
         ],
         started,

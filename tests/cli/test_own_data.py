@@ -53,8 +53,10 @@ def test_the_whole_workflow_on_hillstrom_from_a_project_file(
     )
     assert "on the 19," in trained
     assert "USD" in trained
+    assert "beyond noise" in trained  # the held-out Qini against a random ranking
     evaluated = run("evaluate", log, "--model-dir", "model")
     assert "over treating no one" in evaluated
+    assert "random ranking beyond noise" in evaluated
     ranked = run("rank", "pending.csv", "--model-dir", "model", "--out", "queue.csv")
     assert "expected incremental net value USD" in ranked
     assert len(pd.read_csv("queue.csv")) == PENDING

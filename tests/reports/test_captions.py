@@ -81,6 +81,30 @@ def test_qini_caption_separates_useful_rankings_from_random_ones() -> None:
     assert captions.qini_caption(pd.DataFrame()) == "No Qini figures this week."
 
 
+def test_qini_caption_with_intervals_says_which_arms_are_beyond_noise() -> None:
+    summary = pd.DataFrame(
+        {
+            "arm": ["a", "b", "c", "d"],
+            "qini_coefficient": [0.004, 0.006, 0.001, -0.003],
+            "qini_ci_lower": [0.001, 0.002, -0.002, -0.005],
+            "qini_ci_upper": [0.007, 0.010, 0.004, -0.001],
+        }
+    )
+    assert captions.qini_caption(summary) == (
+        "Ranking orders by the model beats a random ranking beyond noise for a and b (most for "
+        "b: Qini 0.60%, 95% bootstrap interval 0.20% to 1.00%); for c it is within noise of "
+        "random; for d it does worse than random beyond noise."
+    )
+    assert captions.qini_caption(summary.iloc[:1]) == (
+        "Ranking orders by the model beats a random ranking beyond noise for a (Qini 0.40%, 95% "
+        "bootstrap interval 0.10% to 0.70%)."
+    )
+    assert captions.qini_caption(summary.iloc[2:]) == (
+        "For no arm does the model's ranking beat a random one beyond noise (95% bootstrap "
+        "intervals of the Qini); for d it does worse than random beyond noise."
+    )
+
+
 def policy_values(diff: float, lower: float, upper: float) -> pd.DataFrame:
     return pd.DataFrame(
         {

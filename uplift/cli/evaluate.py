@@ -56,6 +56,7 @@ def evaluate(
     from uplift.models.evaluate import evaluate_model
     from uplift.models.risk_check import check_risk
     from uplift.models.verdict import calibration_sentence, verdict_sentence
+    from uplift.reports.captions import qini_caption
 
     inputs = {"LOG": log_path, "--model-dir": model_dir, "--config": config, "--truth": truth_path}
     check_outputs(inputs, {"--json": json_path})
@@ -87,6 +88,7 @@ def evaluate(
     if result.in_sample:
         screen.print("note: this is the log the model was trained on; its scores are optimistic")
     print_frame(screen, f"ranking per arm ({result.outcome} uplift)", result.by_arm)
+    screen.print(qini_caption(result.by_arm), soft_wrap=True, markup=False, highlight=False)
     print_frame(screen, "calibration by decile", result.calibration_summary)
     screen.print(calibration_sentence(result.calibration_summary), markup=False, highlight=False)
     policies = result.policies

@@ -149,6 +149,7 @@ def _evaluate_held_out(
     """The model judged on the orders kept out of its training: the verdict and the values."""
     from uplift.models.evaluate import evaluate_model
     from uplift.models.verdict import verdict_sentence
+    from uplift.reports.captions import qini_caption
 
     result = evaluate_model(model, held_out, costs=costs)
     screen.print(f"on the {len(held_out):,} held-out orders:")
@@ -157,6 +158,7 @@ def _evaluate_held_out(
             result, outcome_words=settings.project.words.kept, currency=settings.project.currency
         )
     )
+    screen.print(qini_caption(result.by_arm), soft_wrap=True, markup=False, highlight=False)
     return result.to_dict()
 
 

@@ -29,6 +29,8 @@ from uplift.exceptions import ConfigError, SchemaError, describe_rows
 from uplift.experiment.weighted import estimates, sufficient_statistics
 
 __all__ = [
+    "QINI_CUTOFFS",
+    "QINI_RESAMPLES",
     "Z95",
     "FloatArray",
     "as_vector",
@@ -36,6 +38,7 @@ __all__ = [
     "calibration_by_bucket",
     "qini_coefficient",
     "qini_curve",
+    "qini_interval",
     "sqrt_pehe",
     "uplift_at_k",
     "uplift_curve",
@@ -46,6 +49,13 @@ FloatArray = NDArray[np.float64]
 
 #: Two-sided 95% normal quantile used by every interval in this package's metrics.
 Z95 = NormalDist().inv_cdf(0.975)
+#: Bootstrap resamples of a Qini interval: the 2.5% and 97.5% points are then the 5th and
+#: 195th of 200 resampled values.
+QINI_RESAMPLES = 200
+#: Cut-offs at which a bootstrap resample's Qini curve is taken (see qini_interval).
+QINI_CUTOFFS = 2_000
+# Resamples x rows held in memory at once by the bootstrap (32 MB per array of 8-byte numbers).
+BOOTSTRAP_CELLS = 4_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,25 +125,51 @@ def _mean_or_nan(total: FloatArray, weight: FloatArray) -> FloatArray:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class _Ranked:
+    """Rows sorted by decreasing score; ``ends`` the last row of every group of equal scores."""
+
+    score: FloatArray
+    y: FloatArray
+    treated: NDArray[np.bool_]
+    weights: FloatArray
+    ends: NDArray[np.int64]
+
+    @classmethod
+    def of(
+        cls, score: ArrayLike, y: ArrayLike, is_treated: ArrayLike, weights: ArrayLike | None
+    ) -> _Ranked:
+        s, yv, t, w = _inputs(score, y, is_treated, weights)
+        order = np.argsort(-s, kind="stable")
+        s, yv, t, w = s[order], yv[order], t[order], w[order]
+        return cls(s, yv, t, w, np.flatnonzero(np.r_[s[1:] != s[:-1], True]))
+
+    def sums(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Weighted treated and control totals and the top's uplift at every group's end."""
+        t, w = self.treated, self.weights
+
+        def cumulative(values: FloatArray) -> FloatArray:
+            return np.cumsum(values)[self.ends]
+
+        wt, wc = cumulative(w * t), cumulative(w * ~t)
+        yt, yc = cumulative(w * self.y * t), cumulative(w * self.y * ~t)
+        return wt, wc, _mean_or_nan(yt, wt) - _mean_or_nan(yc, wc)
+
+
 def _cumulative(
     score: ArrayLike, y: ArrayLike, is_treated: ArrayLike, weights: ArrayLike | None
 ) -> pd.DataFrame:
     """Cumulative weighted sums at the end of every group of equal scores, best scores first."""
-    s, yv, t, w = _inputs(score, y, is_treated, weights)
-    order = np.argsort(-s, kind="stable")
-    s, yv, t, w = s[order], yv[order], t[order], w[order]
-    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-    wt, wc = np.cumsum(w * t)[ends], np.cumsum(w * ~t)[ends]
-    yt, yc = np.cumsum(w * yv * t)[ends], np.cumsum(w * yv * ~t)[ends]
-    total = wt[-1] + wc[-1]
+    ranked = _Ranked.of(score, y, is_treated, weights)
+    wt, wc, top = ranked.sums()
     return pd.DataFrame(
         {
-            "threshold": s[ends],
-            "share": (wt + wc) / total,
+            "threshold": ranked.score[ranked.ends],
+            "share": (wt + wc) / (wt[-1] + wc[-1]),
             "treated_share": wt / wt[-1],
-            "n_treated": np.cumsum(t)[ends],
-            "n_control": np.cumsum(~t)[ends],
-            "top_uplift": _mean_or_nan(yt, wt) - _mean_or_nan(yc, wc),
+            "n_treated": np.cumsum(ranked.treated)[ranked.ends],
+            "n_control": np.cumsum(~ranked.treated)[ranked.ends],
+            "top_uplift": top,
         }
     )
 
@@ -182,8 +218,12 @@ def qini_curve(
 
 
 def _area_over_random(curve: pd.DataFrame) -> float:
-    share, value = curve["share"].to_numpy(), curve["value"].to_numpy()
-    return float(np.trapezoid(value, share) - value[-1] / 2)
+    return float(_area(curve["share"].to_numpy(), curve["value"].to_numpy()))
+
+
+def _area(share: FloatArray, value: FloatArray) -> FloatArray:
+    """Trapezoid area under ``value`` over ``share`` minus the random line's (last axis)."""
+    return np.trapezoid(value, share, axis=-1) - value[..., -1] / 2
 
 
 def auuc(
@@ -208,6 +248,88 @@ def qini_coefficient(
     Normalised exactly like :func:`auuc` (random ranking about 0, unit outcome per order).
     """
     return _area_over_random(qini_curve(score, y, is_treated, weights))
+
+
+def qini_interval(
+    score: ArrayLike,
+    y: ArrayLike,
+    is_treated: ArrayLike,
+    weights: ArrayLike | None = None,
+    *,
+    resamples: int = QINI_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`qini_coefficient` at ``level``.
+
+    Treated and control rows are resampled separately, so every resample keeps the arms' sizes
+    as logged, and the ranking is kept. The interval is for the Qini of this ranking on the
+    population the rows were drawn from: one above 0 says the ranking beats a random one beyond
+    noise. On more than :data:`QINI_CUTOFFS` groups of equal scores the resamples' curves are
+    taken at that many cut-offs spread over the ranking (their area moves by far less than
+    the resamples spread), and the interval is moved by the difference between the Qini at every
+    cut-off and at those.
+    """
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive integer; got {resamples!r}")
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1); got {level!r}")
+    ranked = _Ranked.of(score, y, is_treated, weights)
+    ends = ranked.ends
+    cutoffs = ends[np.unique(np.linspace(0, ends.size - 1, QINI_CUTOFFS).round().astype(int))]
+    arms = [_Arm.of(ranked, cutoffs, rows) for rows in (ranked.treated, ~ranked.treated)]
+    rng = np.random.default_rng(seed)
+    block = max(1, BOOTSTRAP_CELLS // ranked.y.size)
+    areas = []
+    for first in range(0, resamples, block):
+        size = min(block, resamples - first)
+        drawn = [rng.integers(0, arm.size, size=(size, arm.size)) for arm in arms]
+        areas.append(_areas_at(arms, cutoffs.size, drawn))
+    low, high = np.quantile(np.concatenate(areas), [(1 - level) / 2, (1 + level) / 2])
+    every = [np.arange(arm.size)[None, :] for arm in arms]
+    shift = qini_coefficient(score, y, is_treated, weights) - _areas_at(arms, cutoffs.size, every)
+    return float(low + shift[0]), float(high + shift[0])
+
+
+@dataclass(frozen=True, eq=False)
+class _Arm:
+    """One arm's rows of a ranking: the segment of the ranking each falls in (segment ``k`` ends
+    at cut-off ``k``), its weight and its weight x outcome."""
+
+    segment: NDArray[np.int64]
+    weight: FloatArray
+    weighted_y: FloatArray
+
+    @classmethod
+    def of(cls, ranked: _Ranked, cutoffs: NDArray[np.int64], rows: NDArray[np.bool_]) -> _Arm:
+        segment = np.searchsorted(cutoffs, np.flatnonzero(rows))
+        weight = ranked.weights[rows]
+        return cls(segment, weight, weight * ranked.y[rows])
+
+    @property
+    def size(self) -> int:
+        return self.segment.size
+
+    def totals(self, drawn: NDArray[np.int64], points: int) -> tuple[FloatArray, FloatArray]:
+        """Cumulative weight and weight x outcome at every cut-off, for each row of ``drawn``
+        (the positions, among this arm's rows, drawn in one resample)."""
+        keys = (np.arange(len(drawn))[:, None] * points + self.segment[drawn]).ravel()
+
+        def cumulative(values: FloatArray) -> FloatArray:
+            sums = np.bincount(keys, weights=values[drawn].ravel(), minlength=len(drawn) * points)
+            return np.cumsum(sums.reshape(len(drawn), points), axis=1)
+
+        return cumulative(self.weight), cumulative(self.weighted_y)
+
+
+def _areas_at(arms: list[_Arm], points: int, drawn: list[NDArray[np.int64]]) -> FloatArray:
+    """The Qini coefficient of each resample (treated arm first), its curve taken at ``points``
+    cut-offs."""
+    (wt, yt), (wc, yc) = (arm.totals(rows, points) for arm, rows in zip(arms, drawn, strict=True))
+    top = np.nan_to_num(_mean_or_nan(yt, wt) - _mean_or_nan(yc, wc), nan=0.0)
+    start = np.zeros((len(wt), 1))
+    share = np.hstack([start, (wt + wc) / (wt[:, -1:] + wc[:, -1:])])
+    return _area(share, np.hstack([start, top * wt / wt[:, -1:]]))
 
 
 def uplift_at_k(
@@ -250,6 +372,8 @@ def uplift_metrics_by_arm(
     outcome: str = "retained",
     control: str = "control",
     ks: Sequence[float] = (0.1, 0.2, 0.3),
+    resamples: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Score every treatment arm's predicted uplift against that arm's and control's rows.
 
@@ -267,7 +391,9 @@ def uplift_metrics_by_arm(
     pd.DataFrame
         One row per treatment arm found in ``log``, sorted by name: ``arm``, ``n_treated``,
         ``n_control``, ``ate`` (weighted difference in means), ``auuc``,
-        ``qini_coefficient`` and one ``uplift_at_<percent>`` column per ``k`` in ``ks``.
+        ``qini_coefficient`` and one ``uplift_at_<percent>`` column per ``k`` in ``ks``; with
+        ``resamples`` (> 0) also ``qini_ci_lower`` and ``qini_ci_upper``, the Qini's 95%
+        :func:`qini_interval` from that many resamples drawn with ``seed``.
     """
     for k in ks:
         _check_k(k)
@@ -289,12 +415,13 @@ def uplift_metrics_by_arm(
         if arm not in uplift.columns:
             raise SchemaError(f"predicted uplift has no column for arm {arm!r}")
         mask = (arms == arm) | (arms == control)
-        cum = _cumulative(
+        columns = (
             uplift[arm].to_numpy(float)[mask],
             log[outcome].to_numpy(float)[mask],
             arms[mask] == arm,
             None if weights is None else weights[mask],
         )
+        cum = _cumulative(*columns)
         row: dict[str, object] = {
             "arm": arm,
             "n_treated": int(cum["n_treated"].iloc[-1]),
@@ -304,6 +431,9 @@ def uplift_metrics_by_arm(
             "qini_coefficient": _area_over_random(_curve(cum, "treated_share")),
         }
         row.update({_k_column(k): _uplift_at(cum, k) for k in ks})
+        if resamples:
+            low, high = qini_interval(*columns, resamples=resamples, seed=seed)
+            row.update(qini_ci_lower=low, qini_ci_upper=high)
         rows.append(row)
     return pd.DataFrame(rows)
 

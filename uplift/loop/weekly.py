@@ -44,7 +44,7 @@ from uplift.experiment.holdout import (
     has_decisions,
     read_out_policy,
 )
-from uplift.experiment.metrics import uplift_metrics_by_arm
+from uplift.experiment.metrics import QINI_RESAMPLES, uplift_metrics_by_arm
 from uplift.experiment.offpolicy import PolicyComparison
 from uplift.experiment.readout import Readout
 from uplift.experiment.readout import readout as read_out
@@ -660,7 +660,7 @@ def _change_table(roles: Sequence[tuple[str, ModelRecord]], values: pd.DataFrame
 
 def _qini_summary(log: ExperimentLog, effects: Effects) -> pd.DataFrame:
     uplift = effects.uplift("retained").set_axis(log.frame.index)
-    return uplift_metrics_by_arm(uplift, log.frame, control=log.control)
+    return uplift_metrics_by_arm(uplift, log.frame, control=log.control, resamples=QINI_RESAMPLES)
 
 
 def run_weekly(

@@ -23,7 +23,11 @@ import pandas as pd
 
 from uplift.data.log import ExperimentLog
 from uplift.exceptions import SchemaError
-from uplift.experiment.metrics import calibration_by_bucket, uplift_metrics_by_arm
+from uplift.experiment.metrics import (
+    QINI_RESAMPLES,
+    calibration_by_bucket,
+    uplift_metrics_by_arm,
+)
 from uplift.experiment.offpolicy import DEFAULT_ESTIMATORS
 from uplift.models.contest import TREAT_NONE, best_single_arm, compare_models
 from uplift.models.diagnose import explain_arms, segment_table
@@ -47,8 +51,8 @@ class Evaluation:
         What the policy values measure (revenue net of ``costs`` when the log has revenue).
     by_arm : DataFrame
         :func:`~uplift.experiment.metrics.uplift_metrics_by_arm`: ``arm``, ``n_treated``,
-        ``n_control``, ``ate``, ``auuc``, ``qini_coefficient``, ``uplift_at_10`` / ``_20`` /
-        ``_30``.
+        ``n_control``, ``ate``, ``auuc``, ``qini_coefficient`` with its 95% bootstrap interval
+        (``qini_ci_lower``, ``qini_ci_upper``), ``uplift_at_10`` / ``_20`` / ``_30``.
     calibration : DataFrame
         One row per arm and bucket: ``arm`` plus the columns of
         :class:`uplift.experiment.metrics.Calibration` ``.table``.
@@ -133,7 +137,9 @@ def evaluate_model(
     effects = model.predict_effects(log.frame)
     outcome: Outcome = "retained" if effects.retained is not None else "revenue"
     uplift = effects.uplift(outcome)
-    by_arm = uplift_metrics_by_arm(uplift, log.frame, outcome=outcome, control=log.control, ks=ks)
+    by_arm = uplift_metrics_by_arm(
+        uplift, log.frame, outcome=outcome, control=log.control, ks=ks, resamples=QINI_RESAMPLES
+    )
     calibration, summary = _calibration(uplift, log, outcome, buckets)
     has_value = effects.revenue is not None and log.has_revenue
     policy_outcome: Outcome = "revenue" if has_value else "retained"

@@ -90,12 +90,15 @@ def calibration_caption(by_arm: pd.DataFrame, threshold: float) -> str:
 
 
 def qini_caption(summary: pd.DataFrame) -> str:
-    """Under the Qini curves: for which arms the model's ranking beats a random one."""
+    """Under the Qini curves: for which arms the model's ranking beats a random one, beyond
+    noise when the summary has the Qini's interval (``qini_ci_lower``, ``qini_ci_upper``)."""
     if summary.empty or "qini_coefficient" not in summary.columns:
         return "No Qini figures this week."
     rows = summary.dropna(subset=["qini_coefficient"])
     if rows.empty:
         return "No Qini figures this week."
+    if {"qini_ci_lower", "qini_ci_upper"} <= set(rows.columns):
+        return _qini_beyond_noise(rows)
     best = _largest(rows, rows["qini_coefficient"])
     flat = list(rows.loc[rows["qini_coefficient"] <= 0, "arm"].astype(str))
     caveat = " The Qini has no interval here, so small differences may be noise."
@@ -108,6 +111,36 @@ def qini_caption(summary: pd.DataFrame) -> str:
     if flat:
         said += f"; for {_names(flat)} it does no better than random"
     return said + "." + caveat
+
+
+def _qini_beyond_noise(rows: pd.DataFrame) -> str:
+    """The Qini caption with 95% intervals: which arms' rankings beat or lose to a random one
+    by more than noise."""
+    better = rows[rows["qini_ci_lower"] > 0]
+    worse = list(rows.loc[rows["qini_ci_upper"] < 0, "arm"].astype(str))
+    noise = list(rows.loc[(rows["qini_ci_lower"] <= 0) & (rows["qini_ci_upper"] >= 0), "arm"])
+    if better.empty:
+        parts = [
+            "For no arm does the model's ranking beat a random one beyond noise (95% "
+            "bootstrap intervals of the Qini)"
+        ]
+    else:
+        best = _largest(better, better["qini_coefficient"])
+        figure = (
+            f"Qini {percent(best['qini_coefficient'])}, 95% bootstrap interval "
+            f"{percent(best['qini_ci_lower'])} to {percent(best['qini_ci_upper'])}"
+        )
+        arms = list(better["arm"].astype(str))
+        which = figure if len(arms) == 1 else f"most for {best['arm']}: {figure}"
+        parts = [
+            f"Ranking orders by the model beats a random ranking beyond noise for "
+            f"{_names(arms)} ({which})"
+        ]
+        if noise:
+            parts.append(f"for {_names([str(a) for a in noise])} it is within noise of random")
+    if worse:
+        parts.append(f"for {_names(worse)} it does worse than random beyond noise")
+    return "; ".join(parts) + "."
 
 
 def policy_value_caption(values: pd.DataFrame, currency: str = "") -> str:

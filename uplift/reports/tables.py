@@ -262,7 +262,7 @@ def qini_columns(summary: pd.DataFrame) -> list[Column]:
         Column("n_control", "orders on control", "count"),
         Column("ate", "uplift, all orders", "percent"),
         Column("auuc", "AUUC", "percent"),
-        Column("qini_coefficient", "Qini", "percent"),
+        Column("qini_coefficient", "Qini", "percent", ("qini_ci_lower", "qini_ci_upper")),
     ]
     for name in summary.columns:
         top = re.fullmatch(r"uplift_at_(\d+)", str(name))
