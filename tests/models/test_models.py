@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,9 +22,13 @@ from uplift.models.effects import Effects
 from uplift.models.learners import (
     MAX_WEIGHT,
     DRLearner,
+    Fit,
     TLearner,
     dr_pseudo_outcomes,
+    fit_side_by_side,
     inverse_propensity_weights,
+    lgbm_params,
+    train_lgbm,
 )
 from uplift.models.propensity import arm_probabilities, pairwise
 from uplift.models.select import clear_margin, score_candidates
@@ -395,3 +400,27 @@ def test_costs_without_an_order_value_are_refused_not_dropped() -> None:
     valued = ExperimentLog.from_frame(frame, column_map=ColumnMap(order_value=40.0))
     priced = train_uplift(valued, learner="t_lgbm", costs={"expedite": 2.0})
     assert priced.training["costs"] == {"expedite": 2.0}  # the card keeps them for rank
+
+
+def test_boosters_fitted_side_by_side_equal_those_fitted_one_by_one(small: dict) -> None:
+    # Side by side, each booster's rows are taken and binned while the others wait: the same
+    # boosters, to the byte, as fitting each alone (the rows, the binning and the seed alike).
+    X, y = small["X"], small["retained"].to_numpy(float)
+    encoded = FeatureEncoder().fit(X).transform(X)
+    params = lgbm_params(
+        binary=True, learning_rate=0.1, num_leaves=7, min_child_samples=20, n_jobs=1, seed=5
+    )
+
+    def rows(i: int) -> Fit:
+        drawn = np.random.default_rng(i).integers(0, len(encoded), len(encoded))
+        return params, encoded.iloc[drawn], y[drawn], 20, None
+
+    def plain(i: int) -> lgb.Booster:  # LightGBM binning its rows itself, inside train
+        _, X_i, y_i, rounds, _ = rows(i)
+        return lgb.train(params, lgb.Dataset(X_i, label=y_i, params={"verbose": -1}), rounds)
+
+    together = fit_side_by_side(4, rows)
+    alone = [train_lgbm(*rows(i)) for i in range(4)]
+    texts = [b.model_to_string() for b in together]
+    assert texts == [b.model_to_string() for b in alone]
+    assert texts == [plain(i).model_to_string() for i in range(4)]
