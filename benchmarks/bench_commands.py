@@ -1,8 +1,9 @@
 """Whole commands on 1,000,000 orders x 6 arms, each in a fresh process, against causalml.
 
 Times ``uplift train`` (``--learner t_lgbm``, the default ``auto`` and ``--learner s_blend``),
-``uplift predict`` with each model and ``uplift rank --model-dir`` (the ``auto`` model) with
-two binding capacities as a user runs them: a new process
+``uplift predict`` with each model, ``uplift rank --model-dir`` (the ``auto`` model) with
+two binding capacities and ``uplift evaluate`` (the ``auto`` model, on the same orders) as a
+user runs them: a new process
 that imports the package, reads the log, works and writes its files. Each row gives the wall
 seconds and the peak RSS of that process (predict and rank: the median of three runs and the
 largest peak). In the same run, in fresh processes too:
@@ -88,6 +89,8 @@ def commands(folder: Path, log: Path) -> list[dict[str, Any]]:
         f"{arm}={n:,} (shadow price {prices.loc[arm, 'shadow_price']:.3g})"
         for arm, n in capacity.items()
     )
+    argv = ["evaluate", log, "--json", folder / "evaluation.json"]
+    rows.append(row(f"uplift evaluate ({learner})", argv, auto_model))
     return rows
 
 
@@ -196,6 +199,10 @@ def causalml_t(path: Path) -> dict[str, Any]:
 def in_process(path: Path, folder: Path) -> dict[str, Any]:
     """``predict_effects`` of a saved model: our evaluator, then LightGBM's predict."""
     from uplift.data.log import read_frame  # noqa: PLC0415 - the worker's own imports
+    from uplift.experiment.metrics import (  # noqa: PLC0415
+        QINI_RESAMPLES,
+        uplift_metrics_by_arm,
+    )
     from uplift.models import load_model, trees  # noqa: PLC0415
 
     model = load_model(folder)
@@ -209,6 +216,11 @@ def in_process(path: Path, folder: Path) -> dict[str, Any]:
         effects = model.predict_effects(frame)
         seconds[path_name] = time.perf_counter() - start
         seconds[f"{path_name} sum"] = float(np.nansum(effects.to_frame().to_numpy(np.float64)))
+    uplift = effects.uplift("retained").set_axis(frame.index)
+    for key, resamples in (("metrics", 0), ("metrics with intervals", QINI_RESAMPLES)):
+        start = time.perf_counter()
+        uplift_metrics_by_arm(uplift, frame, control=model.control, resamples=resamples)
+        seconds[key] = time.perf_counter() - start
     return seconds
 
 
@@ -315,7 +327,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                         for name in inside
                     ]
                 )
-            ),
+            )
+            + "\n\nThe ranking metrics of every arm on the same orders "
+            "(`uplift_metrics_by_arm`, as `evaluate` and the weekly report compute them): "
+            + "; ".join(
+                f"{name} {inside[name]['metrics']:.2f} s without the Qini's intervals, "
+                f"{inside[name]['metrics with intervals']:.2f} s with them (200 resamples each)"
+                for name in inside
+            )
+            + ".",
             "## numba's first call\n\nThe first prediction of a process on 1,000 orders (t_lgbm "
             "model) less the second: "
             f"{compiled['first s'] - compiled['second s']:.2f} s with an empty cache (numba "
