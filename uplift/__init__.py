@@ -55,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("PolicyReadout", "read_out_policy"), "uplift.experiment.holdout"),
     **dict.fromkeys(("Readout", "readout"), "uplift.experiment.readout"),
     **dict.fromkeys(
-        ("auuc", "qini_coefficient", "qini_curve", "sqrt_pehe", "uplift_at_k"),
+        ("auuc", "qini_coefficient", "qini_curve", "qini_interval", "sqrt_pehe", "uplift_at_k"),
         "uplift.experiment.metrics",
     ),
     "uplift_metrics_by_arm": "uplift.experiment.metrics",
