@@ -162,3 +162,9 @@ def test_the_metrics_table_gives_the_interval_when_asked() -> None:
 def test_bad_options_are_refused(option: str, value: float) -> None:
     with pytest.raises(ConfigError, match=option):
         qini_interval([0.1, 0.2], [1.0, 0.0], [True, False], **{option: value})
+
+
+def test_the_metrics_table_refuses_a_bad_resample_count() -> None:
+    log = pd.DataFrame({"arm": ["control", "a"], "retained": [1.0, 0.0]})
+    with pytest.raises(ConfigError, match="resamples"):
+        uplift_metrics_by_arm(pd.DataFrame({"a": [0.1, 0.2]}), log, resamples=-3)

@@ -160,7 +160,10 @@ def _cumulative(
     score: ArrayLike, y: ArrayLike, is_treated: ArrayLike, weights: ArrayLike | None
 ) -> pd.DataFrame:
     """Cumulative weighted sums at the end of every group of equal scores, best scores first."""
-    ranked = _Ranked.of(score, y, is_treated, weights)
+    return _cumulative_of(_Ranked.of(score, y, is_treated, weights))
+
+
+def _cumulative_of(ranked: _Ranked) -> pd.DataFrame:
     wt, wc, top = ranked.sums()
     return pd.DataFrame(
         {
@@ -270,11 +273,19 @@ def qini_interval(
     the resamples spread), and the interval is moved by the difference between the Qini at every
     cut-off and at those.
     """
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise ConfigError(f"resamples must be a positive integer; got {resamples!r}")
+    _check_resamples(resamples)
     if not 0 < level < 1:
         raise ConfigError(f"level must be in (0, 1); got {level!r}")
-    ranked = _Ranked.of(score, y, is_treated, weights)
+    return _interval(_Ranked.of(score, y, is_treated, weights), resamples, level, seed)
+
+
+def _check_resamples(resamples: object) -> None:
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive integer; got {resamples!r}")
+
+
+def _interval(ranked: _Ranked, resamples: int, level: float, seed: int) -> tuple[float, float]:
+    """:func:`qini_interval` of rows already ranked."""
     ends = ranked.ends
     cutoffs = ends[np.unique(np.linspace(0, ends.size - 1, QINI_CUTOFFS).round().astype(int))]
     arms = [_Arm.of(ranked, cutoffs, rows) for rows in (ranked.treated, ~ranked.treated)]
@@ -287,8 +298,9 @@ def qini_interval(
         areas.append(_areas_at(arms, cutoffs.size, drawn))
     low, high = np.quantile(np.concatenate(areas), [(1 - level) / 2, (1 + level) / 2])
     every = [np.arange(arm.size)[None, :] for arm in arms]
-    shift = qini_coefficient(score, y, is_treated, weights) - _areas_at(arms, cutoffs.size, every)
-    return float(low + shift[0]), float(high + shift[0])
+    qini = _area_over_random(_curve(_cumulative_of(ranked), "treated_share"))
+    shift = qini - _areas_at(arms, cutoffs.size, every)[0]
+    return float(low + shift), float(high + shift)
 
 
 @dataclass(frozen=True, eq=False)
@@ -397,6 +409,8 @@ def uplift_metrics_by_arm(
     """
     for k in ks:
         _check_k(k)
+    if resamples:
+        _check_resamples(resamples)
     for column in ("arm", outcome):
         if column not in log.columns:
             raise SchemaError(f"log has no column {column!r}; columns: {list(log.columns)}")
@@ -415,13 +429,13 @@ def uplift_metrics_by_arm(
         if arm not in uplift.columns:
             raise SchemaError(f"predicted uplift has no column for arm {arm!r}")
         mask = (arms == arm) | (arms == control)
-        columns = (
+        ranked = _Ranked.of(
             uplift[arm].to_numpy(float)[mask],
             log[outcome].to_numpy(float)[mask],
             arms[mask] == arm,
             None if weights is None else weights[mask],
         )
-        cum = _cumulative(*columns)
+        cum = _cumulative_of(ranked)
         row: dict[str, object] = {
             "arm": arm,
             "n_treated": int(cum["n_treated"].iloc[-1]),
@@ -432,7 +446,7 @@ def uplift_metrics_by_arm(
         }
         row.update({_k_column(k): _uplift_at(cum, k) for k in ks})
         if resamples:
-            low, high = qini_interval(*columns, resamples=resamples, seed=seed)
+            low, high = _interval(ranked, resamples, 0.95, seed)
             row.update(qini_ci_lower=low, qini_ci_upper=high)
         rows.append(row)
     return pd.DataFrame(rows)
