@@ -62,8 +62,9 @@ def test_every_row_drawn_once_gives_the_qini_itself_at_the_cutoffs() -> None:
     arms = [_Arm.of(ranked, cutoffs, rows) for rows in (ranked.treated, ~ranked.treated)]
     coarse = _areas_at(arms, cutoffs.size, [np.arange(arm.size)[None, :] for arm in arms])[0]
     low, high = qini_interval(score, y, treated)
-    # 2,000 cut-offs over 50,000 rows: the area moves by under a twentieth of the interval.
-    assert abs(coarse - qini_coefficient(score, y, treated)) < (high - low) / 20
+    # 2,000 cut-offs over 50,000 rows: the area moves by 1.4e-5 of the interval's width
+    # (measured); the bound leaves a factor of 70.
+    assert abs(coarse - qini_coefficient(score, y, treated)) < (high - low) / 1_000
 
 
 def _population_qini(truth: pd.DataFrame, score: np.ndarray) -> float:
